@@ -1,0 +1,3 @@
+"""BHV360 backups: producers, locations, manifests and consumers of backups."""
+
+__version__ = "0.1.0"

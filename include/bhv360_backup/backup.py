@@ -1,0 +1,165 @@
+"""Write one backup into every location at once: artifacts, read-back verification, manifest last."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bhv360_backup.errors import BackupError
+from bhv360_backup.layout import BackupType, artifact_key
+from bhv360_backup.locations.base import Location
+from bhv360_backup.manifest import Artifact, Manifest, utc_now
+from bhv360_backup.streams import CopyResult, ProgressLog, copy_stream
+from bhv360_backup.verify import ContentCheck, read_back
+
+log = logging.getLogger(__name__)
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@dataclass
+class BackupWriter:
+    """Collects one backup's artifacts in every location; a location that fails drops out.
+
+    Nothing is listed anywhere until :meth:`publish` writes the manifest, and only to the
+    locations that took and verified every artifact.
+    """
+
+    locations: Sequence[Location]
+    backup_type: BackupType
+    backup_id: str
+    started_at: datetime = field(default_factory=utc_now)
+    artifacts: list[Artifact] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def live(self) -> list[Location]:
+        return [location for location in self.locations if location.name not in self.failures]
+
+    def drop(self, location: Location, reason: str) -> None:
+        log.error("%s location %s dropped out: %s", self.backup_type.value, location.describe(), reason)
+        self.failures[location.name] = reason
+
+    def add(self, path: str, chunks: Iterable[bytes]) -> Artifact:
+        """Stream ``chunks`` into ``path`` of this backup in every live location."""
+        key = artifact_key(self.backup_type, self.backup_id, path)
+        writers = {}
+        for location in self.live:
+            try:
+                writers[location.name] = location.open_writer(key)
+            except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
+                self.drop(location, f"cannot write {path}: {first_line(error)}")
+        self._require_live()
+        result: CopyResult = copy_stream(chunks, writers, ProgressLog(f"{self.backup_type.value} {path}"))
+        for location in self.live:
+            if location.name in result.failed:
+                self.drop(location, f"writing {path}: {first_line(result.failed[location.name])}")
+        self._require_live()
+        artifact = Artifact(path=path, size=result.size, sha256=result.sha256)
+        self.artifacts.append(artifact)
+        return artifact
+
+    def add_bytes(self, path: str, data: bytes) -> Artifact:
+        return self.add(path, [data])
+
+    def verify(self, checks: dict[str, ContentCheck] | None = None) -> None:
+        """Read every artifact back from every live location and compare size and sha256."""
+        for location in self.live:
+            for artifact in self.artifacts:
+                key = artifact_key(self.backup_type, self.backup_id, artifact.path)
+                try:
+                    read_back(location, key, artifact, (checks or {}).get(artifact.path))
+                except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
+                    self.drop(location, f"verification of {artifact.path}: {first_line(error)}")
+                    break
+        self._require_live()
+
+    def publish(self, *, dag_id: str, run_id: str, details: dict[str, Any]) -> Manifest:
+        """Write the manifest, last, to every location that holds the whole verified backup."""
+        manifest = Manifest(
+            backup_id=self.backup_id,
+            type=self.backup_type,
+            started_at=self.started_at,
+            completed_at=utc_now(),
+            dag_id=dag_id,
+            run_id=run_id,
+            artifacts=tuple(self.artifacts),
+            details=details,
+        )
+        for location in self.live:
+            try:
+                location.write_manifest(manifest)
+            except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
+                self.drop(location, f"writing the manifest: {first_line(error)}")
+        self._require_live()
+        return manifest
+
+    def resume(self) -> Manifest | None:
+        """Make a retried run safe: reuse a backup an earlier try completed, or clear its leftovers.
+
+        If any location holds the complete backup, it is copied to the live locations that lack
+        it and its manifest is returned. Otherwise every location's leftovers of this id are
+        removed and None is returned: the caller makes the backup afresh. A location that
+        cannot be reached drops out.
+        """
+        complete = []
+        for location in self.live:
+            try:
+                if location.has_manifest(self.backup_type, self.backup_id):
+                    complete.append(location)
+                else:
+                    location.delete_backup(self.backup_type, self.backup_id)
+            except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
+                self.drop(location, f"unreachable: {first_line(error)}")
+        self._require_live()
+        if not complete:
+            return None
+        source = complete[0]
+        manifest = source.read_manifest(self.backup_type, self.backup_id)
+        for location in self.live:
+            if location not in complete:
+                log.info("copying %s %s from %s to %s", self.backup_type.value, self.backup_id, source.name, location.name)
+                try:
+                    copy_backup(manifest, source, location)
+                except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
+                    self.drop(location, f"copying the earlier try's backup: {first_line(error)}")
+        return manifest
+
+    def raise_for_failures(self) -> None:
+        """Fail when any location is missing the backup, saying where it did land."""
+        if self.failures:
+            missing = "; ".join(f"{name}: {reason}" for name, reason in self.failures.items())
+            landed = ", ".join(location.describe() for location in self.live) or "nowhere"
+            raise BackupError(
+                f"{self.backup_type.value} backup {self.backup_id} is complete only in {landed}; missing in {missing}"
+            )
+
+    def discard(self) -> None:
+        """Remove whatever this backup left in any location (it has no manifest there)."""
+        for location in self.locations:
+            try:
+                location.delete_backup(self.backup_type, self.backup_id)
+            except Exception as error:  # noqa: BLE001 - leftovers are retention's to clean
+                log.warning("could not remove leftovers of %s from %s: %s", self.backup_id, location.name, error)
+
+    def _require_live(self) -> None:
+        if not self.live:
+            reasons = "; ".join(f"{name}: {reason}" for name, reason in self.failures.items())
+            raise BackupError(f"{self.backup_type.value} backup {self.backup_id} failed in every location: {reasons}")
+
+
+def copy_backup(manifest: Manifest, source: Location, target: Location) -> None:
+    """Copy a published backup from one location to another, checking every byte, manifest last."""
+    for artifact in manifest.artifacts:
+        key = artifact_key(manifest.type, manifest.backup_id, artifact.path)
+        result = copy_stream(source.read_chunks(key), {target.name: target.open_writer(key)})
+        if target.name in result.failed:
+            raise BackupError(f"copying {key} to {target.describe()}: {first_line(result.failed[target.name])}")
+        artifact.check(result.size, result.sha256, f"{source.name}:{key}")
+    target.write_manifest(manifest)

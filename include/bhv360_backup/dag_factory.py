@@ -1,0 +1,45 @@
+"""What every BHV360 backup DAG shares: schedule in the local zone, retries, alerts, tags."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, Asset, CronTriggerTimetable
+
+from bhv360_backup.alerts import task_failure_alert
+from bhv360_backup.settings import schedule_timezone
+
+START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+
+
+def backup_asset(backup_type: str) -> Asset:
+    """The Asset a backup of this type updates; the restore drill is scheduled on it."""
+    return Asset(f"bhv360://backups/{backup_type}", group="bhv360_backups")
+
+
+def default_args(retries: int = 2) -> dict:
+    return {
+        "owner": "bhv360-ops",
+        "retries": retries,
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(hours=1),
+        "on_failure_callback": [task_failure_alert],
+    }
+
+
+def bhv360_dag(dag_id: str, *, cron: str | None, timeout: timedelta, doc_md: str, tags: list[str]) -> DAG:
+    """A DAG on ``cron`` in the ``bhv360_timezone`` zone (DST-correct), one run at a time, no catch-up."""
+    schedule = CronTriggerTimetable(cron, timezone=schedule_timezone()) if cron else None
+    return DAG(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        dagrun_timeout=timeout,
+        default_args=default_args(),
+        doc_md=doc_md,
+        tags=["bhv360", *tags],
+    )

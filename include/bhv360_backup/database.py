@@ -1,0 +1,58 @@
+"""The database backup: a custom-format dump and the roles, from one consistent snapshot."""
+
+from __future__ import annotations
+
+from bhv360_backup.backup import BackupWriter
+from bhv360_backup.manifest import Manifest
+from bhv360_backup.sources.postgres import (
+    ChildProcessStream,
+    PgTarget,
+    exported_snapshot,
+    find_client,
+    libpq_environment,
+    pg_dump_argv,
+    pg_dumpall_roles_argv,
+    tool_major,
+)
+from bhv360_backup.verify import pg_archive_check
+
+DUMP_ARTIFACT = "database.dump"
+ROLES_ARTIFACT = "roles.sql"
+
+
+def dump_database(target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, dag_id: str, run_id: str) -> Manifest:
+    """Dump ``target`` into every location of ``writer``; return the published manifest.
+
+    The dump and the row counts in the manifest come from the same exported snapshot, so a
+    restore can be checked against them exactly. A retry reuses a backup an earlier try
+    finished. Whatever fails leaves no manifest and no partial artifact behind.
+    """
+    reused = writer.resume()
+    if reused is not None:
+        return reused
+    try:
+        with exported_snapshot(target) as snapshot, libpq_environment(target) as env:
+            pg_dump = find_client("pg_dump", snapshot.server_major, pg_bin_dir)
+            pg_dumpall = find_client("pg_dumpall", snapshot.server_major, pg_bin_dir)
+            pg_restore = find_client("pg_restore", snapshot.server_major, pg_bin_dir)
+            writer.add(DUMP_ARTIFACT, ChildProcessStream(pg_dump_argv(pg_dump, snapshot.snapshot_id), env, "pg_dump"))
+            writer.add(
+                ROLES_ARTIFACT,
+                ChildProcessStream(pg_dumpall_roles_argv(pg_dumpall, target.dbname), env, "pg_dumpall --roles-only"),
+            )
+        writer.verify({DUMP_ARTIFACT: pg_archive_check(pg_restore)})
+        return writer.publish(
+            dag_id=dag_id,
+            run_id=run_id,
+            details={
+                "source": {"host": target.host, "port": target.port, "dbname": target.dbname},
+                "server_version": snapshot.server_version,
+                "pg_dump_version": tool_major(pg_dump)[1],
+                "dump_format": "custom",
+                "snapshot_time": snapshot.snapshot_time,
+                "table_rows": snapshot.table_rows,
+            },
+        )
+    except BaseException:
+        writer.discard()
+        raise

@@ -1,0 +1,90 @@
+"""The job log: one JSON object per line for every backup, retention, restore and drill run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bhv360_backup.errors import ConfigurationError
+from bhv360_backup.manifest import iso, utc_now
+
+log = logging.getLogger(__name__)
+
+JOB_LOG_NAME = "jobs.jsonl"
+
+
+def append(log_dir: Path, record: dict[str, Any]) -> None:
+    """Append one line; a single ``write`` on an ``O_APPEND`` file keeps concurrent lines whole."""
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+        fd = os.open(log_dir / JOB_LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+    except OSError as error:
+        raise ConfigurationError(f"cannot write the job log in {log_dir} (variable bhv360_log_dir): {error}") from None
+
+
+def read(log_dir: Path) -> list[dict[str, Any]]:
+    path = log_dir / JOB_LOG_NAME
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class JobRecord:
+    """What a running job reports; filled in while it works, written when it ends."""
+
+    dag_id: str
+    run_id: str
+    type: str
+    backup_id: str | None = None
+    bytes: int = 0
+    locations: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def job(log_dir: Path, record: JobRecord) -> Iterator[JobRecord]:
+    """Write the record's line when the block ends: ``success``, or ``failed`` with the error.
+
+    A failure to write the log never hides the job's own error.
+    """
+    started = time.monotonic()
+
+    def line(status: str, error: BaseException | None) -> dict[str, Any]:
+        entry = {
+            "time": iso(utc_now()),
+            "dag_id": record.dag_id,
+            "run_id": record.run_id,
+            "type": record.type,
+            "backup_id": record.backup_id,
+            "status": status,
+            "duration_s": round(time.monotonic() - started, 3),
+            "bytes": record.bytes,
+            "locations": record.locations,
+            **record.extra,
+        }
+        if error is not None:
+            entry["error"] = str(error).strip() or type(error).__name__
+        return entry
+
+    try:
+        yield record
+    except BaseException as error:
+        try:
+            append(log_dir, line("failed", error))
+        except ConfigurationError as log_error:
+            log.error("%s", log_error)
+        raise
+    append(log_dir, line("success", None))

@@ -1,0 +1,80 @@
+"""Backup ids and the relative paths of a location's layout (the same locally and in S3)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timezone
+from enum import Enum
+
+from bhv360_backup.errors import BackupError
+
+MANIFEST_NAME = "manifest.json"
+_ID_PATTERN = re.compile(r"^(\d{8}T\d{6}Z)(-[a-z0-9]{1,32})?$")
+_ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+class BackupType(str, Enum):
+    """The kinds of backup the seed names; the value is the layout's top-level folder."""
+
+    DATABASE = "database"
+    CONFIG = "config"
+    STORAGE = "storage"
+    FULL = "full"
+
+    @classmethod
+    def parse(cls, value: str) -> BackupType:
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(t.value for t in cls)
+            raise BackupError(f"unknown backup type {value!r}: expected one of {names}") from None
+
+
+def backup_id_for_run(run_after: datetime, run_id: str, *, scheduled: bool) -> str:
+    """The id of the backup a DAG run makes: the same for every try of that run.
+
+    A scheduled run's id is the UTC time it was due; any other run gets a suffix derived
+    from its run id, so manual re-runs stay apart while still sorting in time order.
+    """
+    stamp = run_after.astimezone(timezone.utc).strftime(_ID_TIME_FORMAT)
+    if scheduled:
+        return stamp
+    return f"{stamp}-m{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
+
+
+def is_backup_id(value: str) -> bool:
+    return bool(_ID_PATTERN.match(value))
+
+
+def backup_id_time(backup_id: str) -> datetime:
+    """The UTC time a backup id names."""
+    match = _ID_PATTERN.match(backup_id)
+    if not match:
+        raise BackupError(f"not a backup id: {backup_id!r} (expected e.g. 20261126T000000Z)")
+    return datetime.strptime(match.group(1), _ID_TIME_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def check_relative_path(path: str) -> str:
+    """Refuse a path that could leave its folder: absolute, ``..``, empty parts, NUL or backslash."""
+    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
+        raise BackupError(f"unsafe relative path {path!r}")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise BackupError(f"unsafe relative path {path!r}")
+    return path
+
+
+def backup_dir(backup_type: BackupType, backup_id: str) -> str:
+    if not is_backup_id(backup_id):
+        raise BackupError(f"not a backup id: {backup_id!r}")
+    return f"{backup_type.value}/{backup_id}"
+
+
+def artifact_key(backup_type: BackupType, backup_id: str, artifact_path: str) -> str:
+    """The location-relative path of one artifact of a backup."""
+    return f"{backup_dir(backup_type, backup_id)}/{check_relative_path(artifact_path)}"
+
+
+def manifest_key(backup_type: BackupType, backup_id: str) -> str:
+    return f"{backup_dir(backup_type, backup_id)}/{MANIFEST_NAME}"

@@ -1,0 +1,21 @@
+"""Where backups are kept: the local folder and the S3 bucket, behind one interface."""
+
+from bhv360_backup.locations.base import (
+    CHUNK_SIZE,
+    ArtifactMissing,
+    ArtifactWriter,
+    BackupFolder,
+    Location,
+)
+from bhv360_backup.locations.local import LocalLocation
+from bhv360_backup.locations.s3 import S3Location
+
+__all__ = [
+    "CHUNK_SIZE",
+    "ArtifactMissing",
+    "ArtifactWriter",
+    "BackupFolder",
+    "LocalLocation",
+    "Location",
+    "S3Location",
+]

@@ -1,0 +1,102 @@
+"""The location interface: a folder tree of backups, the same layout locally and in S3."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from bhv360_backup.errors import BackupError
+from bhv360_backup.layout import BackupType, manifest_key
+from bhv360_backup.manifest import Manifest
+
+CHUNK_SIZE = 1 << 20
+
+
+class ArtifactMissing(BackupError):
+    """The artifact is not in the location."""
+
+
+class ArtifactWriter(ABC):
+    """Receives a stream; nothing is visible under the final name until :meth:`commit`."""
+
+    @abstractmethod
+    def write(self, chunk: bytes) -> None: ...
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Make the written bytes visible under the final name."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Discard everything written; safe to call more than once."""
+
+
+@dataclass(frozen=True)
+class BackupFolder:
+    """One ``<type>/<backup_id>/`` folder as a scan finds it, finished or not."""
+
+    backup_id: str
+    complete: bool
+    last_modified: datetime
+
+
+class Location(ABC):
+    """A place that holds backups: ``name`` is ``local`` or ``s3``, keys are layout-relative paths."""
+
+    name: str
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where this is, for people: a folder path or an ``s3://`` URL."""
+
+    @abstractmethod
+    def open_writer(self, key: str) -> ArtifactWriter: ...
+
+    @abstractmethod
+    def read_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """Stream a stored object; raises :class:`ArtifactMissing` if it is not there."""
+
+    @abstractmethod
+    def size_of(self, key: str) -> int | None:
+        """The stored size, or None if the object is not there."""
+
+    @abstractmethod
+    def scan(self, backup_type: BackupType) -> list[BackupFolder]:
+        """Every backup folder of a type, complete or not, in id order."""
+
+    @abstractmethod
+    def delete_backup(self, backup_type: BackupType, backup_id: str) -> None:
+        """Remove a backup: its manifest first, so it stops existing before its artifacts go."""
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        writer = self.open_writer(key)
+        try:
+            writer.write(data)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def read_bytes(self, key: str) -> bytes:
+        return b"".join(self.read_chunks(key))
+
+    def list_backups(self, backup_type: BackupType) -> list[str]:
+        """Ids of the complete backups (those with a manifest), oldest first."""
+        return [folder.backup_id for folder in self.scan(backup_type) if folder.complete]
+
+    def has_manifest(self, backup_type: BackupType, backup_id: str) -> bool:
+        return self.size_of(manifest_key(backup_type, backup_id)) is not None
+
+    def read_manifest(self, backup_type: BackupType, backup_id: str) -> Manifest:
+        key = manifest_key(backup_type, backup_id)
+        manifest = Manifest.from_bytes(self.read_bytes(key), f"{self.name}:{key}")
+        if manifest.backup_id != backup_id or manifest.type != backup_type:
+            raise BackupError(
+                f"{self.name}:{key} describes {manifest.type.value} backup {manifest.backup_id}, not this folder"
+            )
+        return manifest
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        self.put_bytes(manifest_key(manifest.type, manifest.backup_id), manifest.to_bytes())

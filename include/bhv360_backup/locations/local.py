@@ -1,0 +1,119 @@
+"""The local location: a folder on the backup host (files 0600, folders 0700)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bhv360_backup.errors import BackupError
+from bhv360_backup.layout import MANIFEST_NAME, BackupType, check_relative_path, is_backup_id, manifest_key
+from bhv360_backup.locations.base import CHUNK_SIZE, ArtifactMissing, ArtifactWriter, BackupFolder, Location
+
+STAGING_PREFIX = ".partial-"
+
+
+def _make_dirs(path: Path) -> None:
+    for parent in reversed([path, *path.parents]):
+        if not parent.exists():
+            parent.mkdir(mode=0o700)
+
+
+class LocalWriter(ArtifactWriter):
+    """Writes to a hidden staging file beside the target and renames it on commit."""
+
+    def __init__(self, target: Path) -> None:
+        _make_dirs(target.parent)
+        self._target = target
+        self._staging = target.with_name(f"{STAGING_PREFIX}{uuid.uuid4().hex}-{target.name}")
+        self._fd: int | None = os.open(self._staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def write(self, chunk: bytes) -> None:
+        if self._fd is None:
+            raise BackupError(f"write to {self._target} after commit or abort")
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def commit(self) -> None:
+        if self._fd is None:
+            raise BackupError(f"commit of {self._target} after abort")
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        os.replace(self._staging, self._target)
+        directory = os.open(self._target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._staging.unlink(missing_ok=True)
+
+
+class LocalLocation(Location):
+    """Backups under ``root`` with the contract's layout."""
+
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def path_of(self, key: str) -> Path:
+        """The file a key names, refusing keys that leave the root (``..``, symlinks out)."""
+        path = self.root / check_relative_path(key)
+        real_root = self.root.resolve()
+        if not path.resolve().is_relative_to(real_root):
+            raise BackupError(f"{key!r} leads outside the local backup root {self.root}")
+        return path
+
+    def open_writer(self, key: str) -> ArtifactWriter:
+        return LocalWriter(self.path_of(key))
+
+    def read_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        path = self.path_of(key)
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            raise ArtifactMissing(f"local: {key} is missing under {self.root}") from None
+        with handle:
+            while chunk := handle.read(chunk_size):
+                yield chunk
+
+    def size_of(self, key: str) -> int | None:
+        path = self.path_of(key)
+        return path.stat().st_size if path.is_file() else None
+
+    def scan(self, backup_type: BackupType) -> list[BackupFolder]:
+        type_dir = self.root / backup_type.value
+        if not type_dir.is_dir():
+            return []
+        folders = []
+        for entry in type_dir.iterdir():
+            if not entry.is_dir() or entry.is_symlink() or not is_backup_id(entry.name):
+                continue
+            times = [entry.stat().st_mtime] + [f.stat().st_mtime for f in entry.rglob("*") if f.is_file()]
+            folders.append(
+                BackupFolder(
+                    backup_id=entry.name,
+                    complete=(entry / MANIFEST_NAME).is_file(),
+                    last_modified=datetime.fromtimestamp(max(times), timezone.utc),
+                )
+            )
+        return sorted(folders, key=lambda folder: folder.backup_id)
+
+    def delete_backup(self, backup_type: BackupType, backup_id: str) -> None:
+        manifest = self.path_of(manifest_key(backup_type, backup_id))
+        manifest.unlink(missing_ok=True)
+        if manifest.parent.exists():
+            shutil.rmtree(manifest.parent)

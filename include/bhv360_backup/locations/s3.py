@@ -1,0 +1,183 @@
+"""The cloud location: an S3 (or S3-compatible) bucket, written with multipart uploads."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from bhv360_backup.errors import BackupError
+from bhv360_backup.layout import MANIFEST_NAME, BackupType, backup_dir, check_relative_path, is_backup_id
+from bhv360_backup.locations.base import CHUNK_SIZE, ArtifactMissing, ArtifactWriter, BackupFolder, Location
+
+MIN_PART_SIZE = 8 << 20
+MAX_PART_SIZE = 5 << 30
+PARTS_PER_SIZE_STEP = 1000
+PART_MEMORY_LIMIT = 16 << 20
+UPLOADS_IN_FLIGHT = 2
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+
+
+def part_size(part_number: int) -> int:
+    """Size of part ``part_number`` (1-based): 8 MiB, doubling every 1,000 parts.
+
+    10,000 parts then hold about 8 TiB, past S3's 5 TiB object limit, while a
+    small dump still goes up in 8 MiB parts.
+    """
+    return min(MIN_PART_SIZE << ((part_number - 1) // PARTS_PER_SIZE_STEP), MAX_PART_SIZE)
+
+
+def _is_not_found(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") in _NOT_FOUND
+
+
+class S3Writer(ArtifactWriter):
+    """Buffers one part at a time (spilling to disk past 16 MiB) and uploads parts in the background.
+
+    A stream shorter than one part is sent with a single PUT; a longer one as a multipart
+    upload that only becomes an object on :meth:`commit` and is aborted on :meth:`abort`.
+    """
+
+    def __init__(self, client: Any, bucket: str, key: str, put_args: dict[str, Any]) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._put_args = put_args
+        self._upload_id: str | None = None
+        self._part_number = 1
+        self._part = tempfile.SpooledTemporaryFile(max_size=PART_MEMORY_LIMIT)
+        self._part_bytes = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: list[Future] = []
+        self._done_parts: list[dict[str, Any]] = []
+        self._closed = False
+
+    def write(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            room = part_size(self._part_number) - self._part_bytes
+            piece = view[:room]
+            self._part.write(piece)
+            self._part_bytes += len(piece)
+            view = view[len(piece) :]
+            if self._part_bytes == part_size(self._part_number):
+                self._send_part()
+
+    def _send_part(self) -> None:
+        if self._upload_id is None:
+            response = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key, **self._put_args)
+            self._upload_id = response["UploadId"]
+            self._pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, thread_name_prefix="s3-part")
+        while len(self._in_flight) >= UPLOADS_IN_FLIGHT:
+            self._done_parts.append(self._in_flight.pop(0).result())
+        part, number = self._part, self._part_number
+        part.seek(0)
+        self._in_flight.append(self._pool.submit(self._upload_part, part, number))
+        self._part = tempfile.SpooledTemporaryFile(max_size=PART_MEMORY_LIMIT)
+        self._part_bytes = 0
+        self._part_number += 1
+
+    def _upload_part(self, body: Any, number: int) -> dict[str, Any]:
+        with body:
+            response = self._client.upload_part(
+                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body
+            )
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+    def commit(self) -> None:
+        if self._closed:
+            raise BackupError(f"commit of s3://{self._bucket}/{self._key} after commit or abort")
+        if self._upload_id is None:
+            self._part.seek(0)
+            self._client.put_object(Bucket=self._bucket, Key=self._key, Body=self._part, **self._put_args)
+            self._part.close()
+        else:
+            if self._part_bytes:
+                self._send_part()
+            self._done_parts.extend(future.result() for future in self._in_flight)
+            self._in_flight.clear()
+            self._client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": sorted(self._done_parts, key=lambda part: part["PartNumber"])},
+            )
+            self._pool.shutdown()
+        self._closed = True
+
+    def abort(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._part.close()
+        if self._pool is not None:
+            for future in self._in_flight:
+                future.cancel()
+            self._pool.shutdown(wait=True)
+        if self._upload_id is not None:
+            self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+
+
+class S3Location(Location):
+    """Backups in ``bucket`` with the contract's layout; ``client`` is a boto3 S3 client."""
+
+    name = "s3"
+
+    def __init__(self, client: Any, bucket: str, put_args: dict[str, Any] | None = None) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.put_args = dict(put_args or {})
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}"
+
+    def open_writer(self, key: str) -> ArtifactWriter:
+        return S3Writer(self.client, self.bucket, check_relative_path(key), self.put_args)
+
+    def read_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=check_relative_path(key))["Body"]
+        except ClientError as error:
+            if _is_not_found(error):
+                raise ArtifactMissing(f"s3: {key} is missing in s3://{self.bucket}") from None
+            raise
+        with body:
+            yield from body.iter_chunks(chunk_size)
+
+    def size_of(self, key: str) -> int | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=check_relative_path(key))["ContentLength"]
+        except ClientError as error:
+            if _is_not_found(error):
+                return None
+            raise
+
+    def _objects(self, prefix: str) -> Iterator[dict[str, Any]]:
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from page.get("Contents", [])
+
+    def scan(self, backup_type: BackupType) -> list[BackupFolder]:
+        found: dict[str, BackupFolder] = {}
+        prefix = f"{backup_type.value}/"
+        for item in self._objects(prefix):
+            backup_id, _, rest = item["Key"][len(prefix) :].partition("/")
+            if not is_backup_id(backup_id):
+                continue
+            seen = found.get(backup_id)
+            complete = rest == MANIFEST_NAME or (seen is not None and seen.complete)
+            newest = max(item["LastModified"], seen.last_modified) if seen else item["LastModified"]
+            found[backup_id] = BackupFolder(backup_id, complete, newest)
+        return [found[backup_id] for backup_id in sorted(found)]
+
+    def delete_backup(self, backup_type: BackupType, backup_id: str) -> None:
+        folder = backup_dir(backup_type, backup_id)
+        self.client.delete_object(Bucket=self.bucket, Key=f"{folder}/{MANIFEST_NAME}")
+        keys = [{"Key": item["Key"]} for item in self._objects(f"{folder}/")]
+        for start in range(0, len(keys), 1000):
+            response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[start : start + 1000]})
+            if response.get("Errors"):
+                first = response["Errors"][0]
+                raise BackupError(f"s3: could not delete {first['Key']}: {first.get('Message', first.get('Code'))}")

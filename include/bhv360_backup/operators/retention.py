@@ -1,0 +1,63 @@
+"""Operator that applies the retention policy of one backup type in every location."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from bhv360_backup import joblog, retention
+from bhv360_backup.backup import first_line
+from bhv360_backup.errors import BackupError
+from bhv360_backup.layout import BackupType
+from bhv360_backup.manifest import utc_now
+from bhv360_backup.runtime import load_settings, open_locations
+from bhv360_backup.settings import S3_CONN_ID
+
+
+class RetentionOperator(BaseOperator):
+    """
+    Delete the backups of one type that are past ``bhv360_retention_days``, in each location on its own.
+
+    The newest ``bhv360_keep_min`` complete backups stay whatever their age; unfinished
+    leftovers untouched for 24 hours go.
+
+    :param backup_type: database, config, storage or full
+    :param dry_run: only report what would be deleted
+    :param aws_conn_id: connection of the S3 location
+    """
+
+    template_fields: Sequence[str] = ("dry_run", "aws_conn_id")
+    ui_color = "#fdebd0"
+
+    def __init__(
+        self, *, backup_type: str, dry_run: bool = False, aws_conn_id: str = S3_CONN_ID, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.backup_type = backup_type
+        self.dry_run = dry_run
+        self.aws_conn_id = aws_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        settings = load_settings()
+        backup_type = BackupType.parse(self.backup_type)
+        policy = retention.RetentionPolicy(days=settings.retention_days, keep_min=settings.keep_min)
+        record = joblog.JobRecord(self.dag_id, context["run_id"], f"retention:{backup_type.value}")
+        results: dict[str, Any] = {}
+        with joblog.job(settings.log_dir, record):
+            now = utc_now()
+            failures = []
+            for location in open_locations(settings, self.aws_conn_id):
+                try:
+                    report = retention.apply(location, backup_type, policy, now, dry_run=bool(self.dry_run))
+                except Exception as error:  # noqa: BLE001 - each location is kept on its own
+                    failures.append(f"{location.name}: {first_line(error)}")
+                    continue
+                failures += [f"{location.name}: {problem}" for problem in report.errors]
+                results[location.name] = {"deleted": report.deleted, "kept": len(report.kept)}
+                record.locations.append(location.name)
+            record.extra = {"dry_run": bool(self.dry_run), "retention": results}
+            if failures:
+                raise BackupError(f"retention of {backup_type.value} backups: " + "; ".join(failures))
+        return results

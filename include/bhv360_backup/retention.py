@@ -1,0 +1,108 @@
+"""Retention: which backups of a type a location keeps, and the deletions that follow."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bhv360_backup.errors import BackupError
+from bhv360_backup.layout import BackupType
+from bhv360_backup.locations.base import BackupFolder, Location
+from bhv360_backup.manifest import iso
+
+log = logging.getLogger(__name__)
+
+LEFTOVER_AGE = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    days: int
+    keep_min: int
+    leftover_age: timedelta = LEFTOVER_AGE
+
+
+@dataclass(frozen=True)
+class Decision:
+    backup_id: str
+    delete: bool
+    reason: str
+
+
+def plan(
+    folders: list[BackupFolder],
+    completed_at: dict[str, datetime],
+    policy: RetentionPolicy,
+    now: datetime,
+    protected: Collection[str] = (),
+) -> list[Decision]:
+    """Decide for every folder. ``completed_at`` holds the manifest time of each readable complete backup.
+
+    Complete backups go once their manifest's ``completed_at`` is past the policy, except the
+    newest ``keep_min`` and any ``protected`` id (e.g. a component of a kept full set). A
+    complete backup whose manifest cannot be read is kept: nothing is deleted unjudged.
+    Unfinished folders go once nothing was written to them for ``leftover_age``.
+    """
+    cutoff = now - timedelta(days=policy.days)
+    newest = sorted(completed_at, key=lambda backup_id: (completed_at[backup_id], backup_id))[-policy.keep_min :]
+    decisions = []
+    for folder in folders:
+        backup_id = folder.backup_id
+        if not folder.complete:
+            stale = folder.last_modified < now - policy.leftover_age
+            reason = "unfinished leftover" + (f", untouched since {iso(folder.last_modified)}" if stale else ", recent")
+            decisions.append(Decision(backup_id, stale, reason))
+        elif backup_id not in completed_at:
+            decisions.append(Decision(backup_id, False, "manifest unreadable: kept for inspection"))
+        elif backup_id in newest:
+            decisions.append(Decision(backup_id, False, f"one of the newest {policy.keep_min}"))
+        elif backup_id in protected:
+            decisions.append(Decision(backup_id, False, "part of a kept full backup"))
+        elif completed_at[backup_id] < cutoff:
+            decisions.append(
+                Decision(backup_id, True, f"completed {iso(completed_at[backup_id])}, older than {policy.days} days")
+            )
+        else:
+            decisions.append(Decision(backup_id, False, "within retention"))
+    return decisions
+
+
+@dataclass
+class RetentionReport:
+    location: str
+    deleted: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def apply(
+    location: Location,
+    backup_type: BackupType,
+    policy: RetentionPolicy,
+    now: datetime,
+    *,
+    dry_run: bool,
+    protected: Collection[str] = (),
+) -> RetentionReport:
+    """Plan and (unless ``dry_run``) carry out retention for one type in one location."""
+    folders = location.scan(backup_type)
+    completed_at = {}
+    report = RetentionReport(location.name)
+    for folder in folders:
+        if folder.complete:
+            try:
+                completed_at[folder.backup_id] = location.read_manifest(backup_type, folder.backup_id).completed_at
+            except BackupError as error:
+                report.errors.append(str(error))
+    for decision in plan(folders, completed_at, policy, now, protected):
+        if not decision.delete:
+            report.kept.append(decision.backup_id)
+            continue
+        verb = "would delete" if dry_run else "deleting"
+        log.info("%s: %s %s %s (%s)", location.name, verb, backup_type.value, decision.backup_id, decision.reason)
+        if not dry_run:
+            location.delete_backup(backup_type, decision.backup_id)
+        report.deleted.append(decision.backup_id)
+    return report

@@ -1,0 +1,78 @@
+"""Where Airflow meets the package: connections, variables and locations, resolved at task run time."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from airflow.sdk import BaseHook, Context, Variable
+from airflow.sdk.exceptions import AirflowNotFoundException
+
+from bhv360_backup.errors import ConfigurationError
+from bhv360_backup.layout import backup_id_for_run
+from bhv360_backup.locations import LocalLocation, Location, S3Location
+from bhv360_backup.settings import Settings
+from bhv360_backup.sources.postgres import PgTarget
+
+_CONN_PURPOSE = {
+    "bhv360_db": "the database to back up",
+    "bhv360_restore_db": "the restore target database",
+    "bhv360_s3": "the S3 backup bucket",
+    "bhv360_supabase": "the Supabase project",
+}
+
+
+def load_settings() -> Settings:
+    return Settings.load(lambda name, default: Variable.get(name, default=default))
+
+
+def get_connection(conn_id: str) -> Any:
+    """The Airflow connection, or an error that names it and says how to add it."""
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        purpose = _CONN_PURPOSE.get(conn_id, "")
+        raise ConfigurationError(
+            f"Airflow connection '{conn_id}'{f' ({purpose})' if purpose else ''} is not configured: "
+            f"add it under Admin > Connections or set AIRFLOW_CONN_{conn_id.upper()}"
+        ) from None
+
+
+def pg_target(conn_id: str) -> PgTarget:
+    connection = get_connection(conn_id)
+    if not connection.host or not connection.schema:
+        raise ConfigurationError(f"Airflow connection '{conn_id}' needs a host and a database (schema)")
+    extras = {key: str(value) for key, value in (connection.extra_dejson or {}).items()}
+    return PgTarget(
+        host=connection.host,
+        port=int(connection.port or 5432),
+        dbname=connection.schema,
+        user=connection.login or "postgres",
+        password=connection.password,
+        extras=extras,
+    )
+
+
+def s3_location(settings: Settings, aws_conn_id: str) -> S3Location:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    connection = get_connection(aws_conn_id)
+    extra = connection.extra_dejson or {}
+    put_args = {key: extra[key] for key in ("ServerSideEncryption", "SSEKMSKeyId") if key in extra}
+    return S3Location(S3Hook(aws_conn_id=aws_conn_id).get_conn(), settings.s3_bucket, put_args)
+
+
+def open_locations(settings: Settings, aws_conn_id: str) -> list[Location]:
+    """The two locations of the strategy: the local root, then the S3 bucket."""
+    return [LocalLocation(settings.backup_root), s3_location(settings, aws_conn_id)]
+
+
+def run_backup_id(context: Context) -> str:
+    """The backup id of the running DAG run: the same for every try and every task of that run."""
+    dag_run = context["dag_run"]
+    scheduled = getattr(dag_run.run_type, "value", dag_run.run_type) == "scheduled"
+    return backup_id_for_run(dag_run.run_after, dag_run.run_id, scheduled=scheduled)
+
+
+def summary_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)

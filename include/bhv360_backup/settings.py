@@ -1,0 +1,93 @@
+"""The operations contract's connection ids and variables, read at run time with their defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bhv360_backup.errors import ConfigurationError
+
+DB_CONN_ID = "bhv360_db"
+RESTORE_DB_CONN_ID = "bhv360_restore_db"
+S3_CONN_ID = "bhv360_s3"
+SUPABASE_CONN_ID = "bhv360_supabase"
+SLACK_CONN_ID = "bhv360_slack_ops"
+SMTP_CONN_ID = "smtp_default"
+
+DEFAULTS = {
+    "bhv360_backup_root": "/var/backups/bhv360",
+    "bhv360_s3_bucket": "bhv360-backups",
+    "bhv360_log_dir": "/var/log/bhv360/backups",
+    "bhv360_retention_days": "30",
+    "bhv360_alert_emails": "ops@bhv360.nl",
+    "bhv360_alert_from": "bhv360-backup@bhv360.nl",
+    "bhv360_timezone": "Europe/Amsterdam",
+    "bhv360_keep_min": "3",
+    "bhv360_pg_dump_bin_dir": "",
+}
+
+VariableGetter = Callable[[str, str], str]
+
+
+def environment_variable(name: str, default: str) -> str:
+    """Read a variable the way Airflow's environment backend does, without any DB access."""
+    return os.environ.get(f"AIRFLOW_VAR_{name.upper()}", default)
+
+
+def schedule_timezone() -> str:
+    """The zone the DAG schedules follow, read at parse time from the environment only."""
+    name = environment_variable("bhv360_timezone", DEFAULTS["bhv360_timezone"])
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ConfigurationError(f"variable bhv360_timezone: unknown time zone {name!r}") from error
+    return name
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"variable {name} must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ConfigurationError(f"variable {name} must be at least 1, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Run-time settings; build with :meth:`load` from Airflow Variables or the environment."""
+
+    backup_root: Path
+    s3_bucket: str
+    log_dir: Path
+    retention_days: int
+    alert_emails: tuple[str, ...]
+    alert_from: str
+    keep_min: int
+    pg_bin_dir: str
+
+    @classmethod
+    def load(cls, get: VariableGetter = environment_variable) -> Settings:
+        """Read every variable through ``get(name, default)``, validating as we go."""
+
+        def value(name: str) -> str:
+            return str(get(name, DEFAULTS[name])).strip()
+
+        bucket = value("bhv360_s3_bucket")
+        if not bucket:
+            raise ConfigurationError("variable bhv360_s3_bucket is empty")
+        emails = tuple(e.strip() for e in value("bhv360_alert_emails").replace(";", ",").split(",") if e.strip())
+        return cls(
+            backup_root=Path(value("bhv360_backup_root")).expanduser(),
+            s3_bucket=bucket,
+            log_dir=Path(value("bhv360_log_dir")).expanduser(),
+            retention_days=_positive_int("bhv360_retention_days", value("bhv360_retention_days")),
+            alert_emails=emails,
+            alert_from=value("bhv360_alert_from"),
+            keep_min=_positive_int("bhv360_keep_min", value("bhv360_keep_min")),
+            pg_bin_dir=value("bhv360_pg_dump_bin_dir"),
+        )

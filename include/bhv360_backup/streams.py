@@ -1,0 +1,127 @@
+"""Copy one stream to several writers at once, hashing it on the way, in bounded memory."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from bhv360_backup.locations.base import ArtifactWriter
+
+log = logging.getLogger(__name__)
+
+QUEUE_DEPTH = 4
+PROGRESS_INTERVAL_S = 10.0
+_END = object()
+
+
+class Digest:
+    """Running sha256 and byte count of a stream."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+class ProgressLog:
+    """Logs bytes and MB/s of a long transfer every ``interval`` seconds."""
+
+    def __init__(self, what: str, interval: float = PROGRESS_INTERVAL_S) -> None:
+        self.what = what
+        self.interval = interval
+        self.started = time.monotonic()
+        self._next = self.started + interval
+
+    def rate(self, size: int) -> float:
+        return size / 1e6 / max(time.monotonic() - self.started, 1e-9)
+
+    def __call__(self, size: int) -> None:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.interval
+            log.info("%s: %.1f MB so far, %.1f MB/s", self.what, size / 1e6, self.rate(size))
+
+
+class _WriterThread(threading.Thread):
+    """Feeds one writer from a bounded queue; after a failure it keeps draining so others go on."""
+
+    def __init__(self, name: str, writer: ArtifactWriter) -> None:
+        super().__init__(name=f"write-{name}", daemon=True)
+        self.writer = writer
+        self.chunks: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        while (chunk := self.chunks.get()) is not _END:
+            if self.error is None:
+                try:
+                    self.writer.write(chunk)
+                except BaseException as error:  # noqa: BLE001 - reported by copy_stream
+                    self.error = error
+
+
+@dataclass
+class CopyResult:
+    size: int
+    sha256: str
+    failed: dict[str, BaseException] = field(default_factory=dict)
+
+
+def copy_stream(
+    chunks: Iterable[bytes],
+    writers: Mapping[str, ArtifactWriter],
+    progress: ProgressLog | None = None,
+) -> CopyResult:
+    """Send every chunk to every writer, then commit the writers that kept up.
+
+    A writer that fails is aborted and named in ``failed`` while the others go on. If the
+    source itself fails, every writer is aborted and the source's error is raised: nothing
+    of a broken stream becomes visible anywhere.
+    """
+    threads = {name: _WriterThread(name, writer) for name, writer in writers.items()}
+    for thread in threads.values():
+        thread.start()
+    digest = Digest()
+    try:
+        for chunk in chunks:
+            digest.update(chunk)
+            for thread in threads.values():
+                if thread.error is None:
+                    thread.chunks.put(chunk)
+            if progress:
+                progress(digest.size)
+    except BaseException:
+        _finish(threads)
+        for thread in threads.values():
+            thread.writer.abort()
+        raise
+    _finish(threads)
+    failed: dict[str, BaseException] = {}
+    for name, thread in threads.items():
+        try:
+            if thread.error is not None:
+                raise thread.error
+            thread.writer.commit()
+        except BaseException as error:  # noqa: BLE001 - the caller decides what a lost location means
+            failed[name] = error
+            thread.writer.abort()
+    return CopyResult(size=digest.size, sha256=digest.sha256, failed=failed)
+
+
+def _finish(threads: Mapping[str, _WriterThread]) -> None:
+    for thread in threads.values():
+        thread.chunks.put(_END)
+    for thread in threads.values():
+        thread.join()
