@@ -1,0 +1,77 @@
+"""The inventory: every complete backup, in which locations, and whether each copy verifies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bhv360_backup.errors import BackupError
+from bhv360_backup.layout import BackupType
+from bhv360_backup.locations.base import Location
+from bhv360_backup.manifest import Manifest, iso
+from bhv360_backup.verify import verify_backup
+
+
+@dataclass
+class InventoryEntry:
+    type: str
+    backup_id: str
+    completed_at: str
+    size: int
+    artifacts: list[dict]
+    locations: dict[str, str] = field(default_factory=dict)  # location -> "verified" or the problem
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.locations) and all(state == "verified" for state in self.locations.values())
+
+
+def build(locations: Sequence[Location], types: Sequence[BackupType], *, deep: bool) -> list[InventoryEntry]:
+    """Every complete backup of ``types`` in any location, oldest first, each copy checked."""
+    entries: dict[tuple[str, str], InventoryEntry] = {}
+    for backup_type in types:
+        for location in locations:
+            for backup_id in location.list_backups(backup_type):
+                try:
+                    manifest: Manifest = location.read_manifest(backup_type, backup_id)
+                except BackupError as error:
+                    state = str(error)
+                    entry = entries.setdefault(
+                        (backup_type.value, backup_id), InventoryEntry(backup_type.value, backup_id, "", 0, [])
+                    )
+                    entry.locations[location.name] = state
+                    continue
+                entry = entries.setdefault(
+                    (backup_type.value, backup_id),
+                    InventoryEntry(
+                        backup_type.value,
+                        backup_id,
+                        iso(manifest.completed_at),
+                        manifest.size,
+                        [{"path": a.path, "size": a.size, "sha256": a.sha256} for a in manifest.artifacts],
+                    ),
+                )
+                findings = verify_backup(location, manifest, deep=deep)
+                entry.locations[location.name] = "; ".join(f.problem for f in findings) or "verified"
+    for entry in entries.values():
+        for location in locations:
+            entry.locations.setdefault(location.name, "missing")
+    return sorted(entries.values(), key=lambda entry: (entry.type, entry.backup_id))
+
+
+def render(entries: Sequence[InventoryEntry]) -> str:
+    """A plain-text table for people."""
+    if not entries:
+        return "no complete backups"
+    lines = [f"{'type':<9} {'backup id':<27} {'size':>12}  {'locations':<24} verified"]
+    for entry in entries:
+        where = ",".join(name for name, state in entry.locations.items() if state != "missing")
+        lines.append(
+            f"{entry.type:<9} {entry.backup_id:<27} {entry.size:>12,}  {where:<24} {'yes' if entry.verified else 'NO'}"
+        )
+        for artifact in entry.artifacts:
+            lines.append(f"{'':<9}   {artifact['path']:<25} {artifact['size']:>12,}  sha256 {artifact['sha256']}")
+        for name, state in entry.locations.items():
+            if state != "verified":
+                lines.append(f"{'':<9}   {name}: {state}")
+    return "\n".join(lines)

@@ -1,0 +1,128 @@
+"""Shared fixtures: real PostgreSQL, S3 (moto server), SMTP and webhook receivers, Airflow."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.airflow import configure_airflow_home, migrate
+
+AIRFLOW_HOME = configure_airflow_home()
+
+from bhv360_backup.demo.servers import postgres_server  # noqa: E402
+from bhv360_backup.locations import LocalLocation, S3Location  # noqa: E402
+from bhv360_backup.sources.postgres import PgTarget  # noqa: E402
+from tests.fixtures import postgres  # noqa: E402
+from tests.fixtures.receivers import SmtpReceiver, WebhookReceiver  # noqa: E402
+from tests.fixtures.s3 import S3Server  # noqa: E402
+
+BUCKET = "bhv360-backups"
+DB_PASSWORD = "pg-password-canary-91b7e2"
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """The PostgreSQL server; in CI its absence fails the run instead of skipping."""
+    try:
+        with postgres_server(int(os.environ.get("BHV360_TEST_PGPORT", "5432"))) as server:
+            yield server
+    except RuntimeError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"no PostgreSQL for the tests: {error}")
+        pytest.skip(str(error))
+
+
+@pytest.fixture
+def pg_database(pg_server: PgTarget):
+    """A throwaway database of its own for each test."""
+    target = postgres.create_database(pg_server)
+    yield target
+    postgres.drop_database(target)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: S3Server):
+    """A clean S3 server holding the empty backup bucket."""
+    s3_server.reset()
+    s3_server.create_bucket(BUCKET)
+    return s3_server
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    server = SmtpReceiver()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def webhook_server():
+    server = WebhookReceiver()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    migrate()
+    return AIRFLOW_HOME
+
+
+@dataclass
+class BackupEnv:
+    root: Path
+    log_dir: Path
+    db: PgTarget
+    s3: S3Server
+    smtp: SmtpReceiver
+    webhook: WebhookReceiver
+
+    @property
+    def local(self) -> LocalLocation:
+        return LocalLocation(self.root)
+
+    @property
+    def cloud(self) -> S3Location:
+        return S3Location(self.s3.client(), BUCKET)
+
+    def job_log(self) -> list[dict]:
+        from bhv360_backup import joblog
+
+        return joblog.read(self.log_dir)
+
+
+def connection_json(target: PgTarget, password: str | None = DB_PASSWORD) -> str:
+    import json
+
+    return json.dumps({
+        "conn_type": "postgres", "host": target.host, "port": target.port, "login": target.user,
+        "password": password, "schema": target.dbname,
+    })
+
+
+@pytest.fixture
+def backup_env(tmp_path, monkeypatch, pg_database, s3, smtp_server, webhook_server, airflow_db) -> BackupEnv:
+    """Connections and variables of the contract pointing at the real test servers."""
+    smtp_server.messages.clear()
+    webhook_server.posts.clear()
+    env = BackupEnv(tmp_path / "backups", tmp_path / "logs", pg_database, s3, smtp_server, webhook_server)
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_DB", connection_json(pg_database))
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_S3", s3.connection_json())
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_server.connection_json())
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_SLACK_OPS", webhook_server.connection_json())
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_BACKUP_ROOT", str(env.root))
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_LOG_DIR", str(env.log_dir))
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_ALERT_EMAILS", "ops@test.bhv360.nl")
+    return env

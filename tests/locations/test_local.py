@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bhv360_backup.errors import BackupError
+from bhv360_backup.layout import BackupType
+from bhv360_backup.locations import ArtifactMissing, LocalLocation
+from tests.locations.conftest import make_manifest
+
+
+def test_abort_leaves_no_file(tmp_path):
+    location = LocalLocation(tmp_path)
+    writer = location.open_writer("database/20260101T000000Z/database.dump")
+    writer.write(b"half a dump")
+    assert location.size_of("database/20260101T000000Z/database.dump") is None
+    writer.abort()
+    assert os.listdir(tmp_path / "database" / "20260101T000000Z") == []
+
+
+def test_keys_cannot_leave_the_root(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "database").symlink_to(tmp_path)
+    location = LocalLocation(root)
+    for key in ("../etc/passwd", "/etc/passwd", "database/../../x", "database/x"):
+        with pytest.raises(BackupError):
+            location.open_writer(key)
+
+
+def test_scan_lists_only_backups_with_a_manifest(tmp_path):
+    location = LocalLocation(tmp_path)
+    location.put_bytes("database/20260101T000000Z/database.dump", b"x")
+    manifest = make_manifest("20260102T000000Z")
+    location.put_bytes("database/20260102T000000Z/database.dump", b"x")
+    location.write_manifest(manifest)
+    assert location.list_backups(BackupType.DATABASE) == ["20260102T000000Z"]
+    assert [f.complete for f in location.scan(BackupType.DATABASE)] == [False, True]
+    location.delete_backup(BackupType.DATABASE, "20260102T000000Z")
+    assert location.list_backups(BackupType.DATABASE) == []
+    with pytest.raises(ArtifactMissing):
+        location.read_bytes("database/20260102T000000Z/database.dump")

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from bhv360_backup.layout import BackupType
+from bhv360_backup.locations import S3Location
+from bhv360_backup.locations.s3 import MIN_PART_SIZE, part_size
+from bhv360_backup.streams import copy_stream
+from tests.conftest import BUCKET
+from tests.locations.conftest import make_manifest
+
+
+def test_part_size_keeps_several_hundred_gb_under_10000_parts():
+    assert part_size(1) == part_size(1000) == 8 << 20
+    assert part_size(1001) == 16 << 20
+    assert sum(part_size(n) for n in range(1, 10_001)) > 5 * (1 << 40)  # S3's 5 TiB object limit
+
+
+def test_multipart_stream_round_trip(s3):
+    location = S3Location(s3.client(), BUCKET)
+    data = os.urandom(MIN_PART_SIZE * 2 + 12345)
+    chunks = [data[i : i + (1 << 20)] for i in range(0, len(data), 1 << 20)]
+    result = copy_stream(chunks, {"s3": location.open_writer("database/20260101T000000Z/big.dump")})
+    assert not result.failed and result.sha256 == hashlib.sha256(data).hexdigest()
+    assert location.size_of("database/20260101T000000Z/big.dump") == len(data)
+    assert b"".join(location.read_chunks("database/20260101T000000Z/big.dump")) == data
+
+
+def test_a_failed_stream_leaves_no_object_and_no_open_upload(s3):
+    location = S3Location(s3.client(), BUCKET)
+
+    def broken():
+        yield os.urandom(MIN_PART_SIZE + 1)
+        raise RuntimeError("source died")
+
+    with pytest.raises(RuntimeError):
+        copy_stream(broken(), {"s3": location.open_writer("database/20260101T000000Z/big.dump")})
+    client = s3.client()
+    assert client.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+    assert client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_scan_and_delete(s3):
+    location = S3Location(s3.client(), BUCKET)
+    location.put_bytes("database/20260101T000000Z/database.dump", b"x")
+    location.put_bytes("database/20260102T000000Z/database.dump", b"x")
+    location.write_manifest(make_manifest("20260102T000000Z"))
+    assert location.list_backups(BackupType.DATABASE) == ["20260102T000000Z"]
+    assert location.read_manifest(BackupType.DATABASE, "20260102T000000Z") == make_manifest("20260102T000000Z")
+    location.delete_backup(BackupType.DATABASE, "20260102T000000Z")
+    assert [f.backup_id for f in location.scan(BackupType.DATABASE)] == ["20260101T000000Z"]

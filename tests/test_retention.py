@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bhv360_backup import retention
+from bhv360_backup.layout import BackupType
+from bhv360_backup.locations import LocalLocation, S3Location
+from tests.conftest import BUCKET
+from tests.locations.conftest import make_manifest
+
+NOW = datetime(2026, 11, 26, 1, 0, tzinfo=timezone.utc)
+POLICY = retention.RetentionPolicy(days=30, keep_min=3)
+
+
+def store(location, days_ago):
+    completed = NOW - timedelta(days=days_ago)
+    backup_id = completed.strftime("%Y%m%dT%H%M%SZ")
+    location.put_bytes(f"database/{backup_id}/database.dump", b"x")
+    location.write_manifest(make_manifest(backup_id, completed))
+    return backup_id
+
+
+@pytest.fixture(params=["local", "s3"])
+def location(request, tmp_path):
+    if request.param == "local":
+        return LocalLocation(tmp_path)
+    return S3Location(request.getfixturevalue("s3").client(), BUCKET)
+
+
+def test_deletes_past_the_policy_by_manifest_time(location):
+    ids = {days: store(location, days) for days in (1, 2, 3, 10, 29, 31, 45)}
+    report = retention.apply(location, BackupType.DATABASE, POLICY, NOW, dry_run=False)
+    assert sorted(report.deleted) == sorted([ids[31], ids[45]])
+    assert location.list_backups(BackupType.DATABASE) == sorted(ids[d] for d in (1, 2, 3, 10, 29))
+
+
+def test_never_deletes_the_newest_three_whatever_their_age(location):
+    ids = [store(location, days) for days in (40, 50, 60, 70, 80)]
+    report = retention.apply(location, BackupType.DATABASE, POLICY, NOW, dry_run=False)
+    assert sorted(report.deleted) == sorted(ids[3:])
+    assert location.list_backups(BackupType.DATABASE) == sorted(ids[:3])
+
+
+def test_dry_run_only_reports(location):
+    ids = [store(location, days) for days in (1, 2, 3, 40)]
+    report = retention.apply(location, BackupType.DATABASE, POLICY, NOW, dry_run=True)
+    assert report.deleted == [ids[3]]
+    assert location.list_backups(BackupType.DATABASE) == sorted(ids)
+
+
+def test_unfinished_leftovers_go_after_a_day(tmp_path):
+    location = LocalLocation(tmp_path)
+    location.put_bytes("database/20261120T000000Z/database.dump", b"half")
+    folders = location.scan(BackupType.DATABASE)
+    fresh = retention.plan(folders, {}, POLICY, folders[0].last_modified + timedelta(hours=1))
+    stale = retention.plan(folders, {}, POLICY, folders[0].last_modified + timedelta(hours=25))
+    assert [d.delete for d in fresh] == [False] and [d.delete for d in stale] == [True]
+    retention.apply(location, BackupType.DATABASE, POLICY, folders[0].last_modified + timedelta(hours=25), dry_run=False)
+    assert location.scan(BackupType.DATABASE) == []
+
+
+def test_an_unreadable_manifest_is_kept(tmp_path):
+    location = LocalLocation(tmp_path)
+    location.put_bytes("database/20250101T000000Z/manifest.json", b"{broken")
+    report = retention.apply(location, BackupType.DATABASE, POLICY, NOW, dry_run=False)
+    assert report.deleted == [] and report.errors
+    assert location.list_backups(BackupType.DATABASE) == ["20250101T000000Z"]
