@@ -1,0 +1,156 @@
+"""Benchmark: the database backup against the baselines an administrator would use.
+
+(a) raw ``pg_dump --format=custom -f FILE``  vs  the backup writing to the local location only
+(b) ``pg_dump -Fc | tee FILE | aws s3 cp - s3://...``  vs  the backup writing to both locations
+
+Both sides run as child processes in the same run, several rounds each; the script prints the
+median times, their ratio, throughput, and each side's peak RSS (from ``wait4``). It also measures
+the local S3 test server's own ingest rate, which may be the ceiling for (b) here.
+
+    .venv/bin/python benchmarks/bench_pg_dump.py --size-mb 1000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from bhv360_backup.demo.data import create_demo_database, organisations_for_mb
+from bhv360_backup.demo.servers import MotoS3
+from bhv360_backup.sources.postgres import PgTarget
+
+SERVER = PgTarget(host="127.0.0.1", port=5432, dbname="postgres", user="postgres")
+BUCKET = "bench"
+
+
+def ensure_database(size_mb: int) -> PgTarget:
+    name = f"bhv360_bench_{size_mb}mb"
+    with SERVER.connect(autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            connection.execute(f"CREATE DATABASE {name}")
+    target = SERVER.with_dbname(name)
+    with target.connect(autocommit=True) as connection:
+        if not connection.execute("SELECT to_regclass('public.staff')").fetchone()[0]:
+            print(f"building {name} ...", flush=True)
+            started = time.monotonic()
+            create_demo_database(connection, organisations_for_mb(size_mb))
+            print(f"  built in {time.monotonic() - started:.0f} s", flush=True)
+        size = connection.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    print(f"database {name}: {size / 1e6:.0f} MB on disk")
+    return target
+
+
+def timed(argv: list[str], env: dict | None = None) -> float:
+    started = time.monotonic()
+    subprocess.run(argv, env=env, check=True)
+    return time.monotonic() - started
+
+
+def run_backup_child(target: PgTarget, root: Path, s3_conn: str | None) -> None:
+    """The child side: the package's database backup, as the operator runs it, minus Airflow."""
+    import boto3
+
+    from bhv360_backup.backup import BackupWriter
+    from bhv360_backup.database import dump_database
+    from bhv360_backup.layout import BackupType
+    from bhv360_backup.locations import LocalLocation, S3Location
+
+    locations = [LocalLocation(root)]
+    if s3_conn:
+        conn = json.loads(s3_conn)
+        client = boto3.client("s3", endpoint_url=conn["extra"]["endpoint_url"], region_name="eu-west-1",
+                              aws_access_key_id=conn["login"], aws_secret_access_key=conn["password"])
+        locations.append(S3Location(client, BUCKET))
+    backup_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    writer = BackupWriter(locations, BackupType.DATABASE, backup_id)
+    dump_database(target, writer, pg_bin_dir="", dag_id="bench", run_id="bench")
+    writer.raise_for_failures()
+    Path(os.environ["BENCH_RSS_FILE"]).write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size-mb", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        spec = json.loads(args.child)
+        run_backup_child(PgTarget(**spec["target"]), Path(spec["root"]), spec.get("s3"))
+        return
+
+    target = ensure_database(args.size_mb)
+    work = Path(tempfile.mkdtemp(prefix="bench-pg-dump-", dir=Path(__file__).parent / ".work"
+                                 if (Path(__file__).parent / ".work").exists() else None))
+    s3 = MotoS3(access_key="bench", secret_key="bench-secret").start()
+    s3.create_bucket(BUCKET)
+    env = {**os.environ, "PGHOST": target.host, "PGPORT": str(target.port), "PGUSER": target.user,
+           "PGDATABASE": target.dbname, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
+           "AWS_DEFAULT_REGION": "eu-west-1"}
+    spec = {"target": {"host": target.host, "port": target.port, "dbname": target.dbname, "user": target.user}}
+
+    rss_file = work / "rss"
+
+    def ours(s3_conn: str | None) -> tuple[float, int]:
+        root = work / f"ours-{time.monotonic_ns()}"
+        child = json.dumps({**spec, "root": str(root), "s3": s3_conn})
+        elapsed = timed([sys.executable, __file__, "--child", child], env={**os.environ, "BENCH_RSS_FILE": str(rss_file)})
+        shutil.rmtree(root)
+        time.sleep(1.1)  # distinct backup ids
+        return elapsed, int(rss_file.read_text())
+
+    def raw() -> tuple[float, int]:
+        return timed(["pg_dump", "--format=custom", "-f", str(work / "raw.dump")], env=env), 0
+
+    def tee_to_s3() -> tuple[float, int]:
+        key = f"s3://{BUCKET}/admin/{time.monotonic_ns()}.dump"
+        pipeline = (f"set -o pipefail; pg_dump --format=custom | tee {work / 'tee.dump'} | "
+                    f"aws --endpoint-url {s3.endpoint} s3 cp - {key}")
+        return timed(["bash", "-c", pipeline], env=env), 0
+
+    results: dict[str, list[tuple[float, int]]] = {"raw": [], "local": [], "tee": [], "both": []}
+    for round_number in range(1, args.rounds + 1):
+        results["raw"].append(raw())
+        results["local"].append(ours(None))
+        results["tee"].append(tee_to_s3())
+        results["both"].append(ours(s3.connection_json()))
+        print(f"round {round_number}: " + ", ".join(f"{k} {v[-1][0]:.2f}s" for k, v in results.items()), flush=True)
+
+    dump_mb = (work / "raw.dump").stat().st_size / 1e6
+    probe = os.urandom(64 << 20)
+    started = time.monotonic()
+    s3.client().put_object(Bucket=BUCKET, Key="probe", Body=probe)
+    ingest = len(probe) / 1e6 / (time.monotonic() - started)
+    s3.stop()
+    shutil.rmtree(work)
+
+    def median(name: str) -> float:
+        return statistics.median(t for t, _ in results[name])
+
+    def peak(name: str) -> int:
+        return max(rss for _, rss in results[name])
+
+    print("peak RSS is the backup process's own (Python), without its pg_dump children")
+    print(f"\ndatabase {args.size_mb} MB, dump {dump_mb:.0f} MB, {args.rounds} rounds, medians")
+    print(f"(a) raw pg_dump -Fc -f file      {median('raw'):7.2f} s  {dump_mb / median('raw'):6.1f} MB/s")
+    print(f"    backup to local location     {median('local'):7.2f} s  {dump_mb / median('local'):6.1f} MB/s  peak RSS {peak('local')} MB")
+    print(f"    ratio (target <= 1.10)       {median('local') / median('raw'):7.3f}")
+    print(f"(b) pg_dump | tee | aws s3 cp -  {median('tee'):7.2f} s  {dump_mb / median('tee'):6.1f} MB/s")
+    print(f"    backup to local + S3         {median('both'):7.2f} s  {dump_mb / median('both'):6.1f} MB/s  peak RSS {peak('both')} MB")
+    print(f"    ratio (target <= 1.00)       {median('both') / median('tee'):7.3f}")
+    print(f"S3 test server ingest (one 64 MB PUT): {ingest:.1f} MB/s")
+
+
+if __name__ == "__main__":
+    main()
