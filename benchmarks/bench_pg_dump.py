@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -23,8 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-import psycopg
 
 from bhv360_backup.demo.data import create_demo_database, organisations_for_mb
 from bhv360_backup.demo.servers import MotoS3
@@ -57,6 +54,14 @@ def timed(argv: list[str], env: dict | None = None) -> float:
     return time.monotonic() - started
 
 
+def peak_rss_mb() -> int:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it does not inherit the parent's before exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def run_backup_child(target: PgTarget, root: Path, s3_conn: str | None) -> None:
     """The child side: the package's database backup, as the operator runs it, minus Airflow."""
     import boto3
@@ -76,7 +81,7 @@ def run_backup_child(target: PgTarget, root: Path, s3_conn: str | None) -> None:
     writer = BackupWriter(locations, BackupType.DATABASE, backup_id)
     dump_database(target, writer, pg_bin_dir="", dag_id="bench", run_id="bench")
     writer.raise_for_failures()
-    Path(os.environ["BENCH_RSS_FILE"]).write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024))
+    Path(os.environ["BENCH_RSS_FILE"]).write_text(str(peak_rss_mb()))
 
 
 def main() -> None:
@@ -119,12 +124,20 @@ def main() -> None:
                     f"aws --endpoint-url {s3.endpoint} s3 cp - {key}")
         return timed(["bash", "-c", pipeline], env=env), 0
 
+    def empty_bucket() -> None:
+        client = s3.client()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=BUCKET, Key=item["Key"])
+
     results: dict[str, list[tuple[float, int]]] = {"raw": [], "local": [], "tee": [], "both": []}
     for round_number in range(1, args.rounds + 1):
         results["raw"].append(raw())
         results["local"].append(ours(None))
         results["tee"].append(tee_to_s3())
+        empty_bucket()
         results["both"].append(ours(s3.connection_json()))
+        empty_bucket()
         print(f"round {round_number}: " + ", ".join(f"{k} {v[-1][0]:.2f}s" for k, v in results.items()), flush=True)
 
     dump_mb = (work / "raw.dump").stat().st_size / 1e6

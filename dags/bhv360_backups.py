@@ -3,6 +3,7 @@
 | Type     | Frequency | Time  | Retention |
 |----------|-----------|-------|-----------|
 | Database | daily     | 01:00 | 30 days   |
+| Storage  | Sundays   | 03:00 | 30 days   |
 """
 
 from datetime import timedelta
@@ -10,6 +11,7 @@ from datetime import timedelta
 from airflow.sdk import chain
 
 from bhv360_backup.dag_factory import backup_asset, bhv360_dag
+from bhv360_backup.operators.bucket_sync import BucketSyncOperator
 from bhv360_backup.operators.pg_dump import PgDumpOperator
 from bhv360_backup.operators.retention import RetentionOperator
 from bhv360_backup.operators.verify import VerifyBackupOperator
@@ -39,4 +41,31 @@ with bhv360_dag(
         PgDumpOperator(task_id="dump", outlets=[backup_asset("database")]),
         VerifyBackupOperator(task_id="verify", backup_type="database"),
         RetentionOperator(task_id="retention", backup_type="database"),
+    )
+
+STORAGE_DOC = """
+### Storage backup (Sundays 03:00)
+
+A snapshot of every Supabase Storage bucket (source: `bhv360_storage_source`, default `supabase`
+with connection `bhv360_supabase`). Objects are stored once by sha256 under `blobs/` in each
+location and shared between snapshots; unchanged objects (same etag, size, updated time) are not
+downloaded again. The snapshot's index `objects.jsonl.gz` and the bucket definitions are in
+`storage/<backup_id>/`.
+
+* **sync**: lists, copies changed objects in parallel (`bhv360_storage_parallelism`), publishes.
+* **verify**: both locations hold the manifest, the index and every blob it references.
+* **retention**: removes expired snapshots, then blobs no snapshot references (48 h grace).
+"""
+
+with bhv360_dag(
+    "bhv360_storage_backup",
+    cron="0 3 * * 0",
+    timeout=timedelta(hours=20),
+    doc_md=STORAGE_DOC,
+    tags=["backup", "storage"],
+):
+    chain(
+        BucketSyncOperator(task_id="sync", outlets=[backup_asset("storage")]),
+        VerifyBackupOperator(task_id="verify", backup_type="storage"),
+        RetentionOperator(task_id="retention", backup_type="storage"),
     )

@@ -18,6 +18,7 @@ from bhv360_backup.sources.postgres import PgTarget  # noqa: E402
 from tests.fixtures import postgres  # noqa: E402
 from tests.fixtures.receivers import SmtpReceiver, WebhookReceiver  # noqa: E402
 from tests.fixtures.s3 import S3Server  # noqa: E402
+from tests.fixtures.supabase_storage import SERVICE_KEY, StorageServer  # noqa: E402
 
 BUCKET = "bhv360-backups"
 DB_PASSWORD = "pg-password-canary-91b7e2"
@@ -72,6 +73,24 @@ def webhook_server():
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def storage_api_server():
+    server = StorageServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def storage_api(storage_api_server: StorageServer, monkeypatch) -> StorageServer:
+    """The local Supabase Storage API, emptied, set as connection ``bhv360_supabase``."""
+    import json
+
+    storage_api_server.reset()
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_SUPABASE", json.dumps(
+        {"conn_type": "generic", "host": storage_api_server.url, "password": SERVICE_KEY}))
+    return storage_api_server
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -100,13 +100,14 @@ class BackupWriter:
         self._require_live()
         return manifest
 
-    def resume(self) -> Manifest | None:
+    def resume(self, copy_extra: Callable[[Manifest, Location, Location], None] | None = None) -> Manifest | None:
         """Make a retried run safe: reuse a backup an earlier try completed, or clear its leftovers.
 
         If any location holds the complete backup, it is copied to the live locations that lack
         it and its manifest is returned. Otherwise every location's leftovers of this id are
         removed and None is returned: the caller makes the backup afresh. A location that
-        cannot be reached drops out.
+        cannot be reached drops out. ``copy_extra`` copies what a backup shares outside its
+        folder (a snapshot's blobs) before the backup itself is copied.
         """
         complete = []
         for location in self.live:
@@ -126,6 +127,8 @@ class BackupWriter:
             if location not in complete:
                 log.info("copying %s %s from %s to %s", self.backup_type.value, self.backup_id, source.name, location.name)
                 try:
+                    if copy_extra is not None:
+                        copy_extra(manifest, source, location)
                     copy_backup(manifest, source, location)
                 except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
                     self.drop(location, f"copying the earlier try's backup: {first_line(error)}")

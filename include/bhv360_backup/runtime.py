@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseHook, Context, Variable
@@ -11,8 +12,14 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from bhv360_backup.errors import ConfigurationError
 from bhv360_backup.layout import backup_id_for_run
 from bhv360_backup.locations import LocalLocation, Location, S3Location
-from bhv360_backup.settings import Settings
+from bhv360_backup.settings import SUPABASE_CONN_ID, Settings
 from bhv360_backup.sources.postgres import PgTarget
+from bhv360_backup.sources.storage import (
+    LocalFolderSource,
+    S3StorageSource,
+    StorageSource,
+    SupabaseStorageSource,
+)
 
 _CONN_PURPOSE = {
     "bhv360_db": "the database to back up",
@@ -60,6 +67,31 @@ def s3_location(settings: Settings, aws_conn_id: str) -> S3Location:
     extra = connection.extra_dejson or {}
     put_args = {key: extra[key] for key in ("ServerSideEncryption", "SSEKMSKeyId") if key in extra}
     return S3Location(S3Hook(aws_conn_id=aws_conn_id).get_conn(), settings.s3_bucket, put_args)
+
+
+def storage_source(settings: Settings, spec: str | None = None) -> StorageSource:
+    """The storage source a spec names: ``supabase`` (connection ``bhv360_supabase``),
+    ``s3:<aws conn id>`` (an S3-compatible endpoint) or ``folder:<path>``."""
+    spec = spec or settings.storage_source
+    kind, _, argument = spec.partition(":")
+    if kind == "supabase":
+        connection = get_connection(SUPABASE_CONN_ID)
+        if not connection.host or not connection.password:
+            raise ConfigurationError(
+                f"Airflow connection '{SUPABASE_CONN_ID}' needs host = project URL and password = service-role key"
+            )
+        url = connection.host if "://" in connection.host else f"https://{connection.host}"
+        return SupabaseStorageSource(url, connection.password, settings.storage_buckets)
+    if kind == "s3" and argument:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        get_connection(argument)
+        return S3StorageSource(S3Hook(aws_conn_id=argument).get_conn(), settings.storage_buckets)
+    if kind == "folder" and argument:
+        return LocalFolderSource(Path(argument))
+    raise ConfigurationError(
+        f"variable bhv360_storage_source: {spec!r} is not 'supabase', 's3:<aws conn id>' or 'folder:<path>'"
+    )
 
 
 def open_locations(settings: Settings, aws_conn_id: str) -> list[Location]:

@@ -27,6 +27,9 @@ DEFAULTS = {
     "bhv360_timezone": "Europe/Amsterdam",
     "bhv360_keep_min": "3",
     "bhv360_pg_dump_bin_dir": "",
+    "bhv360_storage_source": "supabase",
+    "bhv360_storage_buckets": "",
+    "bhv360_storage_parallelism": "8",
 }
 
 VariableGetter = Callable[[str, str], str]
@@ -57,6 +60,10 @@ def _positive_int(name: str, raw: str) -> int:
     return value
 
 
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Run-time settings; build with :meth:`load` from Airflow Variables or the environment."""
@@ -69,6 +76,9 @@ class Settings:
     alert_from: str
     keep_min: int
     pg_bin_dir: str
+    storage_source: str
+    storage_buckets: tuple[str, ...]
+    storage_parallelism: int
 
     @classmethod
     def load(cls, get: VariableGetter = environment_variable) -> Settings:
@@ -80,7 +90,7 @@ class Settings:
         bucket = value("bhv360_s3_bucket")
         if not bucket:
             raise ConfigurationError("variable bhv360_s3_bucket is empty")
-        emails = tuple(e.strip() for e in value("bhv360_alert_emails").replace(";", ",").split(",") if e.strip())
+        emails = _names(value("bhv360_alert_emails").replace(";", ","))
         return cls(
             backup_root=Path(value("bhv360_backup_root")).expanduser(),
             s3_bucket=bucket,
@@ -90,4 +100,7 @@ class Settings:
             alert_from=value("bhv360_alert_from"),
             keep_min=_positive_int("bhv360_keep_min", value("bhv360_keep_min")),
             pg_bin_dir=value("bhv360_pg_dump_bin_dir"),
+            storage_source=value("bhv360_storage_source"),
+            storage_buckets=_names(value("bhv360_storage_buckets")),
+            storage_parallelism=_positive_int("bhv360_storage_parallelism", value("bhv360_storage_parallelism")),
         )

@@ -12,6 +12,7 @@ from tests.fixtures.airflow import REPO, dag_bag
 # The contract's schedule table (Europe/Amsterdam): DAG id -> cron
 CONTRACT_SCHEDULES = {
     "bhv360_database_backup": "0 1 * * *",
+    "bhv360_storage_backup": "0 3 * * 0",
 }
 
 
@@ -47,9 +48,13 @@ def test_dag_files_read_no_variables_or_connections_at_parse_time():
         assert not re.search(r"Variable\.get|get_connection|BaseHook", text), path
 
 
-def test_backup_task_declares_its_asset():
-    dump = dag_bag().dags["bhv360_database_backup"].get_task("dump")
-    assert [asset.uri for asset in dump.outlets] == ["bhv360://backups/database"]
+@pytest.mark.parametrize(("dag_id", "task_id", "backup_type"), [
+    ("bhv360_database_backup", "dump", "database"),
+    ("bhv360_storage_backup", "sync", "storage"),
+])
+def test_backup_task_declares_its_asset(dag_id, task_id, backup_type):
+    task = dag_bag().dags[dag_id].get_task(task_id)
+    assert [asset.uri for asset in task.outlets] == [f"bhv360://backups/{backup_type}"]
 
 
 def next_run_after(dag, after):

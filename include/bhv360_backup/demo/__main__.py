@@ -18,7 +18,8 @@ from pathlib import Path
 DEMO_DIR = Path(".demo").resolve()
 DEMO_DB = "bhv360_demo"
 DEMO_MB = 30
-DEMO_DAGS = ("bhv360_database_backup",)
+# the storage backup runs twice: the second run finds nothing changed and reuses every object
+DEMO_DAGS = ("bhv360_database_backup", "bhv360_storage_backup", "bhv360_storage_backup")
 
 
 def _configure(repo: Path) -> None:
@@ -66,16 +67,38 @@ def _demo_s3(stack: contextlib.ExitStack) -> None:
     print(f"bhv360_s3: moto S3 server at {s3.endpoint}, bucket {bucket} (in memory, for this demo only)")
 
 
+def _demo_buckets() -> None:
+    from bhv360_backup.demo.buckets import create_demo_buckets
+
+    folder = DEMO_DIR / "buckets"
+    count = create_demo_buckets(folder)
+    os.environ["AIRFLOW_VAR_BHV360_STORAGE_SOURCE"] = f"folder:{folder}"
+    print(f"bhv360_storage_source: demo bucket tree {folder} ({count} files)")
+
+
+def _print_storage_runs(log_dir: Path) -> None:
+    from bhv360_backup import joblog
+
+    for number, line in enumerate((e for e in joblog.read(log_dir) if e["type"] == "storage"), start=1):
+        stats = line.get("stats", {})
+        print(f"storage run {number}: {line['status']}, {stats.get('seen')} objects seen, "
+              f"{stats.get('downloaded')} downloaded, {stats.get('reused')} reused, "
+              f"{stats.get('bytes_transferred')} bytes transferred")
+
+
 def main() -> int:
     repo = Path(__file__).resolve().parents[3]
     _configure(repo)
     with contextlib.ExitStack() as stack:
         if "AIRFLOW_CONN_BHV360_DB" not in os.environ:
             _demo_database(stack)
+        if "AIRFLOW_CONN_BHV360_SUPABASE" not in os.environ and "AIRFLOW_VAR_BHV360_STORAGE_SOURCE" not in os.environ:
+            _demo_buckets()
         if "AIRFLOW_CONN_BHV360_S3" not in os.environ:
             _demo_s3(stack)
-            # the S3 stand-in starts empty, so the local location starts empty too
+            # the S3 stand-in starts empty, so the local location and job log start empty too
             shutil.rmtree(os.environ["AIRFLOW_VAR_BHV360_BACKUP_ROOT"], ignore_errors=True)
+            shutil.rmtree(os.environ["AIRFLOW_VAR_BHV360_LOG_DIR"], ignore_errors=True)
         subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], check=True,
                        stdout=subprocess.DEVNULL)
 
@@ -103,6 +126,7 @@ def main() -> int:
         print(f"\nInventory (local: {settings.backup_root}, cloud: s3://{settings.s3_bucket})")
         entries = inventory.build(open_locations(settings, S3_CONN_ID), list(BackupType), deep=True)
         print(inventory.render(entries))
+        _print_storage_runs(settings.log_dir)
         print(f"\nJob log: {settings.log_dir / 'jobs.jsonl'}")
     if failed:
         print(f"\nFAILED: {', '.join(failed)}", file=sys.stderr)

@@ -6,6 +6,7 @@ from bhv360_backup.locations.base import (
     ArtifactWriter,
     BackupFolder,
     Location,
+    StoredObject,
 )
 from bhv360_backup.locations.local import LocalLocation
 from bhv360_backup.locations.s3 import S3Location
@@ -18,4 +19,5 @@ __all__ = [
     "LocalLocation",
     "Location",
     "S3Location",
+    "StoredObject",
 ]

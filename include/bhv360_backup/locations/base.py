@@ -42,6 +42,13 @@ class BackupFolder:
     last_modified: datetime
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    last_modified: datetime
+
+
 class Location(ABC):
     """A place that holds backups: ``name`` is ``local`` or ``s3``, keys are layout-relative paths."""
 
@@ -69,6 +76,18 @@ class Location(ABC):
     @abstractmethod
     def delete_backup(self, backup_type: BackupType, backup_id: str) -> None:
         """Remove a backup: its manifest first, so it stops existing before its artifacts go."""
+
+    @abstractmethod
+    def iter_objects(self, prefix: str) -> Iterator[StoredObject]:
+        """Every stored object whose key starts with ``prefix`` (a folder, ending in ``/``)."""
+
+    @abstractmethod
+    def move(self, source_key: str, target_key: str) -> None:
+        """Give a stored object another key; the target appears whole or not at all."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove one object; no error if it is already gone."""
 
     def put_bytes(self, key: str, data: bytes) -> None:
         writer = self.open_writer(key)

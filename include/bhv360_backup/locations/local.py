@@ -11,7 +11,14 @@ from pathlib import Path
 
 from bhv360_backup.errors import BackupError
 from bhv360_backup.layout import MANIFEST_NAME, BackupType, check_relative_path, is_backup_id, manifest_key
-from bhv360_backup.locations.base import CHUNK_SIZE, ArtifactMissing, ArtifactWriter, BackupFolder, Location
+from bhv360_backup.locations.base import (
+    CHUNK_SIZE,
+    ArtifactMissing,
+    ArtifactWriter,
+    BackupFolder,
+    Location,
+    StoredObject,
+)
 
 STAGING_PREFIX = ".partial-"
 
@@ -19,7 +26,7 @@ STAGING_PREFIX = ".partial-"
 def _make_dirs(path: Path) -> None:
     for parent in reversed([path, *path.parents]):
         if not parent.exists():
-            parent.mkdir(mode=0o700)
+            parent.mkdir(mode=0o700, exist_ok=True)  # another writer thread may create it first
 
 
 class LocalWriter(ArtifactWriter):
@@ -111,6 +118,24 @@ class LocalLocation(Location):
                 )
             )
         return sorted(folders, key=lambda folder: folder.backup_id)
+
+    def iter_objects(self, prefix: str) -> Iterator[StoredObject]:
+        folder = self.path_of(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return
+        for path in folder.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                info = path.stat()
+                key = path.relative_to(self.root).as_posix()
+                yield StoredObject(key, info.st_size, datetime.fromtimestamp(info.st_mtime, timezone.utc))
+
+    def move(self, source_key: str, target_key: str) -> None:
+        target = self.path_of(target_key)
+        _make_dirs(target.parent)
+        os.replace(self.path_of(source_key), target)
+
+    def delete(self, key: str) -> None:
+        self.path_of(key).unlink(missing_ok=True)
 
     def delete_backup(self, backup_type: BackupType, backup_id: str) -> None:
         manifest = self.path_of(manifest_key(backup_type, backup_id))

@@ -11,7 +11,14 @@ from botocore.exceptions import ClientError
 
 from bhv360_backup.errors import BackupError
 from bhv360_backup.layout import MANIFEST_NAME, BackupType, backup_dir, check_relative_path, is_backup_id
-from bhv360_backup.locations.base import CHUNK_SIZE, ArtifactMissing, ArtifactWriter, BackupFolder, Location
+from bhv360_backup.locations.base import (
+    CHUNK_SIZE,
+    ArtifactMissing,
+    ArtifactWriter,
+    BackupFolder,
+    Location,
+    StoredObject,
+)
 
 MIN_PART_SIZE = 8 << 20
 MAX_PART_SIZE = 5 << 30
@@ -171,6 +178,20 @@ class S3Location(Location):
             newest = max(item["LastModified"], seen.last_modified) if seen else item["LastModified"]
             found[backup_id] = BackupFolder(backup_id, complete, newest)
         return [found[backup_id] for backup_id in sorted(found)]
+
+    def iter_objects(self, prefix: str) -> Iterator[StoredObject]:
+        for item in self._objects(prefix):
+            yield StoredObject(item["Key"], item["Size"], item["LastModified"])
+
+    def move(self, source_key: str, target_key: str) -> None:
+        source, target = check_relative_path(source_key), check_relative_path(target_key)
+        self.client.copy(
+            {"Bucket": self.bucket, "Key": source}, self.bucket, target, ExtraArgs=self.put_args or None
+        )
+        self.client.delete_object(Bucket=self.bucket, Key=source)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=check_relative_path(key))
 
     def delete_backup(self, backup_type: BackupType, backup_id: str) -> None:
         folder = backup_dir(backup_type, backup_id)

@@ -14,6 +14,7 @@ from bhv360_backup.layout import BackupType
 from bhv360_backup.manifest import utc_now
 from bhv360_backup.runtime import load_settings, open_locations
 from bhv360_backup.settings import S3_CONN_ID
+from bhv360_backup.snapshot import collect_garbage
 
 
 class RetentionOperator(BaseOperator):
@@ -56,6 +57,11 @@ class RetentionOperator(BaseOperator):
                     continue
                 failures += [f"{location.name}: {problem}" for problem in report.errors]
                 results[location.name] = {"deleted": report.deleted, "kept": len(report.kept)}
+                if backup_type == BackupType.STORAGE:
+                    gc = collect_garbage(location, now, dry_run=bool(self.dry_run))
+                    results[location.name]["blobs_removed"] = gc.removed
+                    if gc.skipped_reason:
+                        self.log.warning("%s: blob garbage collection skipped: %s", location.name, gc.skipped_reason)
                 record.locations.append(location.name)
             record.extra = {"dry_run": bool(self.dry_run), "retention": results}
             if failures:

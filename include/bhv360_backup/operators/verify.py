@@ -11,6 +11,7 @@ from bhv360_backup.errors import BackupError, IntegrityError
 from bhv360_backup.layout import BackupType
 from bhv360_backup.runtime import load_settings, open_locations, run_backup_id
 from bhv360_backup.settings import S3_CONN_ID
+from bhv360_backup.snapshot import verify_snapshot_blobs
 from bhv360_backup.verify import verify_backup
 
 
@@ -55,6 +56,8 @@ class VerifyBackupOperator(BaseOperator):
                 problems.append(f"{location.name}: no readable manifest ({error})")
                 continue
             problems += [finding.problem for finding in verify_backup(location, manifests[location.name], deep=self.deep)]
+            if backup_type == BackupType.STORAGE:
+                problems += verify_snapshot_blobs(location, manifests[location.name])
         if len({manifest.sha256 for manifest in manifests.values()}) > 1:
             problems.append("the locations hold different manifests for this backup")
         if problems:

@@ -1,0 +1,295 @@
+"""Storage as a backup source: buckets and their objects, listed fully and streamed one by one.
+
+Three sources share one interface: Supabase Storage (the ``supabase`` client for listings, an
+authenticated streaming GET for contents), any S3-compatible endpoint, and a local folder whose
+sub-folders are buckets.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import random
+import time
+import urllib.parse
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bhv360_backup.errors import BackupError
+from bhv360_backup.locations.base import CHUNK_SIZE
+
+T = TypeVar("T")
+SUPABASE_PAGE = 1000
+RETRIES = 4
+RETRY_BASE_DELAY_S = 0.5
+
+
+class ObjectGone(BackupError):
+    """The object was deleted at the source after it was listed."""
+
+
+class TransientSourceError(BackupError):
+    """A failure worth retrying: a 5xx, a 429, a dropped connection."""
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    id: str
+    public: bool = False
+    file_size_limit: int | None = None
+    allowed_mime_types: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One listed object; ``etag``, ``size`` and ``updated_at`` decide whether it changed."""
+
+    bucket: str
+    path: str
+    size: int
+    etag: str
+    updated_at: str
+    content_type: str | None = None
+    cache_control: str | None = None
+
+
+@dataclass
+class OpenedObject:
+    chunks: Iterator[bytes]
+    content_type: str | None
+    cache_control: str | None
+
+
+def with_retries(action: Callable[[], T], what: str, attempts: int = RETRIES) -> T:
+    """Run ``action``, retrying :class:`TransientSourceError` with exponential backoff and jitter."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except TransientSourceError as error:
+            if attempt == attempts:
+                raise BackupError(f"{what}: still failing after {attempts} tries: {error}") from None
+            time.sleep(RETRY_BASE_DELAY_S * 2 ** (attempt - 1) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+class StorageSource(ABC):
+    @abstractmethod
+    def describe(self) -> str: ...
+
+    @abstractmethod
+    def list_buckets(self) -> list[BucketInfo]: ...
+
+    @abstractmethod
+    def list_objects(self, bucket: str) -> Iterator[ObjectInfo]: ...
+
+    @abstractmethod
+    def open_object(self, obj: ObjectInfo) -> OpenedObject:
+        """Start streaming an object; raises :class:`ObjectGone` if it no longer exists."""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class LocalFolderSource(StorageSource):
+    """Each sub-folder of ``root`` is a bucket; files below it are its objects."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def describe(self) -> str:
+        return f"folder {self.root}"
+
+    def list_buckets(self) -> list[BucketInfo]:
+        if not self.root.is_dir():
+            raise BackupError(f"storage source folder {self.root} does not exist")
+        return [BucketInfo(entry.name) for entry in sorted(self.root.iterdir()) if entry.is_dir()]
+
+    def list_objects(self, bucket: str) -> Iterator[ObjectInfo]:
+        base = self.root / bucket
+        for folder, _, files in os.walk(base):
+            for name in sorted(files):
+                path = Path(folder) / name
+                if path.is_symlink():
+                    continue
+                info = path.stat()
+                yield ObjectInfo(
+                    bucket=bucket,
+                    path=path.relative_to(base).as_posix(),
+                    size=info.st_size,
+                    etag=f"{info.st_mtime_ns:x}-{info.st_size:x}",
+                    updated_at=_iso(datetime.fromtimestamp(info.st_mtime, timezone.utc)),
+                    content_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
+                )
+
+    def open_object(self, obj: ObjectInfo) -> OpenedObject:
+        try:
+            handle = (self.root / obj.bucket / obj.path).open("rb")
+        except FileNotFoundError:
+            raise ObjectGone(f"{obj.bucket}/{obj.path} was deleted during the run") from None
+
+        def chunks() -> Iterator[bytes]:
+            with handle:
+                while chunk := handle.read(CHUNK_SIZE):
+                    yield chunk
+
+        return OpenedObject(chunks(), obj.content_type, obj.cache_control)
+
+
+class S3StorageSource(StorageSource):
+    """Buckets of an S3-compatible endpoint (Supabase's S3 endpoint, MinIO, AWS)."""
+
+    def __init__(self, client: Any, buckets: Sequence[str] | None = None) -> None:
+        self.client = client
+        self.buckets = list(buckets or [])
+
+    def describe(self) -> str:
+        return f"S3 endpoint {self.client.meta.endpoint_url}"
+
+    def list_buckets(self) -> list[BucketInfo]:
+        names = self.buckets or [bucket["Name"] for bucket in self.client.list_buckets().get("Buckets", [])]
+        return [BucketInfo(name) for name in sorted(names)]
+
+    def list_objects(self, bucket: str) -> Iterator[ObjectInfo]:
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                yield ObjectInfo(
+                    bucket=bucket,
+                    path=item["Key"],
+                    size=item["Size"],
+                    etag=item["ETag"].strip('"'),
+                    updated_at=_iso(item["LastModified"]),
+                )
+
+    def open_object(self, obj: ObjectInfo) -> OpenedObject:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.get_object(Bucket=obj.bucket, Key=obj.path)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404"):
+                raise ObjectGone(f"{obj.bucket}/{obj.path} was deleted during the run") from None
+            if code in ("SlowDown", "InternalError", "ServiceUnavailable", "503", "500"):
+                raise TransientSourceError(f"{obj.bucket}/{obj.path}: {code}") from None
+            raise
+        body = response["Body"]
+
+        def chunks() -> Iterator[bytes]:
+            with body:
+                yield from body.iter_chunks(CHUNK_SIZE)
+
+        return OpenedObject(chunks(), response.get("ContentType"), response.get("CacheControl"))
+
+
+class SupabaseStorageSource(StorageSource):
+    """Supabase Storage: listings through the ``supabase`` client, contents by an authenticated stream.
+
+    The client's ``download()`` returns the whole object as bytes, so contents are fetched with a
+    streaming GET of ``/storage/v1/object/authenticated/{bucket}/{path}`` instead.
+    """
+
+    def __init__(self, url: str, service_key: str, buckets: Sequence[str] | None = None, timeout: float = 60) -> None:
+        import httpx
+        from supabase import create_client
+
+        self.url = url.rstrip("/")
+        self.buckets = list(buckets or [])
+        self._client = create_client(self.url, service_key)
+        self._http = httpx.Client(
+            base_url=f"{self.url}/storage/v1",
+            headers={"Authorization": f"Bearer {service_key}", "apikey": service_key},
+            timeout=timeout,
+        )
+
+    def describe(self) -> str:
+        return f"Supabase Storage at {self.url}"
+
+    def _api(self, action: Callable[[], T], what: str) -> T:
+        from storage3.exceptions import StorageApiError
+
+        def attempt() -> T:
+            try:
+                return action()
+            except StorageApiError as error:
+                if str(getattr(error, "status", "")) in ("429", "500", "502", "503", "504"):
+                    raise TransientSourceError(f"{what}: {error.message}") from None
+                raise BackupError(f"Supabase Storage {what}: {error.message} ({error.status})") from None
+
+        return with_retries(attempt, what)
+
+    def list_buckets(self) -> list[BucketInfo]:
+        buckets = self._api(self._client.storage.list_buckets, "listing buckets")
+        found = [
+            BucketInfo(b.id, bool(b.public), b.file_size_limit, list(b.allowed_mime_types or []) or None)
+            for b in buckets
+        ]
+        if self.buckets:
+            missing = set(self.buckets) - {b.id for b in found}
+            if missing:
+                raise BackupError(f"Supabase Storage has no bucket {', '.join(sorted(missing))}")
+            found = [b for b in found if b.id in self.buckets]
+        return sorted(found, key=lambda b: b.id)
+
+    def list_objects(self, bucket: str) -> Iterator[ObjectInfo]:
+        """Walk the bucket folder by folder (v1 list returns one level), paging each folder."""
+        api = self._client.storage.from_(bucket)
+        folders = [""]
+        while folders:
+            prefix = folders.pop()
+            offset = 0
+            while True:
+                page = self._api(
+                    lambda prefix=prefix, offset=offset: api.list(
+                        prefix, {"limit": SUPABASE_PAGE, "offset": offset, "sortBy": {"column": "name", "order": "asc"}}
+                    ),
+                    f"listing {bucket}/{prefix}",
+                )
+                for entry in page:
+                    path = f"{prefix}/{entry['name']}" if prefix else entry["name"]
+                    if entry.get("id") is None:
+                        folders.append(path)
+                        continue
+                    meta = entry.get("metadata") or {}
+                    yield ObjectInfo(
+                        bucket=bucket,
+                        path=path,
+                        size=int(meta.get("size") or meta.get("contentLength") or 0),
+                        etag=str(meta.get("eTag", "")).strip('"'),
+                        updated_at=entry.get("updated_at") or meta.get("lastModified") or "",
+                        content_type=meta.get("mimetype"),
+                        cache_control=meta.get("cacheControl"),
+                    )
+                if len(page) < SUPABASE_PAGE:
+                    break
+                offset += len(page)
+
+    def open_object(self, obj: ObjectInfo) -> OpenedObject:
+        quoted = urllib.parse.quote(f"{obj.bucket}/{obj.path}", safe="/")
+        request = self._http.build_request("GET", f"/object/authenticated/{quoted}")
+        response = self._http.send(request, stream=True)
+        if response.status_code == 200:
+
+            def chunks() -> Iterator[bytes]:
+                try:
+                    yield from response.iter_bytes(CHUNK_SIZE)
+                finally:
+                    response.close()
+
+            return OpenedObject(
+                chunks(), response.headers.get("content-type"), response.headers.get("cache-control")
+            )
+        body = response.read().decode(errors="replace")
+        response.close()
+        if response.status_code in (400, 404) and ("not_found" in body or "Object not found" in body):
+            raise ObjectGone(f"{obj.bucket}/{obj.path} was deleted during the run")
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientSourceError(f"{obj.bucket}/{obj.path}: HTTP {response.status_code}")
+        raise BackupError(f"Supabase Storage refused {obj.bucket}/{obj.path}: HTTP {response.status_code} {body[:200]}")

@@ -1,0 +1,80 @@
+"""The three storage sources list and stream objects; the Supabase one through the real client."""
+
+from __future__ import annotations
+
+import pytest
+
+from bhv360_backup.errors import BackupError
+from bhv360_backup.sources.storage import (
+    LocalFolderSource,
+    ObjectGone,
+    S3StorageSource,
+    SupabaseStorageSource,
+)
+from tests.fixtures.supabase_storage import SERVICE_KEY
+
+
+def supabase_source(server, buckets=None):
+    return SupabaseStorageSource(server.url, SERVICE_KEY, buckets)
+
+
+def test_supabase_walks_nested_folders_and_pages_past_1000(storage_api):
+    storage_api.create_bucket("certificates", public=False, file_size_limit=5_000_000,
+                              allowed_mime_types=["application/pdf"])
+    for i in range(1203):
+        storage_api.put("certificates", f"bulk/file {i:04d} (copy).pdf", b"%PDF" + str(i).encode(), "application/pdf")
+    storage_api.put("certificates", "a/b/c/deep.pdf", b"deep", "application/pdf")
+    storage_api.put("certificates", "empty.txt", b"", "text/plain")
+
+    source = supabase_source(storage_api)
+    (bucket,) = source.list_buckets()
+    assert bucket.to_dict() == {"id": "certificates", "public": False, "file_size_limit": 5_000_000,
+                                "allowed_mime_types": ["application/pdf"]}
+    objects = {obj.path: obj for obj in source.list_objects("certificates")}
+    assert len(objects) == 1205
+    assert objects["empty.txt"].size == 0 and objects["a/b/c/deep.pdf"].content_type == "application/pdf"
+    opened = source.open_object(objects["bulk/file 0042 (copy).pdf"])
+    assert b"".join(opened.chunks) == b"%PDF42"
+    assert opened.content_type == "application/pdf"
+
+
+def test_supabase_refuses_a_wrong_key_with_a_clear_error(storage_api):
+    storage_api.create_bucket("x")
+    with pytest.raises(BackupError, match="Supabase Storage listing buckets"):
+        SupabaseStorageSource(storage_api.url, "eyJ.wrong.key").list_buckets()
+
+
+def test_supabase_object_deleted_after_listing_is_gone(storage_api):
+    storage_api.create_bucket("x")
+    storage_api.put("x", "doomed.png", b"png")
+    source = supabase_source(storage_api)
+    (obj,) = source.list_objects("x")
+    storage_api.delete("x", "doomed.png")
+    with pytest.raises(ObjectGone):
+        source.open_object(obj)
+
+
+def test_test_server_refuses_non_ascii_keys_like_the_real_one(storage_api):
+    storage_api.create_bucket("x")
+    with pytest.raises(ValueError, match="InvalidKey"):
+        storage_api.put("x", "café.png", b"png")
+
+
+def test_s3_source_lists_non_ascii_names(s3):
+    client = s3.client()
+    client.create_bucket(Bucket="photos", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    client.put_object(Bucket="photos", Key="ontruiming café/foto 1.jpg", Body=b"jpeg", ContentType="image/jpeg")
+    source = S3StorageSource(client, ["photos"])
+    (obj,) = source.list_objects("photos")
+    assert obj.path == "ontruiming café/foto 1.jpg"
+    opened = source.open_object(obj)
+    assert b"".join(opened.chunks) == b"jpeg" and opened.content_type == "image/jpeg"
+
+
+def test_local_source_lists_non_ascii_names(tmp_path):
+    (tmp_path / "photos" / "café").mkdir(parents=True)
+    (tmp_path / "photos" / "café" / "foto 1.png").write_bytes(b"png")
+    source = LocalFolderSource(tmp_path)
+    assert [b.id for b in source.list_buckets()] == ["photos"]
+    (obj,) = source.list_objects("photos")
+    assert obj.path == "café/foto 1.png" and obj.content_type == "image/png"

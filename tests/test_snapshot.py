@@ -1,0 +1,218 @@
+"""Storage snapshots into both locations: incremental, deduplicated, bounded memory, garbage-collected."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tracemalloc
+from datetime import timedelta
+
+import pytest
+
+from bhv360_backup import retention
+from bhv360_backup.backup import BackupWriter
+from bhv360_backup.errors import BackupError
+from bhv360_backup.layout import BackupType
+from bhv360_backup.locations import LocalLocation, S3Location
+from bhv360_backup.manifest import utc_now
+from bhv360_backup.snapshot import (
+    BLOB_PREFIX,
+    LEASE_KEY,
+    blob_key,
+    collect_garbage,
+    read_index,
+    take_snapshot,
+    verify_snapshot_blobs,
+)
+from bhv360_backup.sources.storage import LocalFolderSource, SupabaseStorageSource
+from tests.conftest import BUCKET
+from tests.fixtures.supabase_storage import SERVICE_KEY
+
+_ids = iter(f"20261101T{h:02d}{m:02d}00Z" for h in range(24) for m in range(60))
+
+
+@pytest.fixture
+def locations(tmp_path, s3):
+    return [LocalLocation(tmp_path / "backups"), S3Location(s3.client(), BUCKET)]
+
+
+def snapshot(source, locations, parallelism=4):
+    writer = BackupWriter(locations, BackupType.STORAGE, next(_ids))
+    manifest, stats = take_snapshot(source, writer, dag_id="test", run_id="test", parallelism=parallelism)
+    writer.raise_for_failures()
+    return manifest, stats
+
+
+def index(location, manifest):
+    return {(e.bucket, e.path): e for e in read_index(location, manifest)}
+
+
+def fill(server):
+    server.create_bucket("certificates", allowed_mime_types=["application/pdf"])
+    server.create_bucket("floor-plans", public=True)
+    for i in range(30):
+        server.put("certificates", f"org-{i % 3}/staff {i}/BHV basis.pdf", f"%PDF {i}".encode(), "application/pdf")
+    server.put("floor-plans", "org-1/verdieping 1.png", b"\x89PNG same", "image/png", "max-age=60")
+    server.put("floor-plans", "org-2/copy of verdieping 1.png", b"\x89PNG same", "image/png")
+    server.put("floor-plans", "empty.txt", b"", "text/plain")
+
+
+def test_snapshot_lands_in_both_locations_with_shared_blobs(storage_api, locations):
+    fill(storage_api)
+    manifest, stats = snapshot(SupabaseStorageSource(storage_api.url, SERVICE_KEY), locations)
+
+    assert (stats.seen, stats.downloaded, stats.reused, stats.skipped) == (33, 33, 0, 0)
+    assert manifest.details["objects"] == 33
+    assert {b["id"]: b["public"] for b in manifest.details["buckets"]} == {"certificates": False, "floor-plans": True}
+    for location in locations:
+        entries = index(location, manifest)
+        plan = entries[("floor-plans", "org-1/verdieping 1.png")]
+        assert (plan.content_type, plan.cache_control) == ("image/png", "max-age=60")
+        assert plan.sha256 == entries[("floor-plans", "org-2/copy of verdieping 1.png")].sha256
+        assert location.read_bytes(blob_key(plan.sha256)) == b"\x89PNG same"
+        assert hashlib.sha256(location.read_bytes(blob_key(plan.sha256))).hexdigest() == plan.sha256
+        assert entries[("floor-plans", "empty.txt")].size == 0
+        assert len(list(location.iter_objects(BLOB_PREFIX))) == 32  # two objects share one blob
+        assert verify_snapshot_blobs(location, manifest) == []
+        assert list(location.iter_objects("blobs/incoming/")) == []
+
+
+def test_second_run_downloads_nothing_then_only_what_changed(storage_api, locations):
+    fill(storage_api)
+    source = SupabaseStorageSource(storage_api.url, SERVICE_KEY)
+    snapshot(source, locations)
+    storage_api.requests.clear()
+
+    second, stats = snapshot(source, locations)
+    assert (stats.downloaded, stats.reused, stats.bytes_transferred) == (0, 33, 0)
+    assert storage_api.downloads() == []
+
+    storage_api.put("certificates", "org-0/staff 0/BHV basis.pdf", b"%PDF renewed", "application/pdf")
+    storage_api.put("certificates", "org-9/new.pdf", b"%PDF new", "application/pdf")
+    storage_api.delete("floor-plans", "empty.txt")
+    storage_api.requests.clear()
+    third, stats = snapshot(source, locations)
+    assert sorted(storage_api.downloads()) == [
+        "/storage/v1/object/authenticated/certificates/org-0/staff 0/BHV basis.pdf",
+        "/storage/v1/object/authenticated/certificates/org-9/new.pdf",
+    ]
+    entries = index(locations[1], third)
+    assert ("floor-plans", "empty.txt") not in entries
+    assert locations[1].read_bytes(blob_key(entries[("certificates", "org-9/new.pdf")].sha256)) == b"%PDF new"
+    assert ("floor-plans", "empty.txt") in index(locations[1], second)  # the older snapshot still has it
+
+
+def test_object_deleted_during_the_run_is_skipped(storage_api, locations, monkeypatch):
+    fill(storage_api)
+    source = SupabaseStorageSource(storage_api.url, SERVICE_KEY)
+    listed = source.list_objects
+
+    def list_then_delete(bucket):
+        yield from listed(bucket)
+        storage_api.delete("certificates", "org-0/staff 0/BHV basis.pdf")
+
+    monkeypatch.setattr(source, "list_objects", list_then_delete)
+    manifest, stats = snapshot(source, locations)
+    assert stats.skipped == 1 and stats.skipped_objects == ["certificates/org-0/staff 0/BHV basis.pdf"]
+    assert manifest.details["objects"] == 32
+
+
+def test_5xx_and_429_are_retried_until_the_snapshot_completes(storage_api, locations, monkeypatch):
+    monkeypatch.setattr("bhv360_backup.sources.storage.RETRY_BASE_DELAY_S", 0.01)
+    fill(storage_api)
+    storage_api.failing_paths_every = 3
+    manifest, stats = snapshot(SupabaseStorageSource(storage_api.url, SERVICE_KEY), locations)
+    assert stats.downloaded == 33 and manifest.details["objects"] == 33
+    retried = [key for key, count in storage_api.attempts.items() if count == 3]
+    assert len(retried) >= 5  # a 429, a 503, then success
+
+
+def test_a_failed_run_leaves_no_snapshot_and_the_next_one_completes(storage_api, locations):
+    fill(storage_api)
+    storage_api.put("certificates", "forbidden.pdf", b"%PDF", "application/pdf")
+    source = SupabaseStorageSource(storage_api.url, SERVICE_KEY)
+    opened = source.open_object
+
+    def refuse_one(obj):
+        if obj.path == "forbidden.pdf":
+            raise BackupError("Supabase Storage refused certificates/forbidden.pdf: HTTP 403")
+        return opened(obj)
+
+    source.open_object = refuse_one
+    with pytest.raises(BackupError, match="1 object\\(s\\) could not be copied: certificates/forbidden.pdf"):
+        snapshot(source, locations)
+    for location in locations:
+        assert location.list_backups(BackupType.STORAGE) == []
+        assert location.size_of(LEASE_KEY) is None
+        stored = len(list(location.iter_objects(BLOB_PREFIX)))
+        assert stored == 32  # what was copied stays (two objects share a blob)
+
+    source.open_object = opened
+    manifest, stats = snapshot(source, locations)
+    assert manifest.details["objects"] == 34
+
+
+def test_a_large_object_streams_in_flat_memory(tmp_path, storage_api):
+    # moto keeps objects in this process's memory, so memory is traced with the local location only
+    video = tmp_path / "drill recording.mp4"
+    with open(video, "wb") as handle:
+        for _ in range(80):
+            handle.write(os.urandom(1 << 20))
+    storage_api.create_bucket("videos")
+    storage_api.put("videos", "2026/drill recording.mp4", video, "video/mp4")
+    location = LocalLocation(tmp_path / "backups")
+    tracemalloc.start()
+    try:
+        manifest, stats = snapshot(SupabaseStorageSource(storage_api.url, SERVICE_KEY), [location], parallelism=2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert stats.bytes_transferred == 80 << 20
+    assert peak < 40 << 20, f"peak traced memory {peak / 1e6:.0f} MB for an 84 MB object"
+    (entry,) = read_index(location, manifest)
+    assert location.path_of(blob_key(entry.sha256)).stat().st_size == 80 << 20
+
+
+def test_retention_then_gc_removes_only_unreferenced_blobs(tmp_path, locations):
+    source_root = tmp_path / "source"
+    (source_root / "b").mkdir(parents=True)
+    manifests = []
+    for round_number in range(5):
+        (source_root / "b" / "changing.txt").write_text(f"version {round_number}")
+        (source_root / "b" / "stable.txt").write_text("stable")
+        manifests.append(snapshot(LocalFolderSource(source_root), locations)[0])
+    later = utc_now() + timedelta(days=60)
+    policy = retention.RetentionPolicy(days=30, keep_min=3)
+    for location in locations:
+        report = retention.apply(location, BackupType.STORAGE, policy, later, dry_run=False)
+        assert sorted(report.deleted) == sorted(m.backup_id for m in manifests[:2])
+        gc = collect_garbage(location, later, dry_run=False)
+        assert gc.removed == 2  # "version 0" and "version 1"
+        for manifest in manifests[2:]:
+            assert verify_snapshot_blobs(location, manifest) == []
+
+
+def test_gc_waits_while_a_snapshot_holds_the_lease(tmp_path, locations):
+    (tmp_path / "source" / "b").mkdir(parents=True)
+    (tmp_path / "source" / "b" / "x.txt").write_text("x")
+    snapshot(LocalFolderSource(tmp_path / "source"), locations)
+    local = locations[0]
+    local.put_bytes("blobs/sha256/00/" + "0" * 64, b"orphan")
+    local.put_bytes(LEASE_KEY, b'{"run_id": "running", "expires_at": "2999-01-01T00:00:00Z"}')
+    later = utc_now() + timedelta(days=10)
+    assert collect_garbage(local, later, dry_run=False).skipped_reason == "a snapshot is being written (running)"
+    local.delete(LEASE_KEY)
+    assert collect_garbage(local, later, dry_run=False).removed == 1
+
+
+def test_retry_copies_a_finished_snapshot_with_its_blobs_to_the_other_location(tmp_path, locations):
+    (tmp_path / "source" / "b").mkdir(parents=True)
+    (tmp_path / "source" / "b" / "x.txt").write_text("x")
+    local, cloud = locations
+    writer = BackupWriter([local], BackupType.STORAGE, "20261102T000000Z")
+    manifest, _ = take_snapshot(LocalFolderSource(tmp_path / "source"), writer, dag_id="t", run_id="t")
+
+    retry = BackupWriter(locations, BackupType.STORAGE, "20261102T000000Z")
+    again, _ = take_snapshot(LocalFolderSource(tmp_path / "source"), retry, dag_id="t", run_id="t")
+    assert again.to_bytes() == manifest.to_bytes()
+    assert verify_snapshot_blobs(cloud, manifest) == []
