@@ -17,11 +17,12 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import WORK, peak_rss_mb, timed
 
 from bhv360_backup.demo.data import create_demo_database, organisations_for_mb
 from bhv360_backup.demo.servers import MotoS3
@@ -46,20 +47,6 @@ def ensure_database(size_mb: int) -> PgTarget:
         size = connection.execute("SELECT pg_database_size(current_database())").fetchone()[0]
     print(f"database {name}: {size / 1e6:.0f} MB on disk")
     return target
-
-
-def timed(argv: list[str], env: dict | None = None) -> float:
-    started = time.monotonic()
-    subprocess.run(argv, env=env, check=True)
-    return time.monotonic() - started
-
-
-def peak_rss_mb() -> int:
-    """This process's peak RSS (VmHWM: unlike ru_maxrss it does not inherit the parent's before exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) // 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def run_backup_child(target: PgTarget, root: Path, s3_conn: str | None) -> None:
@@ -96,8 +83,8 @@ def main() -> None:
         return
 
     target = ensure_database(args.size_mb)
-    work = Path(tempfile.mkdtemp(prefix="bench-pg-dump-", dir=Path(__file__).parent / ".work"
-                                 if (Path(__file__).parent / ".work").exists() else None))
+    WORK.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-pg-dump-", dir=WORK))
     s3 = MotoS3(access_key="bench", secret_key="bench-secret").start()
     s3.create_bucket(BUCKET)
     env = {**os.environ, "PGHOST": target.host, "PGPORT": str(target.port), "PGUSER": target.user,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from bhv360_backup.backup import BackupWriter
+from bhv360_backup.locations.base import Location
 from bhv360_backup.manifest import Manifest
 from bhv360_backup.sources.postgres import (
     ChildProcessStream,
@@ -14,10 +17,19 @@ from bhv360_backup.sources.postgres import (
     pg_dumpall_roles_argv,
     tool_major,
 )
-from bhv360_backup.verify import pg_archive_check
+from bhv360_backup.streams import gzip_json_lines
+from bhv360_backup.verify import pg_archive_check, read_json_lines_artifact
 
 DUMP_ARTIFACT = "database.dump"
 ROLES_ARTIFACT = "roles.sql"
+STORAGE_OBJECTS_ARTIFACT = "storage-objects.jsonl.gz"
+
+
+def read_storage_objects(location: Location, manifest: Manifest) -> set[tuple[str, str]] | None:
+    """The ``storage.objects`` names a database backup recorded, or None if it recorded none."""
+    if STORAGE_OBJECTS_ARTIFACT not in {a.path for a in manifest.artifacts}:
+        return None
+    return {tuple(row) for row in read_json_lines_artifact(location, manifest, STORAGE_OBJECTS_ARTIFACT)}
 
 
 def dump_database(target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, dag_id: str, run_id: str) -> Manifest:
@@ -35,7 +47,13 @@ def dump_database(target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, da
             pg_dump = find_client("pg_dump", snapshot.server_major, pg_bin_dir)
             pg_dumpall = find_client("pg_dumpall", snapshot.server_major, pg_bin_dir)
             pg_restore = find_client("pg_restore", snapshot.server_major, pg_bin_dir)
-            writer.add(DUMP_ARTIFACT, ChildProcessStream(pg_dump_argv(pg_dump, snapshot.snapshot_id), env, "pg_dump"))
+            with ThreadPoolExecutor(1, thread_name_prefix="row-counts") as counter:
+                table_rows = counter.submit(snapshot.table_rows)
+                dump = ChildProcessStream(pg_dump_argv(pg_dump, snapshot.snapshot_id), env, "pg_dump")
+                writer.add(DUMP_ARTIFACT, dump)
+                rows = table_rows.result()
+            if snapshot.has_storage_objects():
+                writer.add(STORAGE_OBJECTS_ARTIFACT, gzip_json_lines(list(row) for row in snapshot.storage_object_names()))
             writer.add(
                 ROLES_ARTIFACT,
                 ChildProcessStream(pg_dumpall_roles_argv(pg_dumpall, target.dbname), env, "pg_dumpall --roles-only"),
@@ -50,7 +68,7 @@ def dump_database(target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, da
                 "pg_dump_version": tool_major(pg_dump)[1],
                 "dump_format": "custom",
                 "snapshot_time": snapshot.snapshot_time,
-                "table_rows": snapshot.table_rows,
+                "table_rows": rows,
             },
         )
     except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from bhv360_backup.errors import ConfigurationError
 from bhv360_backup.layout import backup_id_for_run
 from bhv360_backup.locations import LocalLocation, Location, S3Location
-from bhv360_backup.settings import SUPABASE_CONN_ID, Settings
+from bhv360_backup.settings import DEFAULTS, SUPABASE_CONN_ID, Settings
 from bhv360_backup.sources.postgres import PgTarget
 from bhv360_backup.sources.storage import (
     LocalFolderSource,
@@ -31,6 +32,27 @@ _CONN_PURPOSE = {
 
 def load_settings() -> Settings:
     return Settings.load(lambda name, default: Variable.get(name, default=default))
+
+
+def bhv360_variables() -> dict[str, str]:
+    """The ``bhv360_`` Variables that are set: every name the package knows plus any given as
+    ``AIRFLOW_VAR_BHV360_*`` (a task cannot list the metadata database's Variables)."""
+    names = set(DEFAULTS) | {
+        name[len("AIRFLOW_VAR_") :].lower() for name in os.environ if name.startswith("AIRFLOW_VAR_BHV360_")
+    }
+    found = {}
+    for name in sorted(names):
+        value = Variable.get(name, default=None)
+        if value is not None:
+            found[name] = str(value)
+    return found
+
+
+def looks_secret(name: str, value: str) -> bool:
+    """Airflow's secrets masker rules: a sensitive name, or a value registered as a secret."""
+    from airflow.sdk.execution_time.secrets_masker import redact, should_hide_value_for_key
+
+    return bool(should_hide_value_for_key(name)) or redact(value) != value
 
 
 def get_connection(conn_id: str) -> Any:

@@ -30,6 +30,8 @@ DEFAULTS = {
     "bhv360_storage_source": "supabase",
     "bhv360_storage_buckets": "",
     "bhv360_storage_parallelism": "8",
+    "bhv360_config_tables": "",
+    "bhv360_config_paths": "",
 }
 
 VariableGetter = Callable[[str, str], str]
@@ -79,6 +81,8 @@ class Settings:
     storage_source: str
     storage_buckets: tuple[str, ...]
     storage_parallelism: int
+    config_tables: tuple[str, ...]
+    config_paths: tuple[str, ...]
 
     @classmethod
     def load(cls, get: VariableGetter = environment_variable) -> Settings:
@@ -103,4 +107,6 @@ class Settings:
             storage_source=value("bhv360_storage_source"),
             storage_buckets=_names(value("bhv360_storage_buckets")),
             storage_parallelism=_positive_int("bhv360_storage_parallelism", value("bhv360_storage_parallelism")),
+            config_tables=_names(value("bhv360_config_tables")),
+            config_paths=_names(value("bhv360_config_paths")),
         )

@@ -11,22 +11,19 @@ first and moved to their final name once their sha256 is known; only garbage col
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 import logging
 import threading
 import time
 import uuid
-import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from bhv360_backup.backup import BackupWriter, first_line
 from bhv360_backup.errors import BackupError, IntegrityError
-from bhv360_backup.layout import BackupType, artifact_key
+from bhv360_backup.layout import BackupType
 from bhv360_backup.locations.base import ArtifactMissing, Location
 from bhv360_backup.manifest import Manifest, iso, parse_iso, utc_now
 from bhv360_backup.sources.storage import (
@@ -36,7 +33,8 @@ from bhv360_backup.sources.storage import (
     TransientSourceError,
     with_retries,
 )
-from bhv360_backup.streams import copy_stream
+from bhv360_backup.streams import copy_stream, gzip_json_lines
+from bhv360_backup.verify import read_json_lines_artifact
 
 log = logging.getLogger(__name__)
 
@@ -69,27 +67,10 @@ class IndexEntry:
         return (self.etag, self.size, self.updated_at) == (obj.etag, obj.size, obj.updated_at)
 
 
-def encode_index(entries: Iterable[IndexEntry]) -> Iterator[bytes]:
-    """The index as gzip-compressed JSON lines, produced in chunks."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
-    pending = []
-    for entry in entries:
-        pending.append(json.dumps(asdict(entry), sort_keys=True, ensure_ascii=False).encode() + b"\n")
-        if len(pending) >= 1000:
-            if chunk := compressor.compress(b"".join(pending)):
-                yield chunk
-            pending.clear()
-    yield compressor.compress(b"".join(pending)) + compressor.flush()
-
-
 def read_index(location: Location, manifest: Manifest) -> Iterator[IndexEntry]:
     """The entries of a stored snapshot, after checking the index's size and sha256."""
-    artifact = manifest.artifact(INDEX_ARTIFACT)
-    key = artifact_key(BackupType.STORAGE, manifest.backup_id, INDEX_ARTIFACT)
-    data = location.read_bytes(key)  # the compressed index is small: a few dozen bytes per object
-    artifact.check(len(data), hashlib.sha256(data).hexdigest(), f"{location.name}:{key}")
-    for line in gzip.decompress(data).splitlines():
-        yield IndexEntry(**json.loads(line))
+    for row in read_json_lines_artifact(location, manifest, INDEX_ARTIFACT):
+        yield IndexEntry(**row)
 
 
 @dataclass
@@ -290,7 +271,7 @@ def _snapshot(
     if failures:
         raise BackupError(f"{len(failures)} object(s) could not be copied: " + "; ".join(failures[:10]))
     ordered = [entries[key] for key in sorted(entries)]
-    writer.add(INDEX_ARTIFACT, encode_index(ordered))
+    writer.add(INDEX_ARTIFACT, gzip_json_lines(asdict(entry) for entry in ordered))
     writer.verify()
     manifest = writer.publish(
         dag_id=dag_id,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from bhv360_backup.locations.base import ArtifactWriter
 
@@ -125,3 +128,16 @@ def _finish(threads: Mapping[str, _WriterThread]) -> None:
         thread.chunks.put(_END)
     for thread in threads.values():
         thread.join()
+
+
+def gzip_json_lines(rows: Iterable[Any]) -> Iterator[bytes]:
+    """Rows as gzip-compressed JSON lines (sorted keys, UTF-8), produced in chunks."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+    pending: list[bytes] = []
+    for row in rows:
+        pending.append(json.dumps(row, ensure_ascii=False, sort_keys=True).encode() + b"\n")
+        if len(pending) >= 1000:
+            if chunk := compressor.compress(b"".join(pending)):
+                yield chunk
+            pending.clear()
+    yield compressor.compress(b"".join(pending)) + compressor.flush()

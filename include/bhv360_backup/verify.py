@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import subprocess
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from bhv360_backup.errors import BackupError, IntegrityError
 from bhv360_backup.layout import artifact_key
@@ -64,6 +68,20 @@ def read_back(location: Location, key: str, artifact: Artifact, check: ContentCh
     else:
         check(hashed())
     artifact.check(digest.size, digest.sha256, f"{location.name}:{key}")
+
+
+def read_checked_artifact(location: Location, manifest: Manifest, path: str) -> bytes:
+    """A small artifact's bytes (an index, a list), after checking its size and sha256."""
+    key = artifact_key(manifest.type, manifest.backup_id, path)
+    data = location.read_bytes(key)
+    manifest.artifact(path).check(len(data), hashlib.sha256(data).hexdigest(), f"{location.name}:{key}")
+    return data
+
+
+def read_json_lines_artifact(location: Location, manifest: Manifest, path: str) -> Iterator[Any]:
+    """The rows of a checked gzip-compressed JSON-lines artifact."""
+    for line in gzip.decompress(read_checked_artifact(location, manifest, path)).splitlines():
+        yield json.loads(line)
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,19 @@ class DatabaseSnapshot:
     snapshot_time: str
     server_major: int
     server_version: str
-    table_rows: dict[str, int]
+    cursor: psycopg.Cursor = field(repr=False)
+
+    def table_rows(self) -> dict[str, int]:
+        """Exact row counts in the snapshot; may run in another thread while ``pg_dump`` streams."""
+        return table_row_counts(self.cursor)
+
+    def has_storage_objects(self) -> bool:
+        """Whether the database has Supabase's ``storage.objects`` table."""
+        return self.cursor.execute("SELECT to_regclass('storage.objects')").fetchone()[0] is not None
+
+    def storage_object_names(self) -> Iterator[tuple[str, str]]:
+        """``(bucket_id, name)`` of every row of ``storage.objects``, streamed."""
+        yield from self.cursor.stream("SELECT bucket_id, name FROM storage.objects ORDER BY 1, 2")
 
 
 USER_TABLES_SQL = """
@@ -153,7 +165,7 @@ def table_row_counts(cursor: psycopg.Cursor) -> dict[str, int]:
 
 @contextlib.contextmanager
 def exported_snapshot(target: PgTarget) -> Iterator[DatabaseSnapshot]:
-    """Open a repeatable-read transaction, export its snapshot and count rows in it."""
+    """Open a repeatable-read transaction and export its snapshot."""
     with target.connect(autocommit=True) as connection:
         with connection.cursor() as cursor:
             cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -166,7 +178,7 @@ def exported_snapshot(target: PgTarget) -> Iterator[DatabaseSnapshot]:
                 snapshot_time=snapshot_time,
                 server_major=version_num // 10000,
                 server_version=version,
-                table_rows=table_row_counts(cursor),
+                cursor=cursor,
             )
             try:
                 yield snapshot

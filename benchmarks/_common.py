@@ -1,0 +1,36 @@
+"""Helpers the benchmarks share."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+WORK = Path(__file__).parent / ".work"
+
+
+def peak_rss_mb() -> int:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it does not inherit the parent's before exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def timed(argv: list[str], env: dict | None = None) -> float:
+    started = time.monotonic()
+    subprocess.run(argv, env=env, check=True)
+    return time.monotonic() - started
+
+
+def require_tool(tool: str, debian_package: str) -> str:
+    """The tool's path, installing its Debian package first where it is missing (the set-up step)."""
+    found = shutil.which(tool)
+    if not found:
+        print(f"installing {debian_package} ...", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", debian_package], check=True, stdout=subprocess.DEVNULL)
+        found = shutil.which(tool)
+    if not found:
+        raise SystemExit(f"{tool} is needed: apt-get install {debian_package}")
+    return found

@@ -1,0 +1,132 @@
+"""Benchmark: a storage snapshot against ``rclone sync`` from the same S3-compatible source.
+
+moto's S3 server on loopback holds N objects of mixed sizes (default 5,000, about 500 MB). In one
+run the script times, at the same parallelism:
+
+- ``rclone sync`` of every bucket to a local folder (Debian's ``rclone``; installed if missing),
+- a first full snapshot by the package into the local location,
+- a second snapshot with nothing changed,
+
+and prints the ratio to rclone, the bytes the second run downloaded, and the snapshot process's
+peak RSS.
+
+    .venv/bin/python benchmarks/bench_bucket_sync.py --objects 5000 --parallelism 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from _common import WORK, peak_rss_mb, require_tool, timed
+
+from bhv360_backup.demo.servers import MotoS3
+
+BUCKETS = ("certificates", "floor-plans", "incident-photos")
+
+
+def object_sizes(count: int, rng: random.Random) -> list[int]:
+    """Mostly small documents, some photos, a few large scans: about 100 KB on average."""
+    sizes = []
+    for _ in range(count):
+        kind = rng.random()
+        if kind < 0.70:
+            sizes.append(rng.randint(2_000, 60_000))
+        elif kind < 0.97:
+            sizes.append(rng.randint(100_000, 400_000))
+        else:
+            sizes.append(rng.randint(1_000_000, 3_000_000))
+    return sizes
+
+
+def fill_source(s3: MotoS3, count: int) -> int:
+    rng = random.Random(5000)
+    client = s3.client()
+    for bucket in BUCKETS:
+        s3.create_bucket(bucket)
+    jobs = [(BUCKETS[i % 3], f"org-{i % 97}/item {i}.bin", size) for i, size in enumerate(object_sizes(count, rng))]
+
+    def put(job: tuple[str, str, int]) -> None:
+        bucket, key, size = job
+        client.put_object(Bucket=bucket, Key=key, Body=os.urandom(size))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, jobs))
+    return sum(size for *_, size in jobs)
+
+
+def run_snapshot_child(spec: dict) -> None:
+    import boto3
+
+    from bhv360_backup.backup import BackupWriter
+    from bhv360_backup.layout import BackupType
+    from bhv360_backup.locations import LocalLocation
+    from bhv360_backup.snapshot import take_snapshot
+    from bhv360_backup.sources.storage import S3StorageSource
+
+    client = boto3.client("s3", endpoint_url=spec["endpoint"], region_name="eu-west-1",
+                          aws_access_key_id="bench", aws_secret_access_key="bench-secret")
+    writer = BackupWriter([LocalLocation(Path(spec["root"]))], BackupType.STORAGE, spec["backup_id"])
+    _, stats = take_snapshot(S3StorageSource(client, list(BUCKETS)), writer, dag_id="bench", run_id=spec["backup_id"],
+                             parallelism=spec["parallelism"])
+    writer.raise_for_failures()
+    Path(spec["report"]).write_text(json.dumps({**stats.to_dict(), "peak_rss_mb": peak_rss_mb()}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--objects", type=int, default=5000)
+    parser.add_argument("--parallelism", type=int, default=8)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_snapshot_child(json.loads(args.child))
+        return
+
+    rclone = require_tool("rclone", "rclone")
+    WORK.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-bucket-sync-", dir=WORK))
+    s3 = MotoS3(access_key="bench", secret_key="bench-secret").start()
+    total = fill_source(s3, args.objects)
+    print(f"source: {args.objects} objects, {total / 1e6:.0f} MB in {len(BUCKETS)} buckets on {s3.endpoint}")
+
+    env = {**os.environ, "RCLONE_CONFIG_SRC_TYPE": "s3", "RCLONE_CONFIG_SRC_PROVIDER": "Other",
+           "RCLONE_CONFIG_SRC_ENDPOINT": s3.endpoint, "RCLONE_CONFIG_SRC_ACCESS_KEY_ID": "bench",
+           "RCLONE_CONFIG_SRC_SECRET_ACCESS_KEY": "bench-secret", "RCLONE_CONFIG_SRC_REGION": "eu-west-1"}
+    rclone_seconds = 0.0
+    for bucket in BUCKETS:
+        rclone_seconds += timed([rclone, "sync", f"src:{bucket}", str(work / "rclone" / bucket),
+                                 f"--transfers={args.parallelism}", f"--checkers={args.parallelism}",
+                                 "--s3-list-version=2", "-q"], env=env)
+
+    def snapshot(backup_id: str) -> tuple[float, dict]:
+        report = work / f"{backup_id}.json"
+        spec = {"endpoint": s3.endpoint, "root": str(work / "ours"), "backup_id": backup_id,
+                "parallelism": args.parallelism, "report": str(report)}
+        seconds = timed([sys.executable, __file__, "--child", json.dumps(spec)])
+        return seconds, json.loads(report.read_text())
+
+    first_seconds, first = snapshot("20260101T000000Z")
+    second_seconds, second = snapshot("20260102T000000Z")
+    s3.stop()
+    shutil.rmtree(work)
+
+    print(f"\nparallelism {args.parallelism}")
+    print(f"rclone sync (3 buckets)             {rclone_seconds:7.2f} s  {total / 1e6 / rclone_seconds:6.1f} MB/s")
+    print(f"first snapshot                      {first_seconds:7.2f} s  {total / 1e6 / first_seconds:6.1f} MB/s"
+          f"  downloaded {first['downloaded']}, peak RSS {first['peak_rss_mb']} MB")
+    print(f"    ratio to rclone (target <= 1.0) {first_seconds / rclone_seconds:7.3f}")
+    print(f"second snapshot, nothing changed    {second_seconds:7.2f} s  downloaded {second['downloaded']} objects,"
+          f" {second['bytes_transferred']} bytes, reused {second['reused']}, peak RSS {second['peak_rss_mb']} MB")
+    print(f"    share of the first run's time (target <= 0.10) {second_seconds / first_seconds:7.3f}")
+
+
+if __name__ == "__main__":
+    main()
