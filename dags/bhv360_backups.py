@@ -2,8 +2,10 @@
 
 | Type     | Frequency | Time  | Retention |
 |----------|-----------|-------|-----------|
-| Database | daily     | 01:00 | 30 days   |
-| Storage  | Sundays   | 03:00 | 30 days   |
+| Database      | daily     | 01:00 | 30 days   |
+| Configuration | daily     | 02:00 | 30 days   |
+| Storage       | Sundays   | 03:00 | 30 days   |
+| Full          | Saturdays | 04:00 | 30 days   |
 """
 
 from datetime import timedelta
@@ -12,6 +14,8 @@ from airflow.sdk import chain
 
 from bhv360_backup.dag_factory import backup_asset, bhv360_dag
 from bhv360_backup.operators.bucket_sync import BucketSyncOperator
+from bhv360_backup.operators.config_snapshot import ConfigSnapshotOperator
+from bhv360_backup.operators.full_set import FullBackupSetOperator
 from bhv360_backup.operators.pg_dump import PgDumpOperator
 from bhv360_backup.operators.retention import RetentionOperator
 from bhv360_backup.operators.verify import VerifyBackupOperator
@@ -43,6 +47,29 @@ with bhv360_dag(
         RetentionOperator(task_id="retention", backup_type="database"),
     )
 
+CONFIG_DOC = """
+### Configuration backup (daily 02:00)
+
+One deterministic `config.json` (sorted keys; unchanged configuration, same sha256): Storage bucket
+definitions; extensions, roles (no passwords), `ALTER ... SET` settings, row-level security and
+policies, publications of `bhv360_db`; rows of the tables in `bhv360_config_tables`; the `bhv360_`
+Variables (secret-looking values masked); files under `bhv360_config_paths`.
+A section that cannot be read fails the task and names the section.
+"""
+
+with bhv360_dag(
+    "bhv360_config_backup",
+    cron="0 2 * * *",
+    timeout=timedelta(hours=1),
+    doc_md=CONFIG_DOC,
+    tags=["backup", "config"],
+):
+    chain(
+        ConfigSnapshotOperator(task_id="snapshot", outlets=[backup_asset("config")]),
+        VerifyBackupOperator(task_id="verify", backup_type="config"),
+        RetentionOperator(task_id="retention", backup_type="config"),
+    )
+
 STORAGE_DOC = """
 ### Storage backup (Sundays 03:00)
 
@@ -68,4 +95,33 @@ with bhv360_dag(
         BucketSyncOperator(task_id="sync", outlets=[backup_asset("storage")]),
         VerifyBackupOperator(task_id="verify", backup_type="storage"),
         RetentionOperator(task_id="retention", backup_type="storage"),
+    )
+
+FULL_DOC = """
+### Full backup (Saturdays 04:00)
+
+A database dump, a storage snapshot and a config snapshot in one run, each a regular backup of its
+type, then `full/<backup_id>/` naming the three with their manifests' sha256, the database snapshot
+time and the storage listing's start and end, and a cross-check of `storage.objects` against the
+snapshot. The set exists only when all three components are complete. Retention keeps the
+components of every kept full set.
+"""
+
+with bhv360_dag(
+    "bhv360_full_backup",
+    cron="0 4 * * 6",
+    timeout=timedelta(hours=23),
+    doc_md=FULL_DOC,
+    tags=["backup", "full"],
+):
+    components = [
+        PgDumpOperator(task_id="database", outlets=[backup_asset("database")]),
+        BucketSyncOperator(task_id="storage", outlets=[backup_asset("storage")]),
+        ConfigSnapshotOperator(task_id="config", outlets=[backup_asset("config")]),
+    ]
+    chain(
+        components,
+        FullBackupSetOperator(task_id="full_set", outlets=[backup_asset("full")]),
+        VerifyBackupOperator(task_id="verify", backup_type="full"),
+        RetentionOperator(task_id="retention", backup_type="full"),
     )

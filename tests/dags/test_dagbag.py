@@ -12,7 +12,9 @@ from tests.fixtures.airflow import REPO, dag_bag
 # The contract's schedule table (Europe/Amsterdam): DAG id -> cron
 CONTRACT_SCHEDULES = {
     "bhv360_database_backup": "0 1 * * *",
+    "bhv360_config_backup": "0 2 * * *",
     "bhv360_storage_backup": "0 3 * * 0",
+    "bhv360_full_backup": "0 4 * * 6",
 }
 
 
@@ -51,6 +53,8 @@ def test_dag_files_read_no_variables_or_connections_at_parse_time():
 @pytest.mark.parametrize(("dag_id", "task_id", "backup_type"), [
     ("bhv360_database_backup", "dump", "database"),
     ("bhv360_storage_backup", "sync", "storage"),
+    ("bhv360_config_backup", "snapshot", "config"),
+    ("bhv360_full_backup", "full_set", "full"),
 ])
 def test_backup_task_declares_its_asset(dag_id, task_id, backup_type):
     task = dag_bag().dags[dag_id].get_task(task_id)

@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator, Context
 from bhv360_backup import joblog, retention
 from bhv360_backup.backup import first_line
 from bhv360_backup.errors import BackupError
+from bhv360_backup.full import protected_components
 from bhv360_backup.layout import BackupType
 from bhv360_backup.manifest import utc_now
 from bhv360_backup.runtime import load_settings, open_locations
@@ -21,8 +22,8 @@ class RetentionOperator(BaseOperator):
     """
     Delete the backups of one type that are past ``bhv360_retention_days``, in each location on its own.
 
-    The newest ``bhv360_keep_min`` complete backups stay whatever their age; unfinished
-    leftovers untouched for 24 hours go.
+    The newest ``bhv360_keep_min`` complete backups stay whatever their age, and so do the
+    components of every full set that is kept; unfinished leftovers untouched for 24 hours go.
 
     :param backup_type: database, config, storage or full
     :param dry_run: only report what would be deleted
@@ -51,7 +52,10 @@ class RetentionOperator(BaseOperator):
             failures = []
             for location in open_locations(settings, self.aws_conn_id):
                 try:
-                    report = retention.apply(location, backup_type, policy, now, dry_run=bool(self.dry_run))
+                    protected = protected_components(location, policy, now, backup_type)
+                    report = retention.apply(
+                        location, backup_type, policy, now, dry_run=bool(self.dry_run), protected=protected
+                    )
                 except Exception as error:  # noqa: BLE001 - each location is kept on its own
                     failures.append(f"{location.name}: {first_line(error)}")
                     continue

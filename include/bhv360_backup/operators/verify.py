@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from bhv360_backup.errors import BackupError, IntegrityError
+from bhv360_backup.full import verify_components
 from bhv360_backup.layout import BackupType
 from bhv360_backup.runtime import load_settings, open_locations, run_backup_id
 from bhv360_backup.settings import S3_CONN_ID
@@ -58,6 +59,8 @@ class VerifyBackupOperator(BaseOperator):
             problems += [finding.problem for finding in verify_backup(location, manifests[location.name], deep=self.deep)]
             if backup_type == BackupType.STORAGE:
                 problems += verify_snapshot_blobs(location, manifests[location.name])
+            if backup_type == BackupType.FULL:
+                problems += verify_components(location, manifests[location.name])
         if len({manifest.sha256 for manifest in manifests.values()}) > 1:
             problems.append("the locations hold different manifests for this backup")
         if problems:
