@@ -29,7 +29,16 @@ def default_args(retries: int = 2) -> dict:
     }
 
 
-def bhv360_dag(dag_id: str, *, cron: str | None, timeout: timedelta, doc_md: str, tags: list[str]) -> DAG:
+def bhv360_dag(
+    dag_id: str,
+    *,
+    cron: str | None,
+    timeout: timedelta,
+    doc_md: str,
+    tags: list[str],
+    retries: int = 2,
+    params: dict | None = None,
+) -> DAG:
     """A DAG on ``cron`` in the ``bhv360_timezone`` zone (DST-correct), one run at a time, no catch-up."""
     schedule = CronTriggerTimetable(cron, timezone=schedule_timezone()) if cron else None
     return DAG(
@@ -39,7 +48,8 @@ def bhv360_dag(dag_id: str, *, cron: str | None, timeout: timedelta, doc_md: str
         catchup=False,
         max_active_runs=1,
         dagrun_timeout=timeout,
-        default_args=default_args(),
+        default_args=default_args(retries),
         doc_md=doc_md,
         tags=["bhv360", *tags],
+        params=params,
     )

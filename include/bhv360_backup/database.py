@@ -47,11 +47,11 @@ def dump_database(target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, da
             pg_dump = find_client("pg_dump", snapshot.server_major, pg_bin_dir)
             pg_dumpall = find_client("pg_dumpall", snapshot.server_major, pg_bin_dir)
             pg_restore = find_client("pg_restore", snapshot.server_major, pg_bin_dir)
-            with ThreadPoolExecutor(1, thread_name_prefix="row-counts") as counter:
-                table_rows = counter.submit(snapshot.table_rows)
+            with ThreadPoolExecutor(1, thread_name_prefix="table-stats") as counter:
+                stats_future = counter.submit(snapshot.table_stats)
                 dump = ChildProcessStream(pg_dump_argv(pg_dump, snapshot.snapshot_id), env, "pg_dump")
                 writer.add(DUMP_ARTIFACT, dump)
-                rows = table_rows.result()
+                stats = stats_future.result()
             if snapshot.has_storage_objects():
                 writer.add(STORAGE_OBJECTS_ARTIFACT, gzip_json_lines(list(row) for row in snapshot.storage_object_names()))
             writer.add(
@@ -68,7 +68,8 @@ def dump_database(target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, da
                 "pg_dump_version": tool_major(pg_dump)[1],
                 "dump_format": "custom",
                 "snapshot_time": snapshot.snapshot_time,
-                "table_rows": rows,
+                "table_rows": {table: entry["rows"] for table, entry in stats.items()},
+                "table_checksums": {table: entry["checksum"] for table, entry in stats.items() if "checksum" in entry},
             },
         )
     except BaseException:

@@ -11,6 +11,7 @@ first and moved to their final name once their sha256 is known; only garbage col
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -61,6 +62,7 @@ class IndexEntry:
     cache_control: str | None
     etag: str
     updated_at: str
+    md5: str | None = None
 
     def matches(self, obj: ObjectInfo) -> bool:
         """Unchanged at the source: same etag, size and updated time."""
@@ -228,18 +230,19 @@ def _snapshot(
     lock = threading.Lock()
 
     def transfer(obj: ObjectInfo) -> None:
-        def attempt() -> tuple[str, int, str | None, str | None]:
+        def attempt() -> tuple[str, int, str | None, str | None, str]:
+            md5 = hashlib.md5(usedforsecurity=False)
             try:
                 opened = source.open_object(obj)
-                sha256, size = blobs.store(opened.chunks)
+                sha256, size = blobs.store(md5.update(chunk) or chunk for chunk in opened.chunks)
             except (ObjectGone, TransientSourceError, BackupError):
                 raise
             except Exception as error:  # noqa: BLE001 - a dropped connection or timeout mid-stream
                 raise TransientSourceError(f"{obj.bucket}/{obj.path}: {first_line(error)}") from None
-            return sha256, size, opened.content_type, opened.cache_control
+            return sha256, size, opened.content_type, opened.cache_control, md5.hexdigest()
 
         try:
-            sha256, size, content_type, cache_control = with_retries(attempt, f"{obj.bucket}/{obj.path}")
+            sha256, size, content_type, cache_control, md5 = with_retries(attempt, f"{obj.bucket}/{obj.path}")
         except ObjectGone:
             with lock:
                 stats.skipped += 1
@@ -250,7 +253,7 @@ def _snapshot(
                 failures.append(f"{obj.bucket}/{obj.path}: {first_line(error)}")
             return
         entry = IndexEntry(obj.bucket, obj.path, sha256, size, obj.content_type or content_type,
-                           obj.cache_control or cache_control, obj.etag, obj.updated_at)
+                           obj.cache_control or cache_control, obj.etag, obj.updated_at, md5)
         with lock:
             entries[(obj.bucket, obj.path)] = entry
             stats.downloaded += 1

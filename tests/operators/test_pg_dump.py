@@ -11,6 +11,7 @@ import pytest
 
 from bhv360_backup.demo.data import create_demo_database
 from bhv360_backup.layout import BackupType, artifact_key
+from bhv360_backup.restore.validate import database_stats
 from tests.conftest import DB_PASSWORD
 from tests.fixtures import postgres
 from tests.fixtures.airflow import run_dag, xcom_values
@@ -64,9 +65,10 @@ def test_backup_lands_in_both_locations_and_restores_equal(backup_env, tmp_path,
     try:
         subprocess.run(["pg_restore", "--no-owner", "-h", restored.host, "-p", str(restored.port), "-U", "postgres",
                         "-d", restored.dbname, str(dump)], check=True, capture_output=True)
-        source = postgres.table_fingerprints(backup_env.db)
-        assert postgres.table_fingerprints(restored) == source
-        assert {table: rows for table, (rows, _) in source.items()} == manifest.details["table_rows"]
+        source = database_stats(backup_env.db)
+        assert database_stats(restored) == source
+        assert {table: entry["rows"] for table, entry in source.items()} == manifest.details["table_rows"]
+        assert manifest.details["table_checksums"]["public.app_settings"] == source["public.app_settings"]["checksum"]
     finally:
         postgres.drop_database(restored)
 

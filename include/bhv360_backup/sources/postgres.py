@@ -129,9 +129,9 @@ class DatabaseSnapshot:
     server_version: str
     cursor: psycopg.Cursor = field(repr=False)
 
-    def table_rows(self) -> dict[str, int]:
-        """Exact row counts in the snapshot; may run in another thread while ``pg_dump`` streams."""
-        return table_row_counts(self.cursor)
+    def table_stats(self) -> dict[str, dict[str, Any]]:
+        """Row counts and small-table checksums in the snapshot; may run while ``pg_dump`` streams."""
+        return table_stats(self.cursor)
 
     def has_storage_objects(self) -> bool:
         """Whether the database has Supabase's ``storage.objects`` table."""
@@ -152,15 +152,29 @@ ORDER BY 1, 2
 """
 
 
-def table_row_counts(cursor: psycopg.Cursor) -> dict[str, int]:
-    """Exact row count of every user table, keyed ``schema.table``."""
-    counts = {}
+CHECKSUM_MAX_ROWS = 10_000
+
+
+def table_stats(cursor: psycopg.Cursor) -> dict[str, dict[str, Any]]:
+    """Exact row count of every user table, and a content checksum of the small ones, keyed ``schema.table``.
+
+    The checksum is order-independent (md5 over the sorted md5 of each row's text) and is taken
+    with ``TimeZone = UTC`` so a restore can compute the same one.
+    """
+    cursor.execute("SET LOCAL TIME ZONE 'UTC'")
+    cursor.execute("SET LOCAL extra_float_digits = 3")
+    stats = {}
     for schema, table in cursor.execute(USER_TABLES_SQL).fetchall():
-        query = psycopg.sql.SQL("SELECT count(*) FROM {}.{}").format(
-            psycopg.sql.Identifier(schema), psycopg.sql.Identifier(table)
-        )
-        counts[f"{schema}.{table}"] = cursor.execute(query).fetchone()[0]
-    return counts
+        name = psycopg.sql.SQL("{}.{}").format(psycopg.sql.Identifier(schema), psycopg.sql.Identifier(table))
+        rows = cursor.execute(psycopg.sql.SQL("SELECT count(*) FROM {}").format(name)).fetchone()[0]
+        entry: dict[str, Any] = {"rows": rows}
+        if rows <= CHECKSUM_MAX_ROWS:
+            entry["checksum"] = cursor.execute(
+                psycopg.sql.SQL("SELECT coalesce(md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))), '') "
+                                "FROM {} t").format(name)
+            ).fetchone()[0]
+        stats[f"{schema}.{table}"] = entry
+    return stats
 
 
 @contextlib.contextmanager

@@ -1,0 +1,166 @@
+"""Operators of the restore DAG: validate (nothing is written), then restore and check."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context, Variable
+from airflow.sdk.exceptions import AirflowSkipException
+
+from bhv360_backup import joblog
+from bhv360_backup.alerts import notify_ops
+from bhv360_backup.errors import BackupError, ConfigurationError
+from bhv360_backup.restore.plan import RestorePlan, build_plan
+from bhv360_backup.restore.request import RestoreRequest, parse_request
+from bhv360_backup.restore.run import RestoreTargets, execute_plan
+from bhv360_backup.restore.storage import FolderSink, StorageSink, SupabaseSink
+from bhv360_backup.runtime import get_connection, load_settings, open_locations, pg_target
+from bhv360_backup.settings import DB_CONN_ID, S3_CONN_ID, SUPABASE_CONN_ID, Settings
+from bhv360_backup.sources.postgres import PgTarget, find_client, server_major
+
+REQUEST_FIELDS = ("type", "paths", "target_conn_id", "confirm_overwrite", "dry_run", "supabase_target",
+                  "storage_target", "restore_roles", "no_owner")
+
+
+def restore_folder(settings: Settings, run_id: str) -> Path:
+    return settings.backup_root / "restore" / re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+
+
+def _same_database(a: PgTarget, b: PgTarget) -> bool:
+    return (a.host, a.port, a.dbname) == (b.host, b.port, b.dbname)
+
+
+def database_target(request: RestoreRequest) -> PgTarget:
+    """The target database, refusing production (``bhv360_db``) without ``confirm_overwrite``."""
+    target = pg_target(request.target_conn_id)
+    production = request.target_conn_id == DB_CONN_ID
+    if not production:
+        try:
+            production = _same_database(target, pg_target(DB_CONN_ID))
+        except ConfigurationError:
+            production = False
+    if production and not request.confirm_overwrite:
+        raise BackupError(
+            f"target '{request.target_conn_id}' is the production database bhv360_db: set confirm_overwrite to true "
+            "to restore over it"
+        )
+    with target.connect():
+        pass
+    return target
+
+
+def storage_sink(request: RestoreRequest, settings: Settings, run_id: str) -> StorageSink:
+    spec = request.storage_target
+    if spec == "folder":
+        return FolderSink(restore_folder(settings, run_id) / "storage")
+    if spec.startswith("folder:"):
+        folder = Path(spec[len("folder:"):])
+        if folder.exists() and any(folder.iterdir()):
+            raise BackupError(f"storage_target folder {folder} is not empty; restore into a new or empty folder")
+        return FolderSink(folder)
+    conn_id = spec.partition(":")[2] or SUPABASE_CONN_ID
+    if conn_id == SUPABASE_CONN_ID and not request.confirm_overwrite:
+        raise BackupError("storage_target 'supabase' is the production project (bhv360_supabase): "
+                          "set confirm_overwrite to true, or name another project as 'supabase:<conn id>'")
+    connection = get_connection(conn_id)
+    url = connection.host if "://" in connection.host else f"https://{connection.host}"
+    return SupabaseSink(url, connection.password)
+
+
+def resolve_targets(request: RestoreRequest, plan_components: set[str], settings: Settings, run_id: str) -> RestoreTargets:
+    needs_database = bool({"database", "config"} & plan_components)
+    needs_sink = "storage" in plan_components or (
+        "config" in plan_components and request.storage_target.startswith("supabase"))
+    return RestoreTargets(
+        database=database_target(request) if needs_database else None,
+        sink=storage_sink(request, settings, run_id) if needs_sink else None,
+        work_dir=restore_folder(settings, run_id),
+        set_variable=(lambda name, value: Variable.set(name, value)) if request.confirm_overwrite else None,
+        pg_bin_dir=settings.pg_bin_dir,
+        parallelism=settings.storage_parallelism,
+    )
+
+
+def request_from_context(context: Context, settings: Settings) -> RestoreRequest:
+    params = context["params"]
+    body = {name: params[name] for name in REQUEST_FIELDS if name in params and params[name] is not None}
+    return parse_request(body, backup_root=str(settings.backup_root), bucket=settings.s3_bucket)
+
+
+class RestoreValidateOperator(BaseOperator):
+    """
+    Check a restore request before anything is written: its paths, the backups they resolve to
+    (every artifact's size and sha256, in the local copy or else the S3 copy), and the targets.
+    Returns the plan; with ``dry_run`` the plan is all that happens.
+
+    :param aws_conn_id: connection of the S3 location
+    """
+
+    template_fields = ("aws_conn_id",)
+    ui_color = "#fadbd8"
+
+    def __init__(self, *, aws_conn_id: str = S3_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.aws_conn_id = aws_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        settings = load_settings()
+        record = joblog.JobRecord(self.dag_id, context["run_id"], f"restore-validation:{context['params'].get('type')}")
+        with joblog.job(settings.log_dir, record):
+            validated = self._validate(context, settings)
+            record.backup_id = ",".join(c["backup_id"] for c in validated["plan"]["components"])
+        return validated
+
+    def _validate(self, context: Context, settings: Settings) -> dict[str, Any]:
+        request = request_from_context(context, settings)
+        locations = open_locations(settings, self.aws_conn_id)
+        targets = resolve_targets(request, set(request.paths), settings, context["run_id"])
+        major = server_major(targets.database) if targets.database else None
+        pg_restore = find_client("pg_restore", major, settings.pg_bin_dir) if major else None
+        described = {"database": targets.database.describe() if targets.database else "-",
+                     "storage": targets.sink.describe() if targets.sink else "-",
+                     "config": "settings rows into the target database, files into " + str(targets.work_dir)}
+        plan = build_plan(request, locations, described, pg_restore)
+        for line in plan.describe():
+            self.log.info("%s", line)
+        if request.dry_run:
+            self.log.info("dry run: validation passed, nothing will be restored")
+        return {"request": request.to_dict(), "plan": plan.to_dict()}
+
+
+class RestoreOperator(BaseOperator):
+    """
+    Restore what the validation task planned, then check the targets against the backup, record
+    the outcome in the job log and tell the operations team.
+
+    :param aws_conn_id: connection of the S3 location
+    """
+
+    template_fields = ("aws_conn_id",)
+    ui_color = "#f5b7b1"
+
+    def __init__(self, *, aws_conn_id: str = S3_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.aws_conn_id = aws_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        settings = load_settings()
+        validated = context["ti"].xcom_pull(task_ids="validate")
+        request = parse_request(validated["request"], backup_root=str(settings.backup_root), bucket=settings.s3_bucket)
+        plan = RestorePlan.from_dict(validated["plan"])
+        if request.dry_run:
+            raise AirflowSkipException("dry run: validation only, nothing restored")
+        record = joblog.JobRecord(self.dag_id, context["run_id"], f"restore:{plan.type}",
+                                  ",".join(c.backup_id for c in plan.components))
+        with joblog.job(settings.log_dir, record):
+            locations = {location.name: location for location in open_locations(settings, self.aws_conn_id)}
+            targets = resolve_targets(request, {c.component for c in plan.components}, settings, context["run_id"])
+            report = execute_plan(plan, request, locations, targets)
+            record.locations = sorted({c.location for c in plan.components})
+            record.bytes = sum(c.size for c in plan.components)
+            record.extra = {"report": {k: v for k, v in report.items() if k != "plan"}}
+        notify_ops(context, f"[bhv360-backup] restore of {plan.type} succeeded", plan.describe(),
+                   link=getattr(context["ti"], "log_url", None))
+        return report

@@ -1,0 +1,171 @@
+"""Resolve a restore request against the locations and verify what it would use, before any write.
+
+The plan names, for every component, the backup id, the location whose copy verified (the local
+one first, S3 when the local copy is missing or damaged, with the reason), and the target. It is
+plain JSON, passed from the validation task to the restore task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bhv360_backup.database import DUMP_ARTIFACT
+from bhv360_backup.errors import BackupError
+from bhv360_backup.layout import BackupType
+from bhv360_backup.locations.base import Location
+from bhv360_backup.restore.request import PathSpec, RestoreRequest
+from bhv360_backup.snapshot import verify_snapshot_blobs
+from bhv360_backup.verify import pg_archive_check, verify_backup
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ComponentPlan:
+    component: str
+    backup_id: str
+    location: str
+    completed_at: str
+    size: int
+    fallback_reason: str | None = None
+    applied_newer: bool = False
+
+
+@dataclass
+class RestorePlan:
+    type: str
+    components: list[ComponentPlan]
+    targets: dict[str, str]
+    full_set: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RestorePlan:
+        return cls(**{**data, "components": [ComponentPlan(**c) for c in data["components"]]})
+
+    def component(self, name: str) -> ComponentPlan | None:
+        return next((c for c in self.components if c.component == name), None)
+
+    def describe(self) -> list[str]:
+        lines = [f"restore {self.type}" + (f" from full set {self.full_set}" if self.full_set else "")]
+        for c in self.components:
+            source = f"{c.location}" + (f" (fallback: {c.fallback_reason})" if c.fallback_reason else "")
+            newer = ", newer than the full set" if c.applied_newer else ""
+            lines.append(f"  {c.component} backup {c.backup_id} ({c.size:,} bytes, completed {c.completed_at}{newer})"
+                         f" from {source} into {self.targets.get(c.component, '?')}")
+        lines += [f"  note: {note}" for note in self.notes]
+        return lines
+
+
+def _ordered(locations: Sequence[Location], spec: PathSpec) -> list[Location]:
+    """Local first, unless the request named the S3 copy."""
+    if spec.kind == "s3":
+        return sorted(locations, key=lambda location: location.name != "s3")
+    return sorted(locations, key=lambda location: location.name != "local")
+
+
+def _newest(locations: Sequence[Location], backup_type: BackupType) -> str | None:
+    ids: set[str] = set()
+    for location in locations:
+        try:
+            ids.update(location.list_backups(backup_type))
+        except Exception as error:  # noqa: BLE001 - one unreachable location must not block a restore
+            log.warning("cannot list %s backups in %s: %s", backup_type.value, location.name, error)
+    return max(ids) if ids else None
+
+
+def resolve_id(locations: Sequence[Location], backup_type: BackupType, spec: PathSpec) -> str:
+    if spec.kind == "latest":
+        newest = _newest(locations, backup_type)
+        if newest is None:
+            raise BackupError(f"there is no complete {backup_type.value} backup in any location")
+        return newest
+    return spec.backup_id
+
+
+def choose_copy(
+    locations: Sequence[Location], backup_type: BackupType, backup_id: str, pg_restore: str | None
+) -> ComponentPlan:
+    """The first location whose copy verifies in full (sha256 of every artifact, blobs present)."""
+    reasons = []
+    found = False
+    for location in locations:
+        try:
+            if not location.has_manifest(backup_type, backup_id):
+                reasons.append(f"{location.name}: no manifest")
+                continue
+            found = True
+            manifest = location.read_manifest(backup_type, backup_id)
+        except Exception as error:  # noqa: BLE001 - try the other location
+            reasons.append(f"{location.name}: {_short(error)}")
+            continue
+        checks = {DUMP_ARTIFACT: pg_archive_check(pg_restore)} if pg_restore and backup_type == BackupType.DATABASE else {}
+        problems = [finding.problem for finding in verify_backup(location, manifest, deep=True, checks=checks)]
+        if not problems and backup_type == BackupType.STORAGE:
+            problems = verify_snapshot_blobs(location, manifest)[:3]
+        if problems:
+            reasons.append(f"{location.name}: {'; '.join(problems)}")
+            continue
+        fallback = "; ".join(reasons) if reasons else None
+        if fallback:
+            log.warning("using the %s copy of %s %s because %s", location.name, backup_type.value, backup_id, fallback)
+        return ComponentPlan(backup_type.value, backup_id, location.name, manifest.to_dict()["completed_at"],
+                             manifest.size, fallback)
+    if not found:
+        raise BackupError(f"{backup_type.value} backup {backup_id} does not exist in any location (no manifest)")
+    raise BackupError(f"{backup_type.value} backup {backup_id} has no intact copy: {'; '.join(reasons)}")
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def build_plan(
+    request: RestoreRequest,
+    locations: Sequence[Location],
+    targets: dict[str, str],
+    pg_restore: str | None,
+) -> RestorePlan:
+    """Resolve every component and verify the copy it would use; raise naming the first problem found."""
+    full_set = None
+    notes: list[str] = []
+    chosen: dict[str, tuple[str, PathSpec]] = {}
+    if request.type == BackupType.FULL and all(spec.kind == "latest" for spec in request.paths.values()):
+        full_set = _newest(locations, BackupType.FULL)
+        if full_set is None:
+            raise BackupError("there is no complete full backup in any location")
+        components = _full_set_components(locations, full_set)
+        for name, backup_id in components.items():
+            spec = request.paths[name]
+            newest = _newest(locations, BackupType(name)) if name in ("database", "storage") else None
+            if newest and newest > backup_id:
+                notes.append(f"{name}: applying the newer backup {newest} after full set {full_set}")
+                chosen[name] = (newest, spec)
+            else:
+                chosen[name] = (backup_id, spec)
+    else:
+        for name, spec in request.paths.items():
+            chosen[name] = (resolve_id(locations, BackupType(name), spec), spec)
+    plans = []
+    for name, (backup_id, spec) in chosen.items():
+        plan = choose_copy(_ordered(locations, spec), BackupType(name), backup_id, pg_restore)
+        plan.applied_newer = any(note.startswith(f"{name}: applying") for note in notes)
+        plans.append(plan)
+    return RestorePlan(request.type.value, plans, targets, full_set, notes)
+
+
+def _full_set_components(locations: Sequence[Location], full_id: str) -> dict[str, str]:
+    for location in locations:
+        try:
+            manifest = location.read_manifest(BackupType.FULL, full_id)
+        except Exception:  # noqa: BLE001, S112 - the other location may have it
+            continue
+        return {name: component["backup_id"] for name, component in manifest.details["components"].items()}
+    raise BackupError(f"full backup {full_id} has no readable manifest in any location")

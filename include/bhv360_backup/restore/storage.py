@@ -1,0 +1,234 @@
+"""Restore a storage snapshot: into a folder as a plain file tree, or back into a Supabase project.
+
+Objects go in parallel with bounded memory; each blob streams from the preferred location with
+its sha256 checked, and comes from the other location when that copy is missing or damaged.
+Objects already identical at the target are skipped. Names that could leave their folder are
+refused, never written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import urllib.parse
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bhv360_backup.backup import first_line
+from bhv360_backup.errors import BackupError, IntegrityError
+from bhv360_backup.layout import check_relative_path
+from bhv360_backup.locations.base import Location
+from bhv360_backup.locations.local import LocalWriter
+from bhv360_backup.manifest import Manifest
+from bhv360_backup.snapshot import IndexEntry, blob_key, read_index
+from bhv360_backup.streams import Digest
+
+log = logging.getLogger(__name__)
+
+
+def checked_blob(locations: Sequence[Location], entry: IndexEntry) -> Iterator[bytes]:
+    """Stream one blob from the first location that has it; raise at the end if its sha256 differs."""
+    for location in locations:
+        if location.size_of(blob_key(entry.sha256)) != entry.size:
+            continue
+        digest = Digest()
+        for chunk in location.read_chunks(blob_key(entry.sha256)):
+            digest.update(chunk)
+            yield chunk
+        if digest.sha256 != entry.sha256 or digest.size != entry.size:
+            raise IntegrityError(f"{location.name}: blob {entry.sha256} of {entry.bucket}/{entry.path} is damaged")
+        return
+    raise IntegrityError(f"blob {entry.sha256} of {entry.bucket}/{entry.path} is missing in every location")
+
+
+class StorageSink(ABC):
+    @abstractmethod
+    def describe(self) -> str: ...
+
+    @abstractmethod
+    def prepare(self, buckets: list[dict[str, Any]]) -> None:
+        """Create the buckets the snapshot defines that the target lacks."""
+
+    @abstractmethod
+    def is_identical(self, entry: IndexEntry) -> bool: ...
+
+    @abstractmethod
+    def write(self, entry: IndexEntry, chunks: Iterator[bytes]) -> None: ...
+
+    @abstractmethod
+    def check(self, entries: Sequence[IndexEntry]) -> list[str]:
+        """After the restore: every object is at the target with its size (and content, where readable)."""
+
+
+def safe_object_path(entry: IndexEntry) -> str:
+    """``bucket/path`` as a relative file path, or an error saying why the name is refused."""
+    if not entry.bucket or "/" in entry.bucket or entry.bucket in (".", ".."):
+        raise BackupError(f"bucket name {entry.bucket!r} is not a safe folder name")
+    if any(ord(c) < 32 for c in entry.path) or len(entry.path.encode()) > 1024:
+        raise BackupError(f"object name {entry.path!r} has control characters or is too long")
+    return check_relative_path(f"{entry.bucket}/{entry.path}")
+
+
+class FolderSink(StorageSink):
+    """A plain file tree ``<root>/<bucket>/<path>``, written through staging files."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def describe(self) -> str:
+        return f"folder {self.root}"
+
+    def _path(self, entry: IndexEntry) -> Path:
+        path = self.root / safe_object_path(entry)
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise BackupError(f"{entry.bucket}/{entry.path} leads outside {self.root}")
+        return path
+
+    def prepare(self, buckets: list[dict[str, Any]]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def is_identical(self, entry: IndexEntry) -> bool:
+        path = self._path(entry)
+        if not path.is_file() or path.stat().st_size != entry.size:
+            return False
+        return hashlib.file_digest(path.open("rb"), "sha256").hexdigest() == entry.sha256
+
+    def write(self, entry: IndexEntry, chunks: Iterator[bytes]) -> None:
+        writer = LocalWriter(self._path(entry))
+        try:
+            for chunk in chunks:
+                writer.write(chunk)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def check(self, entries: Sequence[IndexEntry]) -> list[str]:
+        return [f"{e.bucket}/{e.path} differs at the target" for e in entries if not self.is_identical(e)]
+
+
+class SupabaseSink(StorageSink):
+    """A Supabase project: buckets created with their definitions, objects uploaded with upsert."""
+
+    def __init__(self, url: str, service_key: str, timeout: float = 300) -> None:
+        import httpx
+
+        from bhv360_backup.sources.storage import SupabaseStorageSource
+
+        self.url = url.rstrip("/")
+        self._source = SupabaseStorageSource(self.url, service_key)
+        self._http = httpx.Client(
+            base_url=f"{self.url}/storage/v1",
+            headers={"Authorization": f"Bearer {service_key}", "apikey": service_key},
+            timeout=timeout,
+        )
+        self._existing: dict[tuple[str, str], tuple[int, str]] = {}
+
+    def describe(self) -> str:
+        return f"Supabase Storage at {self.url}"
+
+    def prepare(self, buckets: list[dict[str, Any]]) -> None:
+        present = {bucket.id for bucket in self._source.list_buckets()}
+        for bucket in buckets:
+            if bucket["id"] not in present:
+                response = self._http.post("/bucket", json={"id": bucket["id"], "name": bucket["id"],
+                                                            "public": bucket.get("public", False),
+                                                            "file_size_limit": bucket.get("file_size_limit"),
+                                                            "allowed_mime_types": bucket.get("allowed_mime_types")})
+                if response.status_code >= 400:
+                    raise BackupError(f"cannot create bucket {bucket['id']}: HTTP {response.status_code} {response.text[:200]}")
+                log.info("created bucket %s", bucket["id"])
+            for obj in self._source.list_objects(bucket["id"]):
+                self._existing[(obj.bucket, obj.path)] = (obj.size, obj.etag)
+
+    def is_identical(self, entry: IndexEntry) -> bool:
+        return entry.md5 is not None and self._existing.get((entry.bucket, entry.path)) == (entry.size, entry.md5)
+
+    def write(self, entry: IndexEntry, chunks: Iterator[bytes]) -> None:
+        safe_object_path(entry)
+        path = urllib.parse.quote(f"{entry.bucket}/{entry.path}", safe="/")
+        headers = {"content-type": entry.content_type or "application/octet-stream", "x-upsert": "true",
+                   "content-length": str(entry.size)}
+        if entry.cache_control:
+            headers["cache-control"] = entry.cache_control
+        response = self._http.post(f"/object/{path}", content=chunks, headers=headers)
+        if response.status_code >= 400:
+            raise BackupError(f"upload refused: HTTP {response.status_code} {response.text[:200]}")
+
+    def check(self, entries: Sequence[IndexEntry]) -> list[str]:
+        found = {(o.bucket, o.path): (o.size, o.etag) for b in {e.bucket for e in entries}
+                 for o in self._source.list_objects(b)}
+        problems = []
+        for e in entries:
+            size, etag = found.get((e.bucket, e.path), (None, None))
+            if size != e.size or (e.md5 and etag != e.md5):
+                problems.append(f"{e.bucket}/{e.path} is {'missing' if size is None else 'different'} at the target")
+        return problems
+
+
+@dataclass
+class StorageRestoreResult:
+    restored: int = 0
+    identical: int = 0
+    bytes: int = 0
+    refused: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    check_problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"restored": self.restored, "identical": self.identical, "bytes": self.bytes,
+                "refused": self.refused[:50], "failed": self.failed[:50], "check_problems": self.check_problems[:50]}
+
+
+def restore_snapshot(
+    manifest: Manifest,
+    locations: Sequence[Location],
+    sink: StorageSink,
+    *,
+    parallelism: int = 8,
+    only: set[tuple[str, str]] | None = None,
+) -> StorageRestoreResult:
+    """Restore every object of the snapshot (or those in ``only``) into ``sink`` and check the result."""
+    entries = [e for e in read_index(locations[0], manifest) if only is None or (e.bucket, e.path) in only]
+    sink.prepare(manifest.details.get("buckets", []))
+    result = StorageRestoreResult()
+    refused: set[tuple[str, str]] = set()
+    lock = threading.Lock()
+
+    def restore_one(entry: IndexEntry) -> None:
+        name = f"{entry.bucket}/{entry.path}"
+        try:
+            safe_object_path(entry)
+            if sink.is_identical(entry):
+                with lock:
+                    result.identical += 1
+                return
+        except BackupError as error:
+            with lock:
+                refused.add((entry.bucket, entry.path))
+                result.refused.append(f"{name!r}: {error}")
+            return
+        errors = []
+        for order in (locations, list(reversed(locations))):
+            try:
+                sink.write(entry, checked_blob(order, entry))
+                with lock:
+                    result.restored += 1
+                    result.bytes += entry.size
+                return
+            except Exception as error:  # noqa: BLE001 - try the other location's copy, then report
+                errors.append(first_line(error))
+        with lock:
+            result.failed.append(f"{name}: {'; '.join(errors)}")
+
+    with ThreadPoolExecutor(max(1, parallelism), thread_name_prefix="restore") as pool:
+        for _ in pool.map(restore_one, entries):
+            pass
+    if not result.failed:
+        result.check_problems = sink.check([e for e in entries if (e.bucket, e.path) not in refused])
+    return result
