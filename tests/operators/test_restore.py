@@ -188,3 +188,62 @@ def test_config_round_trip(backup_env, restore_db, monkeypatch, tmp_path):
     (written,) = report["files"]
     assert written.endswith("etc/bhv360.conf") and open(written).read() == "region = eu\n"
     assert oct(__import__("os").stat(written).st_mode & 0o777) == "0o640"
+
+
+def test_full_latest_restores_the_set_then_applies_a_newer_dump(backup_env, restore_db, database_backup, monkeypatch,
+                                                                 tmp_path):
+    (tmp_path / "buckets" / "certificates").mkdir(parents=True)
+    (tmp_path / "buckets" / "certificates" / "a.pdf").write_bytes(b"%PDF a")
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_STORAGE_SOURCE", f"folder:{tmp_path / 'buckets'}")
+    run_dag("bhv360_full_backup")
+    execute(backup_env.db, "INSERT INTO app_settings (key, value) VALUES ('added_after_full', 'true')")
+    run_dag("bhv360_database_backup")
+    newest = backup_env.local.list_backups(BackupType.DATABASE)[-1]
+
+    run, states = run_dag(RESTORE, {"type": "full", "paths": {"database": "latest", "storage": "latest",
+                                                                "config": "latest"}})
+
+    assert states == {"validate": "success", "restore": "success"}
+    plan = plan_of(run)
+    (full_id,) = backup_env.local.list_backups(BackupType.FULL)
+    assert plan["full_set"] == full_id
+    components = {c["component"]: c for c in plan["components"]}
+    assert components["database"]["backup_id"] == newest and components["database"]["applied_newer"]
+    assert components["storage"]["backup_id"] == full_id and not components["storage"]["applied_newer"]
+    assert tables(restore_db) == tables(backup_env.db)  # includes the row added after the full set
+    restored = backup_env.root / "restore" / run.run_id.replace(":", "_").replace("+", "_") / "storage"
+    assert (restored / "certificates" / "a.pdf").read_bytes() == b"%PDF a"
+
+
+SUPABASE_SCHEMA = [
+    "CREATE SCHEMA auth", "CREATE SCHEMA storage",
+    "CREATE TABLE auth.users (id uuid PRIMARY KEY, email text)",
+    "CREATE TABLE auth.schema_migrations (version text PRIMARY KEY)",
+    "CREATE TABLE storage.buckets (id text PRIMARY KEY, public boolean)",
+    "CREATE TABLE storage.objects (id uuid PRIMARY KEY, bucket_id text REFERENCES storage.buckets, name text)",
+    "CREATE TABLE storage.migrations (id int PRIMARY KEY, name text)",
+]
+
+
+def test_supabase_target_follows_the_migration_procedure(backup_env, restore_db):
+    execute(backup_env.db, *SUPABASE_SCHEMA,
+            "INSERT INTO auth.schema_migrations VALUES ('20240101'), ('20240202')",
+            "INSERT INTO storage.migrations VALUES (1, 'create-buckets'), (2, 'add-owner')",
+            "INSERT INTO auth.users VALUES ('00000000-0000-0000-0000-000000000001', 'ploegleider@bhv360.nl')",
+            "INSERT INTO storage.buckets VALUES ('certificates', false)",
+            "INSERT INTO storage.objects VALUES ('00000000-0000-0000-0000-0000000000aa', 'certificates', 'a.pdf')",
+            "CREATE TABLE public.drills (id int PRIMARY KEY, user_id uuid REFERENCES auth.users, note text)",
+            "INSERT INTO public.drills VALUES (1, '00000000-0000-0000-0000-000000000001', 'ontruiming')")
+    # a fresh project: the managed schemas and their migration history exist, the project's data does not
+    execute(restore_db, *SUPABASE_SCHEMA,
+            "INSERT INTO auth.schema_migrations VALUES ('20240101'), ('20240202'), ('20240303')",
+            "INSERT INTO storage.migrations VALUES (1, 'create-buckets'), (2, 'add-owner'), (3, 'newer')")
+    run_dag("bhv360_database_backup")
+
+    run, states = run_dag(RESTORE, {"type": "database", "paths": {"database": "latest"}, "supabase_target": True})
+
+    assert states == {"validate": "success", "restore": "success"}
+    after = tables(restore_db)
+    assert after["public.drills"]["rows"] == 1 and after["auth.users"]["rows"] == 1
+    assert after["storage.objects"]["rows"] == 1
+    assert after["auth.schema_migrations"]["rows"] == 3 and after["storage.migrations"]["rows"] == 3  # untouched

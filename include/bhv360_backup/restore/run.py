@@ -73,6 +73,7 @@ def restore_database_component(
     manifest = location.read_manifest(BackupType.DATABASE, component.backup_id)
     major = int(manifest.details["server_version"].split(".")[0])
     staging = targets.work_dir / "staging"
+    staging.mkdir(parents=True, exist_ok=True, mode=0o700)
     started = time.monotonic()
     dump = verified_local_file(location, manifest, DUMP_ARTIFACT, staging)
     roles_errors = None
