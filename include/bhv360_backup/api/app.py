@@ -1,0 +1,70 @@
+"""The seed's backup API, served by the Airflow API server under ``/api/backup``.
+
+``POST /restore`` takes the seed's body and creates a ``bhv360_restore`` run (the run validates
+again, against the locations and targets, before it writes anything); ``GET /backups`` lists the
+inventory. Both require a token Airflow's own API accepts (``POST /auth/token``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Body, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from bhv360_backup.api.airflow_internals import create_run, current_user, may_read, may_trigger
+from bhv360_backup.restore.request import InvalidRequest, parse_request
+
+RESTORE_DAG_ID = "bhv360_restore"
+
+
+def _variable(name: str, default: str) -> str:
+    from airflow.models.variable import Variable
+
+    return Variable.get(name, default_var=default)
+
+
+def server_settings():
+    """Settings as the API server sees them: Variables from the metadata DB or the environment."""
+    from bhv360_backup.settings import Settings
+
+    return Settings.load(_variable)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="BHV360 backup API", description=__doc__)
+
+    @app.post("/restore", status_code=202, dependencies=[Depends(may_trigger(RESTORE_DAG_ID))])
+    def restore(
+        request: Request, body: Annotated[Any, Body()], user: Annotated[Any, Depends(current_user)]
+    ) -> JSONResponse:
+        settings = server_settings()
+        try:
+            parsed = parse_request(body, backup_root=str(settings.backup_root), bucket=settings.s3_bucket)
+        except InvalidRequest as error:
+            return JSONResponse(status_code=422, content={"detail": error.problems})
+        run_id = create_run(RESTORE_DAG_ID, parsed.to_dict(), user.get_name())
+        base = str(request.base_url).rstrip("/")
+        return JSONResponse(status_code=202, content={
+            "dag_id": RESTORE_DAG_ID,
+            "dag_run_id": run_id,
+            "url": f"{base}/dags/{RESTORE_DAG_ID}/runs/{quote(run_id, safe='')}",
+        })
+
+    @app.get("/backups", dependencies=[Depends(may_read(RESTORE_DAG_ID))])
+    def backups() -> dict[str, Any]:
+        from bhv360_backup import inventory
+        from bhv360_backup.layout import BackupType
+        from bhv360_backup.runtime import open_locations
+        from bhv360_backup.settings import S3_CONN_ID
+
+        entries = inventory.build(open_locations(server_settings(), S3_CONN_ID), list(BackupType), deep=False)
+        return {"backups": [
+            {"type": e.type, "backup_id": e.backup_id, "completed_at": e.completed_at, "size": e.size,
+             "locations": sorted(name for name, state in e.locations.items() if state != "missing"),
+             "verified": e.verified, "problems": {n: s for n, s in e.locations.items() if s != "verified"}}
+            for e in entries
+        ]}
+
+    return app
