@@ -7,10 +7,8 @@ import json
 import psycopg
 import pytest
 
-from bhv360_backup.demo.data import create_demo_database
 from bhv360_backup.layout import BackupType, artifact_key
 from bhv360_backup.restore.validate import database_stats
-from tests.conftest import connection_json
 from tests.fixtures import postgres
 from tests.fixtures.airflow import run_dag, xcom_values
 
@@ -22,24 +20,6 @@ def execute(target, *statements):
                          autocommit=True) as connection:
         for statement in statements:
             connection.execute(statement)
-
-
-@pytest.fixture
-def restore_db(backup_env, monkeypatch):
-    target = postgres.create_database(backup_env.db.with_dbname("postgres"), "bhv360_restore")
-    monkeypatch.setenv("AIRFLOW_CONN_BHV360_RESTORE_DB", connection_json(target))
-    yield target
-    postgres.drop_database(target)
-
-
-@pytest.fixture
-def database_backup(backup_env):
-    with psycopg.connect(host=backup_env.db.host, port=backup_env.db.port, user="postgres",
-                         dbname=backup_env.db.dbname, autocommit=True) as connection:
-        create_demo_database(connection, 2)
-    run_dag("bhv360_database_backup")
-    (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
-    return backup_id
 
 
 def tables(target):

@@ -1,0 +1,54 @@
+"""Operator of the weekly restore drill."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+
+from bhv360_backup import joblog
+from bhv360_backup.drill import DEFAULT_SAMPLE, run_drill
+from bhv360_backup.operators.restore import restore_folder
+from bhv360_backup.runtime import load_settings, open_locations, pg_target
+from bhv360_backup.settings import RESTORE_DB_CONN_ID, S3_CONN_ID
+
+
+class RestoreDrillOperator(BaseOperator):
+    """
+    Restore the newest database backup into a scratch database on the server of
+    ``restore_conn_id`` (created and dropped by the drill) and a sample of the newest storage
+    snapshot into a scratch folder, check both against the backups, and record the result.
+
+    :param restore_conn_id: connection whose server gets the scratch database
+    :param sample_size: objects of the storage snapshot to restore
+    :param aws_conn_id: connection of the S3 location
+    """
+
+    template_fields = ("restore_conn_id", "aws_conn_id")
+    ui_color = "#d4efdf"
+
+    def __init__(
+        self, *, restore_conn_id: str = RESTORE_DB_CONN_ID, sample_size: int = DEFAULT_SAMPLE,
+        aws_conn_id: str = S3_CONN_ID, **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.restore_conn_id = restore_conn_id
+        self.sample_size = sample_size
+        self.aws_conn_id = aws_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        settings = load_settings()
+        record = joblog.JobRecord(self.dag_id, context["run_id"], "drill")
+        with joblog.job(settings.log_dir, record):
+            locations = {location.name: location for location in open_locations(settings, self.aws_conn_id)}
+            report = run_drill(locations, pg_target(self.restore_conn_id), restore_folder(settings, context["run_id"]),
+                               pg_bin_dir=settings.pg_bin_dir, sample_size=self.sample_size)
+            record.backup_id = ",".join(part["backup_id"] for key, part in report.items() if isinstance(part, dict))
+            record.locations = sorted(locations)
+            record.extra = {
+                "restore_seconds": report["seconds"],
+                "rows": report["database"]["rows"],
+                "objects": report.get("storage", {}).get("restored", 0) + report.get("storage", {}).get("identical", 0),
+            }
+        self.log.info("restore drill passed: %s", report)
+        return report
