@@ -39,13 +39,14 @@ class Digest:
 
 
 class ProgressLog:
-    """Logs bytes and MB/s of a long transfer every ``interval`` seconds."""
+    """Logs bytes and MB/s of a long transfer every ``interval`` seconds, with a bar when the total is known."""
 
-    def __init__(self, what: str, interval: float = PROGRESS_INTERVAL_S) -> None:
+    def __init__(self, what: str, total: int | None = None, interval: float | None = None) -> None:
         self.what = what
-        self.interval = interval
+        self.total = total
+        self.interval = PROGRESS_INTERVAL_S if interval is None else interval
         self.started = time.monotonic()
-        self._next = self.started + interval
+        self._next = self.started + self.interval
 
     def rate(self, size: int) -> float:
         return size / 1e6 / max(time.monotonic() - self.started, 1e-9)
@@ -54,7 +55,13 @@ class ProgressLog:
         now = time.monotonic()
         if now >= self._next:
             self._next = now + self.interval
-            log.info("%s: %.1f MB so far, %.1f MB/s", self.what, size / 1e6, self.rate(size))
+            if self.total:
+                done = min(size / self.total, 1.0)
+                bar = "#" * int(done * 30)
+                log.info("%s: [%-30s] %3.0f%% %.1f/%.1f MB, %.1f MB/s", self.what, bar, done * 100, size / 1e6,
+                         self.total / 1e6, self.rate(size))
+            else:
+                log.info("%s: %.1f MB so far, %.1f MB/s", self.what, size / 1e6, self.rate(size))
 
 
 class _WriterThread(threading.Thread):

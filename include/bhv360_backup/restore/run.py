@@ -24,7 +24,7 @@ from bhv360_backup.restore.request import RestoreRequest
 from bhv360_backup.restore.storage import StorageSink, restore_snapshot
 from bhv360_backup.restore.validate import compare_database, database_stats
 from bhv360_backup.sources.postgres import PgTarget, find_client
-from bhv360_backup.streams import copy_stream
+from bhv360_backup.streams import ProgressLog, copy_stream
 from bhv360_backup.verify import read_back, read_checked_artifact
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ def verified_local_file(location: Location, manifest: Manifest, path: str, stagi
         return location.path_of(key)
     target = staging / manifest.backup_id / path
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    result = copy_stream(location.read_chunks(key), {"staging": LocalWriter(target)})
+    result = copy_stream(location.read_chunks(key), {"staging": LocalWriter(target)},
+                         ProgressLog(f"downloading {key}", total=artifact.size))
     if result.failed:
         raise BackupError(f"cannot stage {key} locally: {result.failed['staging']}")
     artifact.check(result.size, result.sha256, f"{location.name}:{key}")

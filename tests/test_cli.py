@@ -1,0 +1,73 @@
+"""The console command restores without Airflow, configured by environment variables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bhv360_backup.backup import BackupWriter
+from bhv360_backup.database import dump_database
+from bhv360_backup.demo.data import create_demo_database
+from bhv360_backup.layout import BackupType, artifact_key
+from bhv360_backup.restore.validate import database_stats
+from tests.conftest import BUCKET
+from tests.fixtures import postgres
+from tests.fixtures.s3 import ACCESS_KEY, SECRET_KEY
+
+CLI = str(Path(sys.executable).with_name("bhv360-backup"))
+
+
+@pytest.fixture
+def dr_env(tmp_path, pg_database, s3):
+    with psycopg.connect(host=pg_database.host, port=pg_database.port, user="postgres", dbname=pg_database.dbname,
+                         autocommit=True) as connection:
+        create_demo_database(connection, 1)
+    from bhv360_backup.locations import LocalLocation, S3Location
+
+    root = tmp_path / "backups"
+    writer = BackupWriter([LocalLocation(root), S3Location(s3.client(), BUCKET)], BackupType.DATABASE,
+                          "20261126T000000Z")
+    dump_database(pg_database, writer, pg_bin_dir="", dag_id="test", run_id="test")
+    target = postgres.create_database(pg_database.with_dbname("postgres"), "bhv360_dr")
+    settings = tmp_path / "dr.env"
+    settings.write_text(f"BHV360_BACKUP_ROOT={root}\nBHV360_S3_ENDPOINT_URL={s3.endpoint}\n"
+                        f"AWS_ACCESS_KEY_ID={ACCESS_KEY}\nAWS_SECRET_ACCESS_KEY={SECRET_KEY}\n"
+                        "AWS_DEFAULT_REGION=eu-west-1\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AIRFLOW"))}
+    env.update(PGHOST=target.host, PGPORT=str(target.port), PGUSER="postgres", PGDATABASE=target.dbname)
+    yield {"root": root, "target": target, "source": pg_database, "settings": settings, "env": env, "tmp": tmp_path}
+    postgres.drop_database(target)
+
+
+def run(dr_env, *args):
+    return subprocess.run([CLI, "--settings", str(dr_env["settings"]), *args], env=dr_env["env"],
+                          capture_output=True, text=True, cwd=dr_env["tmp"], timeout=300)
+
+
+def test_list_and_verify(dr_env):
+    listing = run(dr_env, "list")
+    assert listing.returncode == 0 and "20261126T000000Z" in listing.stdout and "local,s3" in listing.stdout
+    assert run(dr_env, "verify").returncode == 0
+
+
+def test_restore_falls_back_to_s3_and_matches_the_source(dr_env):
+    dump = dr_env["root"] / artifact_key(BackupType.DATABASE, "20261126T000000Z", "database.dump")
+    dump.write_bytes(b"damaged")
+    assert run(dr_env, "verify").returncode == 1
+
+    result = run(dr_env, "restore", "--type", "database", "--path", "database=latest")
+
+    assert result.returncode == 0, result.stderr
+    assert "from s3 (fallback: local:" in result.stdout
+    assert database_stats(dr_env["target"]) == database_stats(dr_env["source"])
+
+
+def test_an_invalid_request_is_refused_by_name(dr_env):
+    result = run(dr_env, "restore", "--type", "database", "--path", "database=/etc/passwd")
+    assert result.returncode == 2 and "outside the local backup root" in result.stderr
+    assert database_stats(dr_env["target"]) == {}
