@@ -47,9 +47,7 @@ def notify_ops(context: Context, subject: str, lines: Sequence[str], link: str |
     Returns the channels that failed.
     """
     text_lines = [f"*{subject}*", *lines] + ([f"Log: {link}"] if link else [])
-    html_lines = [f"<p><b>{html.escape(subject)}</b></p>", "<ul>"]
-    html_lines += [f"<li>{html.escape(line)}</li>" for line in lines]
-    html_lines.append("</ul>")
+    html_lines = [f"<p><b>{html.escape(subject)}</b></p>", "<pre>", *map(html.escape, lines), "</pre>"]
     if link:
         html_lines.append(f'<p><a href="{html.escape(link)}">Open the log</a></p>')
     context[_MESSAGE] = {"subject": subject, "text": "\n".join(text_lines), "html": "\n".join(html_lines)}  # type: ignore[literal-required]
@@ -84,6 +82,7 @@ def task_failure_alert(context: Context) -> None:
             f"Run: {ti.run_id}",
             f"Try: {ti.try_number}",
             f"Error: {reason}",
+            *getattr(error, "details", []),
         ],
         link=getattr(ti, "log_url", None),
     )

@@ -32,6 +32,7 @@ DEFAULTS = {
     "bhv360_storage_parallelism": "8",
     "bhv360_config_tables": "",
     "bhv360_config_paths": "",
+    "bhv360_health_green_summary": "false",
 }
 
 VariableGetter = Callable[[str, str], str]
@@ -83,6 +84,7 @@ class Settings:
     storage_parallelism: int
     config_tables: tuple[str, ...]
     config_paths: tuple[str, ...]
+    health_green_summary: bool
 
     @classmethod
     def load(cls, get: VariableGetter = environment_variable) -> Settings:
@@ -109,4 +111,5 @@ class Settings:
             storage_parallelism=_positive_int("bhv360_storage_parallelism", value("bhv360_storage_parallelism")),
             config_tables=_names(value("bhv360_config_tables")),
             config_paths=_names(value("bhv360_config_paths")),
+            health_green_summary=value("bhv360_health_green_summary").lower() in ("true", "1", "yes"),
         )

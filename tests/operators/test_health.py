@@ -1,0 +1,87 @@
+"""The daily health check finds stale, missing, damaged backups and failed drills, and alerts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bhv360_backup import joblog
+from bhv360_backup.layout import BackupType
+from bhv360_backup.manifest import Artifact, Manifest, iso, utc_now
+from tests.fixtures.airflow import run_dag
+
+DAG_ID = "bhv360_backup_health"
+
+
+def store(location, backup_type, age, data=b"backup bytes"):
+    import hashlib
+
+    completed = utc_now() - age
+    backup_id = completed.strftime("%Y%m%dT%H%M%SZ")
+    location.put_bytes(f"{backup_type.value}/{backup_id}/data.bin", data)
+    location.write_manifest(Manifest(backup_id, backup_type, completed, completed, "t", "t",
+                                     (Artifact("data.bin", len(data), hashlib.sha256(data).hexdigest()),)))
+    return backup_id
+
+
+@pytest.fixture
+def healthy(backup_env):
+    ids = {}
+    for backup_type, age in ((BackupType.DATABASE, timedelta(hours=3)), (BackupType.CONFIG, timedelta(hours=2)),
+                             (BackupType.FULL, timedelta(days=2))):
+        for location in (backup_env.local, backup_env.cloud):
+            ids[backup_type] = store(location, backup_type, age)
+    from bhv360_backup.backup import BackupWriter
+    from bhv360_backup.snapshot import take_snapshot
+    from bhv360_backup.sources.storage import LocalFolderSource
+
+    source = backup_env.root.parent / "buckets" / "b"
+    source.mkdir(parents=True)
+    (source / "x.txt").write_text("x")
+    writer = BackupWriter([backup_env.local, backup_env.cloud], BackupType.STORAGE, "20261125T000000Z")
+    take_snapshot(LocalFolderSource(source.parent), writer, dag_id="t", run_id="t")
+    joblog.append(backup_env.log_dir, {"type": "drill", "status": "success", "time": iso(utc_now())})
+    return ids
+
+
+def test_all_well_is_green_and_silent(backup_env, healthy):
+    run, states = run_dag(DAG_ID)
+    assert states == {"check": "success"}
+    assert backup_env.smtp.messages == [] and backup_env.webhook.posts == []
+
+
+def stale(env, ids):
+    env.local.delete_backup(BackupType.DATABASE, ids[BackupType.DATABASE])
+    env.cloud.delete_backup(BackupType.DATABASE, ids[BackupType.DATABASE])
+    for location in (env.local, env.cloud):
+        store(location, BackupType.DATABASE, timedelta(hours=30))
+    return "database @ local: newest backup"
+
+
+def missing_copy(env, ids):
+    env.cloud.delete_backup(BackupType.CONFIG, ids[BackupType.CONFIG])
+    return "config @ s3: no complete backup"
+
+
+def corrupt(env, ids):
+    env.cloud.put_bytes(f"full/{ids[BackupType.FULL]}/data.bin", b"short")
+    return "full @ s3:"
+
+
+def failed_drill(env, ids):
+    joblog.append(env.log_dir, {"type": "drill", "status": "failed", "time": iso(utc_now()),
+                                "error": "restored database does not match backup"})
+    return "restore drill: the newest drill failed: restored database does not match backup"
+
+
+@pytest.mark.parametrize("damage", [stale, missing_copy, corrupt, failed_drill], ids=lambda f: f.__name__)
+def test_each_finding_alerts_with_the_table(backup_env, healthy, damage):
+    expected = damage(backup_env, healthy)
+    run, states = run_dag(DAG_ID)
+    assert states == {"check": "failed"}
+    (mail,) = backup_env.smtp.bodies()
+    (slack,) = backup_env.webhook.texts()
+    for message in (mail, slack):
+        assert expected in message
+        assert "type      where  newest" in message  # the state table
