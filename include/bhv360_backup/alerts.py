@@ -22,18 +22,19 @@ log = logging.getLogger(__name__)
 _MESSAGE = "bhv360_message"
 
 
+def _email(settings: Settings) -> SmtpNotifier:
+    return SmtpNotifier(
+        to=list(settings.alert_emails),
+        from_email=settings.alert_from,
+        subject="{{ bhv360_message.subject }}",
+        html_content="{{ bhv360_message.html }}",
+        smtp_conn_id=SMTP_CONN_ID,
+    )
+
+
 def _channels(settings: Settings) -> list[tuple[str, Any]]:
     return [
-        (
-            f"e-mail to {', '.join(settings.alert_emails)} via '{SMTP_CONN_ID}'",
-            SmtpNotifier(
-                to=list(settings.alert_emails),
-                from_email=settings.alert_from,
-                subject="{{ bhv360_message.subject }}",
-                html_content="{{ bhv360_message.html }}",
-                smtp_conn_id=SMTP_CONN_ID,
-            ),
-        ),
+        (f"e-mail to {', '.join(settings.alert_emails)} via '{SMTP_CONN_ID}'", _email(settings)),
         (
             f"Slack #ops via '{SLACK_CONN_ID}'",
             SlackWebhookNotifier(slack_webhook_conn_id=SLACK_CONN_ID, text="{{ bhv360_message.text }}"),
@@ -65,6 +66,12 @@ def notify_ops(context: Context, subject: str, lines: Sequence[str], link: str |
             log.error("could not send the alert by %s: %s", name, first_line(error))
             failed.append(name)
     return failed
+
+
+def email_report(context: Context, subject: str, html_report: str) -> None:
+    """E-mail an HTML report to the alert addresses (the report is the message body)."""
+    context[_MESSAGE] = {"subject": subject, "html": html_report, "text": subject}  # type: ignore[literal-required]
+    _email(load_settings())(context)
 
 
 def task_failure_alert(context: Context) -> None:
