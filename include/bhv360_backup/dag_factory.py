@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import DAG, Asset, CronTriggerTimetable
 
 from bhv360_backup.alerts import task_failure_alert
-from bhv360_backup.settings import schedule_timezone
+from bhv360_backup.settings import schedule_timezone, task_queue
 
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 
@@ -26,6 +26,7 @@ def default_args(retries: int = 2) -> dict:
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(hours=1),
         "on_failure_callback": [task_failure_alert],
+        "queue": task_queue(),
     }
 
 

@@ -53,6 +53,12 @@ def schedule_timezone() -> str:
     return name
 
 
+def task_queue() -> str:
+    """The executor queue of every task, read at parse time from ``AIRFLOW_VAR_BHV360_QUEUE``: with the
+    Celery or Kubernetes executor, pin the tasks to the workers that can write the local location."""
+    return environment_variable("bhv360_queue", "default").strip() or "default"
+
+
 def _positive_int(name: str, raw: str) -> int:
     try:
         value = int(raw)

@@ -126,7 +126,7 @@ class _BlobStore:
         writers = {}
         for location in locations:
             try:
-                writers[location.name] = location.open_writer(incoming)
+                writers[location.name] = location.open_writer(incoming, durable=False)
             except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
                 self._drop(location, f"cannot write a blob: {first_line(error)}")
         result = copy_stream(chunks, writers)
@@ -274,6 +274,8 @@ def _snapshot(
     if failures:
         raise BackupError(f"{len(failures)} object(s) could not be copied: " + "; ".join(failures[:10]))
     ordered = [entries[key] for key in sorted(entries)]
+    for location in writer.live:
+        location.flush()  # every blob durable before the index that names them
     writer.add(INDEX_ARTIFACT, gzip_json_lines(asdict(entry) for entry in ordered))
     writer.verify()
     manifest = writer.publish(

@@ -15,7 +15,16 @@ CONTRACT_SCHEDULES = {
     "bhv360_config_backup": "0 2 * * *",
     "bhv360_storage_backup": "0 3 * * 0",
     "bhv360_full_backup": "0 4 * * 6",
+    "bhv360_restore_drill": "0 9 * * 6",
+    "bhv360_backup_health": "0 7 * * *",
+    "bhv360_backup_audit": "0 6 1 1,4,7,10 *",
 }
+
+
+def test_every_contract_dag_exists_and_restore_is_manual():
+    assert set(dag_bag().dags) == {*CONTRACT_SCHEDULES, "bhv360_restore"}
+    assert type(dag_bag().dags["bhv360_restore"].timetable).__name__ == "NullTimetable"
+    assert dag_bag().dags["bhv360_restore"].params.get_param("type").schema["enum"] == ["database", "storage", "config", "full"]
 
 
 def test_no_import_errors():
@@ -32,7 +41,8 @@ def test_schedule_follows_the_contract(dag_id, cron):
     assert dag.dagrun_timeout is not None
     assert dag.doc_md and "bhv360" in dag.tags
     for task in dag.tasks:
-        assert task.retries >= 1 and task.retry_exponential_backoff
+        if dag_id.endswith("_backup"):
+            assert task.retries >= 1 and task.retry_exponential_backoff
         assert task.on_failure_callback, f"{dag_id}.{task.task_id} has no failure alert"
 
 

@@ -59,7 +59,13 @@ class Location(ABC):
         """Where this is, for people: a folder path or an ``s3://`` URL."""
 
     @abstractmethod
-    def open_writer(self, key: str) -> ArtifactWriter: ...
+    def open_writer(self, key: str, *, durable: bool = True) -> ArtifactWriter:
+        """A writer for ``key``. With ``durable`` false the caller promises a :meth:`flush` before
+        anything refers to the object (many small blobs, then one flush before the manifest)."""
+
+    @abstractmethod
+    def flush(self) -> None:
+        """Make everything written so far durable."""
 
     @abstractmethod
     def read_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:

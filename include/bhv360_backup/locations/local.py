@@ -32,9 +32,10 @@ def _make_dirs(path: Path) -> None:
 class LocalWriter(ArtifactWriter):
     """Writes to a hidden staging file beside the target and renames it on commit."""
 
-    def __init__(self, target: Path) -> None:
+    def __init__(self, target: Path, *, durable: bool = True) -> None:
         _make_dirs(target.parent)
         self._target = target
+        self._durable = durable
         self._staging = target.with_name(f"{STAGING_PREFIX}{uuid.uuid4().hex}-{target.name}")
         self._fd: int | None = os.open(self._staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
 
@@ -48,15 +49,17 @@ class LocalWriter(ArtifactWriter):
     def commit(self) -> None:
         if self._fd is None:
             raise BackupError(f"commit of {self._target} after abort")
-        os.fsync(self._fd)
+        if self._durable:
+            os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
         os.replace(self._staging, self._target)
-        directory = os.open(self._target.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        if self._durable:
+            directory = os.open(self._target.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
 
     def abort(self) -> None:
         if self._fd is not None:
@@ -84,8 +87,11 @@ class LocalLocation(Location):
             raise BackupError(f"{key!r} leads outside the local backup root {self.root}")
         return path
 
-    def open_writer(self, key: str) -> ArtifactWriter:
-        return LocalWriter(self.path_of(key))
+    def open_writer(self, key: str, *, durable: bool = True) -> ArtifactWriter:
+        return LocalWriter(self.path_of(key), durable=durable)
+
+    def flush(self) -> None:
+        os.sync()
 
     def read_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         path = self.path_of(key)

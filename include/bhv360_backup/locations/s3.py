@@ -141,8 +141,11 @@ class S3Location(Location):
     def describe(self) -> str:
         return f"s3://{self.bucket}"
 
-    def open_writer(self, key: str) -> ArtifactWriter:
+    def open_writer(self, key: str, *, durable: bool = True) -> ArtifactWriter:
         return S3Writer(self.client, self.bucket, check_relative_path(key), self.put_args)
+
+    def flush(self) -> None:
+        """Nothing to do: an S3 object is durable once its upload completed."""
 
     def read_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         try:

@@ -1,0 +1,56 @@
+"""The deployment files name what the operations contract and the DAGs rely on."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from tests.fixtures.airflow import REPO
+
+CONTRACT_CONNECTIONS = {"bhv360_db", "bhv360_restore_db", "bhv360_s3", "bhv360_supabase", "bhv360_slack_ops",
+                        "smtp_default"}
+CONTRACT_VARIABLES = {"bhv360_backup_root": "/var/backups/bhv360", "bhv360_s3_bucket": "bhv360-backups",
+                      "bhv360_log_dir": "/var/log/bhv360/backups", "bhv360_retention_days": "30",
+                      "bhv360_alert_emails": "ops@bhv360.nl", "bhv360_timezone": "Europe/Amsterdam"}
+
+
+def compose():
+    return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+
+
+def test_compose_has_the_official_services_with_the_local_executor():
+    services = compose()["services"]
+    assert {"postgres", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+            "airflow-init"} <= set(services)
+    assert services["minio"]["profiles"] == ["try"] and services["mailpit"]["profiles"] == ["try"]
+    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+        service = services[name]
+        assert service["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert service["environment"]["PYTHONPATH"] == "/opt/airflow/include"
+        mounts = {volume.split(":")[1] for volume in service["volumes"]}
+        assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include", "/var/backups/bhv360",
+                "/var/log/bhv360/backups"} <= mounts
+        assert service["build"]["args"]["PG_MAJOR"] == "${PG_MAJOR:-15}"
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["airflow-apiserver"]["command"] == "api-server"
+    assert services["airflow-dag-processor"]["command"] == "dag-processor"
+
+
+def test_dockerfile_installs_the_requirements_and_a_matching_postgres_client():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^ARG PG_MAJOR=\d+$", dockerfile, re.M)
+    assert "postgresql-client-${PG_MAJOR}" in dockerfile
+    assert "pip install --no-cache-dir -r /requirements.txt" in dockerfile
+    assert "FROM apache/airflow:${AIRFLOW_VERSION}" in dockerfile
+
+
+def test_airflow_settings_lists_every_contract_connection_and_variable():
+    settings = yaml.safe_load((REPO / "airflow_settings.yaml").read_text())["airflow"]
+    assert {c["conn_id"] for c in settings["connections"]} == CONTRACT_CONNECTIONS
+    variables = {v["variable_name"]: v["variable_value"] for v in settings["variables"]}
+    assert {name: variables.get(name) for name in CONTRACT_VARIABLES} == CONTRACT_VARIABLES
+    types = {c["conn_id"]: c["conn_type"] for c in settings["connections"]}
+    assert types["bhv360_slack_ops"] == "slackwebhook" and types["bhv360_s3"] == "aws"
+    secrets = [c.get("conn_password", "") for c in settings["connections"]]
+    assert all("CHANGE" in secret for secret in secrets if secret)
