@@ -20,6 +20,7 @@ class InventoryEntry:
     size: int
     artifacts: list[dict]
     locations: dict[str, str] = field(default_factory=dict)  # location -> "verified" or the problem
+    data: str = ""  # what a storage snapshot holds beyond its index
 
     @property
     def verified(self) -> bool:
@@ -49,6 +50,8 @@ def build(locations: Sequence[Location], types: Sequence[BackupType], *, deep: b
                         iso(manifest.completed_at),
                         manifest.size,
                         [{"path": a.path, "size": a.size, "sha256": a.sha256} for a in manifest.artifacts],
+                        data=(f"snapshot of {manifest.details['objects']} objects, {manifest.details['bytes']:,} bytes"
+                              if backup_type == BackupType.STORAGE else ""),
                     ),
                 )
                 findings = verify_backup(location, manifest, deep=deep)
@@ -71,6 +74,8 @@ def render(entries: Sequence[InventoryEntry]) -> str:
         )
         for artifact in entry.artifacts:
             lines.append(f"{'':<9}   {artifact['path']:<25} {artifact['size']:>12,}  sha256 {artifact['sha256']}")
+        if entry.data:
+            lines.append(f"{'':<9}   {entry.data}")
         for name, state in entry.locations.items():
             if state != "verified":
                 lines.append(f"{'':<9}   {name}: {state}")

@@ -19,7 +19,8 @@ DEMO_DIR = Path(".demo").resolve()
 DEMO_DB = "bhv360_demo"
 DEMO_MB = 30
 # the storage backup runs twice: the second run finds nothing changed and reuses every object
-DEMO_DAGS = ("bhv360_database_backup", "bhv360_storage_backup", "bhv360_storage_backup")
+DEMO_DAGS = ("bhv360_database_backup", "bhv360_config_backup", "bhv360_storage_backup", "bhv360_storage_backup",
+             "bhv360_full_backup")
 
 
 def _configure(repo: Path) -> None:
@@ -54,6 +55,7 @@ def _demo_database(stack: contextlib.ExitStack) -> None:
     os.environ["AIRFLOW_CONN_BHV360_DB"] = json.dumps(
         {"conn_type": "postgres", "host": target.host, "port": target.port, "login": target.user, "schema": DEMO_DB}
     )
+    os.environ.setdefault("AIRFLOW_VAR_BHV360_CONFIG_TABLES", "public.app_settings")
 
 
 def _demo_s3(stack: contextlib.ExitStack) -> None:
@@ -84,6 +86,22 @@ def _print_storage_runs(log_dir: Path) -> None:
         print(f"storage run {number}: {line['status']}, {stats.get('seen')} objects seen, "
               f"{stats.get('downloaded')} downloaded, {stats.get('reused')} reused, "
               f"{stats.get('bytes_transferred')} bytes transferred")
+
+
+def _print_full_set(locations) -> None:
+    from bhv360_backup.layout import BackupType
+
+    ids = locations[0].list_backups(BackupType.FULL)
+    if not ids:
+        return
+    manifest = locations[0].read_manifest(BackupType.FULL, ids[-1])
+    print(f"\nFull set {manifest.backup_id}:")
+    for name, component in sorted(manifest.details["components"].items()):
+        print(f"  {name:<9} {component['backup_id']}  manifest sha256 {component['manifest_sha256']}")
+    consistency = manifest.details["consistency"]
+    print(f"  database snapshot {consistency['database_snapshot_time']}, storage listed "
+          f"{consistency['storage_listing_started_at']} - {consistency['storage_listing_completed_at']} "
+          f"({consistency['max_seconds_apart']} s apart)")
 
 
 def main() -> int:
@@ -124,9 +142,10 @@ def main() -> int:
 
         settings = Settings.load()
         print(f"\nInventory (local: {settings.backup_root}, cloud: s3://{settings.s3_bucket})")
-        entries = inventory.build(open_locations(settings, S3_CONN_ID), list(BackupType), deep=True)
-        print(inventory.render(entries))
+        locations = open_locations(settings, S3_CONN_ID)
+        print(inventory.render(inventory.build(locations, list(BackupType), deep=True)))
         _print_storage_runs(settings.log_dir)
+        _print_full_set(locations)
         print(f"\nJob log: {settings.log_dir / 'jobs.jsonl'}")
     if failed:
         print(f"\nFAILED: {', '.join(failed)}", file=sys.stderr)
