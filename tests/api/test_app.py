@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from bhv360_backup import joblog
 from bhv360_backup.demo.servers import free_port
 from bhv360_backup.locations import LocalLocation
 from tests.conftest import AIRFLOW_HOME
@@ -23,15 +24,19 @@ SEED_STORAGE_BODY = {"type": "storage", "paths": {"storage": "{root}/storage/202
 @pytest.fixture(scope="module")
 def api_server(airflow_db, s3_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("api") / "backups"
+    log_dir = root.parent / "logs"
     location = LocalLocation(root)
     location.put_bytes("database/20261125T000000Z/database.dump", b"x")
     location.write_manifest(make_manifest("20261125T000000Z"))
+    joblog.append(log_dir, {"type": "drill", "status": "success", "time": "2026-11-21T08:12:00Z",
+                            "restore_seconds": 41.5, "rows": 120000, "objects": 50})
     port = free_port()
     airflow = str(Path(sys.executable).with_name("airflow"))
     env = {**os.environ,
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "ops:admin,auditor:viewer",
            "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-           "AIRFLOW_VAR_BHV360_BACKUP_ROOT": str(root), "AIRFLOW_CONN_BHV360_S3": s3_server.connection_json()}
+           "AIRFLOW_VAR_BHV360_BACKUP_ROOT": str(root), "AIRFLOW_VAR_BHV360_LOG_DIR": str(log_dir),
+           "AIRFLOW_CONN_BHV360_S3": s3_server.connection_json()}
     s3_server.reset()
     s3_server.create_bucket("bhv360-backups")
     subprocess.run([airflow, "dags", "reserialize"], env=env, check=True, capture_output=True)
@@ -105,3 +110,40 @@ def test_the_inventory(api_server):
     assert backup["backup_id"] == "20261125T000000Z" and backup["locations"] == ["local"]
     assert backup["verified"] is False and backup["problems"] == {"s3": "missing"}
     assert requests.get(f"{api_server['base']}/api/backup/backups", timeout=10).status_code == 401
+
+
+def test_the_dashboard_in_a_headless_browser(api_server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    ops = token(api_server, "ops")
+    assert requests.get(f"{api_server['base']}/api/backup/dashboard", timeout=10).status_code == 401
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        context = browser.new_context()
+        context.add_cookies([{"name": "_token", "value": ops, "url": api_server["base"]}])
+        page = context.new_page()
+        response = page.goto(f"{api_server['base']}/api/backup/dashboard")
+        assert response.status == 200
+        row = page.locator("#state tr[data-type='database'][data-location='local']")
+        assert "20261125T000000Z" in row.inner_text()
+        assert page.locator("#state tr[data-type='database'][data-location='local']").get_attribute("class") == "red"
+        assert "no complete backup" in page.locator("#state").inner_text()  # s3 holds none
+        assert "41.5" in page.locator("#drills").inner_text()
+        assert "20261125T000000Z" in page.locator("#inventory").inner_text()
+        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+        if os.environ.get("BHV360_SCREENSHOT_DIR"):
+            page.screenshot(path=os.path.join(os.environ["BHV360_SCREENSHOT_DIR"], "dashboard.png"), full_page=True)
+        browser.close()
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+
+def test_the_ui_lists_the_backups_page(api_server):
+    ops = token(api_server, "ops")
+    plugins = requests.get(f"{api_server['base']}/api/v2/plugins", headers={"Authorization": f"Bearer {ops}"},
+                           timeout=10).json()["plugins"]
+    (plugin,) = [p for p in plugins if p["name"] == "bhv360_backup"]
+    assert plugin["external_views"][0]["href"] == "/api/backup/dashboard"

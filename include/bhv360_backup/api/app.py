@@ -2,7 +2,8 @@
 
 ``POST /restore`` takes the seed's body and creates a ``bhv360_restore`` run (the run validates
 again, against the locations and targets, before it writes anything); ``GET /backups`` lists the
-inventory. Both require a token Airflow's own API accepts (``POST /auth/token``).
+inventory; ``GET /dashboard`` is the backups page linked from the Airflow UI. All require a token
+Airflow's own API accepts (``POST /auth/token``), or the UI's login cookie.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Body, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from bhv360_backup.api.airflow_internals import create_run, current_user, may_read, may_trigger
 from bhv360_backup.restore.request import InvalidRequest, parse_request
@@ -54,12 +55,7 @@ def create_app() -> FastAPI:
 
     @app.get("/backups", dependencies=[Depends(may_read(RESTORE_DAG_ID))])
     def backups() -> dict[str, Any]:
-        from bhv360_backup import inventory
-        from bhv360_backup.layout import BackupType
-        from bhv360_backup.runtime import open_locations
-        from bhv360_backup.settings import S3_CONN_ID
-
-        entries = inventory.build(open_locations(server_settings(), S3_CONN_ID), list(BackupType), deep=False)
+        entries, _ = current_inventory()
         return {"backups": [
             {"type": e.type, "backup_id": e.backup_id, "completed_at": e.completed_at, "size": e.size,
              "locations": sorted(name for name, state in e.locations.items() if state != "missing"),
@@ -67,4 +63,24 @@ def create_app() -> FastAPI:
             for e in entries
         ]}
 
+    @app.get("/dashboard", response_class=HTMLResponse, dependencies=[Depends(may_read(RESTORE_DAG_ID))])
+    def dashboard() -> HTMLResponse:
+        from bhv360_backup import joblog
+        from bhv360_backup.api.dashboard import render
+        from bhv360_backup.manifest import utc_now
+
+        entries, locations = current_inventory()
+        drills = [line for line in joblog.read(server_settings().log_dir) if line.get("type") == "drill"]
+        return HTMLResponse(render(entries, [location.name for location in locations], drills, utc_now()))
+
     return app
+
+
+def current_inventory():
+    from bhv360_backup import inventory
+    from bhv360_backup.layout import BackupType
+    from bhv360_backup.runtime import open_locations
+    from bhv360_backup.settings import S3_CONN_ID
+
+    locations = open_locations(server_settings(), S3_CONN_ID)
+    return inventory.build(locations, list(BackupType), deep=False), locations
