@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from bhv360_backup.errors import BackupError
 from bhv360_backup.layout import BackupType
 from bhv360_backup.locations.base import BackupFolder, Location
+from bhv360_backup.locations.s3 import BackupLocked
 from bhv360_backup.manifest import iso
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,11 @@ def apply(
         verb = "would delete" if dry_run else "deleting"
         log.info("%s: %s %s %s (%s)", location.name, verb, backup_type.value, decision.backup_id, decision.reason)
         if not dry_run:
-            location.delete_backup(backup_type, decision.backup_id)
+            try:
+                location.delete_backup(backup_type, decision.backup_id)
+            except BackupLocked as locked:
+                log.info("%s: kept %s: %s", location.name, decision.backup_id, locked)
+                report.kept.append(decision.backup_id)
+                continue
         report.deleted.append(decision.backup_id)
     return report

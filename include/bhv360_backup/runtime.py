@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 
 from bhv360_backup.errors import ConfigurationError
 from bhv360_backup.layout import backup_id_for_run
-from bhv360_backup.locations import LocalLocation, Location, S3Location
+from bhv360_backup.locations import LocalLocation, Location, ObjectLock, S3Location
 from bhv360_backup.settings import DEFAULTS, SUPABASE_CONN_ID, Settings
 from bhv360_backup.sources.postgres import PgTarget
 from bhv360_backup.sources.storage import (
@@ -88,7 +88,13 @@ def s3_location(settings: Settings, aws_conn_id: str) -> S3Location:
     connection = get_connection(aws_conn_id)
     extra = connection.extra_dejson or {}
     put_args = {key: extra[key] for key in ("ServerSideEncryption", "SSEKMSKeyId") if key in extra}
-    return S3Location(S3Hook(aws_conn_id=aws_conn_id).get_conn(), settings.s3_bucket, put_args)
+    lock = None
+    if extra.get("object_lock_mode"):
+        mode = str(extra["object_lock_mode"]).upper()
+        if mode not in ("GOVERNANCE", "COMPLIANCE"):
+            raise ConfigurationError(f"connection '{aws_conn_id}': object_lock_mode must be GOVERNANCE or COMPLIANCE")
+        lock = ObjectLock(mode, int(extra.get("object_lock_days", settings.retention_days)))
+    return S3Location(S3Hook(aws_conn_id=aws_conn_id).get_conn(), settings.s3_bucket, put_args, lock)
 
 
 def storage_source(settings: Settings, spec: str | None = None) -> StorageSource:

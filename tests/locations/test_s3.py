@@ -52,3 +52,34 @@ def test_scan_and_delete(s3):
     assert location.read_manifest(BackupType.DATABASE, "20260102T000000Z") == make_manifest("20260102T000000Z")
     location.delete_backup(BackupType.DATABASE, "20260102T000000Z")
     assert [f.backup_id for f in location.scan(BackupType.DATABASE)] == ["20260101T000000Z"]
+
+
+def test_uploads_carry_checksums_encryption_and_object_lock(s3):
+    from datetime import datetime, timedelta, timezone
+
+    from bhv360_backup import retention
+    from bhv360_backup.locations import BackupLocked, ObjectLock
+
+    client = s3.client()
+    client.create_bucket(Bucket="locked-backups", ObjectLockEnabledForBucket=True,
+                         CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    location = S3Location(client, "locked-backups", {"ServerSideEncryption": "AES256"}, ObjectLock("COMPLIANCE", 30))
+    big = os.urandom(MIN_PART_SIZE + 100)
+    for backup_id in ("20260101T000000Z", "20260102T000000Z", "20260103T000000Z", "20260104T000000Z"):
+        copy_stream([big], {"s3": location.open_writer(f"database/{backup_id}/database.dump")})
+        location.write_manifest(make_manifest(backup_id))
+    head = client.head_object(Bucket="locked-backups", Key="database/20260101T000000Z/manifest.json")
+    assert head["ObjectLockMode"] == "COMPLIANCE" and head["ServerSideEncryption"] == "AES256"
+    assert head["ObjectLockRetainUntilDate"] > datetime.now(timezone.utc) + timedelta(days=29)
+    checked = client.head_object(Bucket="locked-backups", Key="database/20260101T000000Z/manifest.json",
+                                 ChecksumMode="ENABLED")
+    assert checked["ChecksumSHA256"]
+    dump = client.head_object(Bucket="locked-backups", Key="database/20260101T000000Z/database.dump")
+    assert dump["ObjectLockMode"] == "COMPLIANCE" and dump["ContentLength"] == len(big)
+
+    with pytest.raises(BackupLocked, match="locked until"):
+        location.delete_backup(BackupType.DATABASE, "20260101T000000Z")
+    later = datetime.now(timezone.utc) + timedelta(days=400)
+    report = retention.apply(location, BackupType.DATABASE, retention.RetentionPolicy(30, 3), later, dry_run=False)
+    assert report.deleted == [] and "20260101T000000Z" in report.kept and report.errors == []
+    assert location.list_backups(BackupType.DATABASE)[0] == "20260101T000000Z"

@@ -9,15 +9,17 @@ from bhv360_backup.locations.base import (
     StoredObject,
 )
 from bhv360_backup.locations.local import LocalLocation
-from bhv360_backup.locations.s3 import S3Location
+from bhv360_backup.locations.s3 import BackupLocked, ObjectLock, S3Location
 
 __all__ = [
     "CHUNK_SIZE",
     "ArtifactMissing",
     "ArtifactWriter",
     "BackupFolder",
+    "BackupLocked",
     "LocalLocation",
     "Location",
+    "ObjectLock",
     "S3Location",
     "StoredObject",
 ]

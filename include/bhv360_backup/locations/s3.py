@@ -5,6 +5,8 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -35,6 +37,22 @@ def part_size(part_number: int) -> int:
     small dump still goes up in 8 MiB parts.
     """
     return min(MIN_PART_SIZE << ((part_number - 1) // PARTS_PER_SIZE_STEP), MAX_PART_SIZE)
+
+
+class BackupLocked(BackupError):
+    """S3 Object Lock keeps the backup until its retain-until date."""
+
+
+@dataclass(frozen=True)
+class ObjectLock:
+    """Object Lock for every object written: ``mode`` GOVERNANCE or COMPLIANCE, kept ``days`` days."""
+
+    mode: str
+    days: int
+
+    def put_args(self) -> dict[str, Any]:
+        until = datetime.now(timezone.utc) + timedelta(days=self.days)
+        return {"ObjectLockMode": self.mode, "ObjectLockRetainUntilDate": until}
 
 
 def _is_not_found(error: ClientError) -> bool:
@@ -90,9 +108,10 @@ class S3Writer(ArtifactWriter):
     def _upload_part(self, body: Any, number: int) -> dict[str, Any]:
         with body:
             response = self._client.upload_part(
-                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body
+                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body,
+                ChecksumAlgorithm="SHA256",
             )
-        return {"PartNumber": number, "ETag": response["ETag"]}
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": response["ChecksumSHA256"]}
 
     def commit(self) -> None:
         if self._closed:
@@ -113,6 +132,12 @@ class S3Writer(ArtifactWriter):
                 MultipartUpload={"Parts": sorted(self._done_parts, key=lambda part: part["PartNumber"])},
             )
             self._pool.shutdown()
+            if "ObjectLockMode" in self._put_args:
+                # S3 applies the lock of the upload; some S3-compatible servers need it set on the object
+                self._client.put_object_retention(Bucket=self._bucket, Key=self._key, Retention={
+                    "Mode": self._put_args["ObjectLockMode"],
+                    "RetainUntilDate": self._put_args["ObjectLockRetainUntilDate"],
+                })
         self._closed = True
 
     def abort(self) -> None:
@@ -133,16 +158,22 @@ class S3Location(Location):
 
     name = "s3"
 
-    def __init__(self, client: Any, bucket: str, put_args: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, client: Any, bucket: str, put_args: dict[str, Any] | None = None, lock: ObjectLock | None = None
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.put_args = dict(put_args or {})
+        self.lock = lock
 
     def describe(self) -> str:
         return f"s3://{self.bucket}"
 
     def open_writer(self, key: str, *, durable: bool = True) -> ArtifactWriter:
-        return S3Writer(self.client, self.bucket, check_relative_path(key), self.put_args)
+        """Every upload carries a SHA-256 checksum S3 verifies, the configured server-side encryption
+        and, with Object Lock, a retain-until date ``lock.days`` from now."""
+        put_args = {**self.put_args, "ChecksumAlgorithm": "SHA256", **(self.lock.put_args() if self.lock else {})}
+        return S3Writer(self.client, self.bucket, check_relative_path(key), put_args)
 
     def flush(self) -> None:
         """Nothing to do: an S3 object is durable once its upload completed."""
@@ -196,8 +227,22 @@ class S3Location(Location):
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=check_relative_path(key))
 
+    def locked_until(self, key: str) -> datetime | None:
+        """The Object Lock retain-until date of ``key`` if it is still in the future."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=check_relative_path(key))
+        except ClientError as error:
+            if _is_not_found(error):
+                return None
+            raise
+        until = head.get("ObjectLockRetainUntilDate")
+        return until if until and until > datetime.now(timezone.utc) else None
+
     def delete_backup(self, backup_type: BackupType, backup_id: str) -> None:
         folder = backup_dir(backup_type, backup_id)
+        until = self.locked_until(f"{folder}/{MANIFEST_NAME}")
+        if until:
+            raise BackupLocked(f"s3: {folder} is locked until {until.isoformat()} (Object Lock)")
         self.client.delete_object(Bucket=self.bucket, Key=f"{folder}/{MANIFEST_NAME}")
         keys = [{"Key": item["Key"]} for item in self._objects(f"{folder}/")]
         for start in range(0, len(keys), 1000):
