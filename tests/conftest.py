@@ -16,12 +16,33 @@ from bhv360_backup.demo.servers import postgres_server  # noqa: E402
 from bhv360_backup.locations import LocalLocation, S3Location  # noqa: E402
 from bhv360_backup.sources.postgres import PgTarget  # noqa: E402
 from tests.fixtures import postgres  # noqa: E402
+from tests.fixtures.canary import ChildArgv, scan  # noqa: E402
 from tests.fixtures.receivers import SmtpReceiver, WebhookReceiver  # noqa: E402
-from tests.fixtures.s3 import S3Server  # noqa: E402
+from tests.fixtures.s3 import SECRET_KEY, S3Server  # noqa: E402
 from tests.fixtures.supabase_storage import SERVICE_KEY, StorageServer  # noqa: E402
 
 BUCKET = "bhv360-backups"
 DB_PASSWORD = "pg-password-canary-91b7e2"
+CHILD_ARGV = ChildArgv()
+CHILD_ARGV.install()
+RECEIVED: dict[str, list[str]] = {"alert e-mails": [], "alert webhook posts": []}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The canary: fail the run if any test secret reached a log, job log, XCom, rendered template
+    field, manifest, alert or a child process's argv."""
+    CHILD_ARGV.uninstall()
+    secrets = {"database password": DB_PASSWORD, "S3 secret key": SECRET_KEY,
+               "Supabase service-role key": SERVICE_KEY, "webhook token": WebhookReceiver.TOKEN}
+    folders = [AIRFLOW_HOME]
+    if getattr(session.config, "_tmp_path_factory", None):
+        folders.append(session.config._tmp_path_factory.getbasetemp())
+    leaks = scan(secrets, folders, AIRFLOW_HOME / "airflow.db",
+                 {**RECEIVED, "argv of child processes": CHILD_ARGV.seen})
+    if leaks:
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            "SECRET CANARY: " + "; ".join(sorted(set(leaks))[:20]), red=True)
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +85,7 @@ def smtp_server():
     server = SmtpReceiver()
     server.start()
     yield server
+    RECEIVED["alert e-mails"] += [message.as_string() for message in server.messages]
     server.stop()
 
 
@@ -72,6 +94,7 @@ def webhook_server():
     server = WebhookReceiver()
     server.start()
     yield server
+    RECEIVED["alert webhook posts"] += [str(post) for post in server.posts]
     server.stop()
 
 
@@ -134,6 +157,8 @@ def connection_json(target: PgTarget, password: str | None = DB_PASSWORD) -> str
 @pytest.fixture
 def backup_env(tmp_path, monkeypatch, pg_database, s3, smtp_server, webhook_server, airflow_db) -> BackupEnv:
     """Connections and variables of the contract pointing at the real test servers."""
+    RECEIVED["alert e-mails"] += [message.as_string() for message in smtp_server.messages]
+    RECEIVED["alert webhook posts"] += [str(post) for post in webhook_server.posts]
     smtp_server.messages.clear()
     webhook_server.posts.clear()
     env = BackupEnv(tmp_path / "backups", tmp_path / "logs", pg_database, s3, smtp_server, webhook_server)
