@@ -16,7 +16,7 @@ from bhv360_backup.demo.servers import postgres_server  # noqa: E402
 from bhv360_backup.locations import LocalLocation, S3Location  # noqa: E402
 from bhv360_backup.sources.postgres import PgTarget  # noqa: E402
 from tests.fixtures import postgres  # noqa: E402
-from tests.fixtures.canary import ChildArgv, scan  # noqa: E402
+from tests.fixtures.canary import ChildArgv, TaskLogCollector, scan  # noqa: E402
 from tests.fixtures.receivers import SmtpReceiver, WebhookReceiver  # noqa: E402
 from tests.fixtures.s3 import SECRET_KEY, S3Server  # noqa: E402
 from tests.fixtures.supabase_storage import SERVICE_KEY, StorageServer  # noqa: E402
@@ -25,6 +25,8 @@ BUCKET = "bhv360-backups"
 DB_PASSWORD = "pg-password-canary-91b7e2"
 CHILD_ARGV = ChildArgv()
 CHILD_ARGV.install()
+TASK_LOGS = TaskLogCollector()
+TASK_LOGS.install()
 RECEIVED: dict[str, list[str]] = {"alert e-mails": [], "alert webhook posts": []}
 
 
@@ -38,7 +40,7 @@ def pytest_sessionfinish(session, exitstatus):
     if getattr(session.config, "_tmp_path_factory", None):
         folders.append(session.config._tmp_path_factory.getbasetemp())
     leaks = scan(secrets, folders, AIRFLOW_HOME / "airflow.db",
-                 {**RECEIVED, "argv of child processes": CHILD_ARGV.seen})
+                 {**RECEIVED, "argv of child processes": CHILD_ARGV.seen, "task logs": TASK_LOGS.lines})
     if leaks:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             "SECRET CANARY: " + "; ".join(sorted(set(leaks))[:20]), red=True)
@@ -94,7 +96,7 @@ def webhook_server():
     server = WebhookReceiver()
     server.start()
     yield server
-    RECEIVED["alert webhook posts"] += [str(post) for post in server.posts]
+    RECEIVED["alert webhook posts"] += [str(post["body"]) for post in server.posts]
     server.stop()
 
 
@@ -158,7 +160,7 @@ def connection_json(target: PgTarget, password: str | None = DB_PASSWORD) -> str
 def backup_env(tmp_path, monkeypatch, pg_database, s3, smtp_server, webhook_server, airflow_db) -> BackupEnv:
     """Connections and variables of the contract pointing at the real test servers."""
     RECEIVED["alert e-mails"] += [message.as_string() for message in smtp_server.messages]
-    RECEIVED["alert webhook posts"] += [str(post) for post in webhook_server.posts]
+    RECEIVED["alert webhook posts"] += [str(post["body"]) for post in webhook_server.posts]
     smtp_server.messages.clear()
     webhook_server.posts.clear()
     env = BackupEnv(tmp_path / "backups", tmp_path / "logs", pg_database, s3, smtp_server, webhook_server)

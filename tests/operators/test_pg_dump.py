@@ -12,7 +12,7 @@ import pytest
 from bhv360_backup.demo.data import create_demo_database
 from bhv360_backup.layout import BackupType, artifact_key
 from bhv360_backup.restore.validate import database_stats
-from tests.conftest import DB_PASSWORD
+from tests.conftest import DB_PASSWORD, TASK_LOGS
 from tests.fixtures import postgres
 from tests.fixtures.airflow import run_dag, xcom_values
 
@@ -44,7 +44,7 @@ def pg_tool_spy(folder, log, *, truncate_after: int | None = None):
     return folder
 
 
-def test_backup_lands_in_both_locations_and_restores_equal(backup_env, tmp_path, monkeypatch, capfd):
+def test_backup_lands_in_both_locations_and_restores_equal(backup_env, tmp_path, monkeypatch):
     fill(backup_env.db)
     monkeypatch.setenv("AIRFLOW_VAR_BHV360_PG_DUMP_BIN_DIR", str(pg_tool_spy(tmp_path / "bin", tmp_path / "argv.log")))
 
@@ -79,7 +79,9 @@ def test_backup_lands_in_both_locations_and_restores_equal(backup_env, tmp_path,
     argv_log = (tmp_path / "argv.log").read_text()
     assert "pg_dump --format=custom" in argv_log and "pg_restore --list" in argv_log
     assert "PGPASSWORD=unset PGPASSFILE=set" in argv_log
-    seen = argv_log + capfd.readouterr().out + json.dumps(xcom_values(DAG_ID, run.run_id))
+    task_log = "\n".join(TASK_LOGS.lines)
+    assert f"database backup {backup_id}" in task_log  # the task log is what is searched
+    seen = argv_log + task_log + json.dumps(xcom_values(DAG_ID, run.run_id))
     seen += (backup_env.log_dir / "jobs.jsonl").read_text() + manifest.to_bytes().decode()
     assert DB_PASSWORD not in seen
 

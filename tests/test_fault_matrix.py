@@ -1,0 +1,93 @@
+"""Faults with real components: each run that fails is visible as failed, leaves no manifest for an
+unfinished backup, keeps every earlier backup intact, and the next run succeeds."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import psycopg
+
+from bhv360_backup.demo.data import create_demo_database
+from bhv360_backup.demo.servers import free_port
+from bhv360_backup.layout import BackupType
+from bhv360_backup.verify import verify_backup
+from tests.fixtures.airflow import run_dag
+
+DAG_ID = "bhv360_database_backup"
+
+
+def fill(target):
+    with psycopg.connect(host=target.host, port=target.port, user="postgres", dbname=target.dbname,
+                         autocommit=True) as connection:
+        create_demo_database(connection, 1)
+
+
+def intact(env, backup_id):
+    for location in (env.local, env.cloud):
+        manifest = location.read_manifest(BackupType.DATABASE, backup_id)
+        assert verify_backup(location, manifest, deep=True) == []
+
+
+def test_s3_down_at_start_keeps_the_local_copy_and_says_the_cloud_copy_is_missing(backup_env, monkeypatch):
+    fill(backup_env.db)
+    run_dag(DAG_ID)
+    (earlier,) = backup_env.local.list_backups(BackupType.DATABASE)
+    good_s3 = backup_env.s3.connection_json()
+    down = json.loads(good_s3)
+    down["extra"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"
+    down["extra"]["config_kwargs"] = {"retries": {"max_attempts": 1}, "connect_timeout": 2}
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_S3", json.dumps(down))
+
+    run, states = run_dag(DAG_ID)
+
+    assert states["dump"] == "failed" and states["verify"] == "upstream_failed"
+    local_ids = backup_env.local.list_backups(BackupType.DATABASE)
+    assert len(local_ids) == 2  # the local copy of the failed run is complete and listed
+    line = [e for e in backup_env.job_log() if e["type"] == "database"][-1]
+    assert line["status"] == "failed" and line["locations"] == ["local"]
+    assert "is complete only in" in line["error"] and "missing in s3: unreachable" in line["error"]
+    assert any("FAILED bhv360_database_backup.dump" in mail for mail in backup_env.smtp.bodies())
+    intact(backup_env, earlier)
+
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_S3", good_s3)
+    run, states = run_dag(DAG_ID)
+    assert set(states.values()) == {"success"}
+
+
+class Collector(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_alert_channels_down_the_failure_is_still_recorded(backup_env, monkeypatch):
+    fill(backup_env.db)
+    run_dag(DAG_ID)
+    (earlier,) = backup_env.local.list_backups(BackupType.DATABASE)
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": free_port(),
+        "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 1, "timeout": 2,
+                  "from_email": "airflow@test.bhv360.nl"}}))
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_SLACK_OPS", json.dumps(
+        {"conn_type": "slackwebhook", "password": f"http://127.0.0.1:{free_port()}/services/T/B/x"}))
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_DB", json.dumps({"conn_type": "postgres", "host": "127.0.0.1",
+                                                             "port": free_port(), "schema": "x", "login": "postgres"}))
+
+    collector = Collector()
+    logging.getLogger("bhv360_backup").addHandler(collector)
+    try:
+        run, states = run_dag(DAG_ID)
+    finally:
+        logging.getLogger("bhv360_backup").removeHandler(collector)
+
+    assert states["dump"] == "failed"
+    line = [e for e in backup_env.job_log() if e["type"] == "database"][-1]
+    assert line["status"] == "failed" and "cannot connect to PostgreSQL" in line["error"]
+    text = "\n".join(collector.messages)
+    assert "could not send the alert by e-mail" in text and "could not send the alert by Slack #ops" in text
+    assert backup_env.smtp.messages == [] and backup_env.webhook.posts == []
+    intact(backup_env, earlier)
