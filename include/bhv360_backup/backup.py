@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -69,15 +70,24 @@ class BackupWriter:
         return self.add(path, [data])
 
     def verify(self, checks: dict[str, ContentCheck] | None = None) -> None:
-        """Read every artifact back from every live location and compare size and sha256."""
-        for location in self.live:
+        """Read every artifact back from every live location (the locations in parallel) and compare
+        size and sha256; a location whose copy differs drops out."""
+
+        def verify_location(location: Location) -> str | None:
             for artifact in self.artifacts:
                 key = artifact_key(self.backup_type, self.backup_id, artifact.path)
                 try:
                     read_back(location, key, artifact, (checks or {}).get(artifact.path))
                 except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
-                    self.drop(location, f"verification of {artifact.path}: {first_line(error)}")
-                    break
+                    return f"verification of {artifact.path}: {first_line(error)}"
+            return None
+
+        live = self.live
+        with ThreadPoolExecutor(max(1, len(live)), thread_name_prefix="verify") as pool:
+            outcomes = list(pool.map(verify_location, live))
+        for location, problem in zip(live, outcomes, strict=True):
+            if problem:
+                self.drop(location, problem)
         self._require_live()
 
     def publish(self, *, dag_id: str, run_id: str, details: dict[str, Any]) -> Manifest:
