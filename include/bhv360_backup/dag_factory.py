@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, Asset, CronTriggerTimetable
+from airflow.sdk import DAG, Asset, CronTriggerTimetable, chain
 
 from bhv360_backup.alerts import task_failure_alert
+from bhv360_backup.operators.retention import RetentionOperator
+from bhv360_backup.operators.verify import VerifyBackupOperator
 from bhv360_backup.settings import schedule_timezone, task_queue
 
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
@@ -54,3 +56,16 @@ def bhv360_dag(
         tags=["bhv360", *tags],
         params=params,
     )
+
+
+def backup_dag(
+    dag_id: str, backup_type: str, cron: str, timeout: timedelta, producer: type, task_id: str, doc_md: str
+) -> DAG:
+    """One row of the seed's schedule: make the backup, verify it in both locations, apply retention."""
+    with bhv360_dag(dag_id, cron=cron, timeout=timeout, doc_md=doc_md, tags=["backup", backup_type]) as dag:
+        chain(
+            producer(task_id=task_id, outlets=[backup_asset(backup_type)]),
+            VerifyBackupOperator(task_id="verify", backup_type=backup_type),
+            RetentionOperator(task_id="retention", backup_type=backup_type),
+        )
+    return dag

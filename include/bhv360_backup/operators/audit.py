@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
 
 from bhv360_backup import audit, joblog
 from bhv360_backup.alerts import email_report
 from bhv360_backup.manifest import utc_now
+from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.retention import RetentionPolicy
 from bhv360_backup.runtime import load_settings, open_locations
-from bhv360_backup.settings import S3_CONN_ID
 
 
-class BackupAuditOperator(BaseOperator):
+class BackupAuditOperator(LocationsOperator):
     """
     Write the audit report of the quarter that just ended to ``audit/<year>-Q<n>/report.html`` in
     both locations and e-mail it to ``bhv360_alert_emails``.
@@ -22,12 +22,7 @@ class BackupAuditOperator(BaseOperator):
     :param aws_conn_id: connection of the S3 location
     """
 
-    template_fields = ("aws_conn_id",)
     ui_color = "#ebdef0"
-
-    def __init__(self, *, aws_conn_id: str = S3_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         settings = load_settings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
@@ -25,7 +26,21 @@ def backup_summary(manifest: Manifest, writer: BackupWriter) -> dict[str, Any]:
     }
 
 
-class BaseBackupOperator(BaseOperator):
+class LocationsOperator(BaseOperator):
+    """
+    An operator that works on the backup locations: the local root and the bucket of ``aws_conn_id``.
+
+    :param aws_conn_id: connection of the S3 location
+    """
+
+    template_fields: Sequence[str] = ("aws_conn_id",)
+
+    def __init__(self, *, aws_conn_id: str = S3_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.aws_conn_id = aws_conn_id
+
+
+class BaseBackupOperator(LocationsOperator):
     """
     Make one backup of ``backup_type`` for this DAG run in every location, logged in the job log.
 
@@ -35,10 +50,6 @@ class BaseBackupOperator(BaseOperator):
     """
 
     backup_type: BackupType
-
-    def __init__(self, *, aws_conn_id: str = S3_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.aws_conn_id = aws_conn_id
 
     def write_backup(
         self, writer: BackupWriter, settings: Settings, context: Context, record: joblog.JobRecord

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
 
 from bhv360_backup import joblog
 from bhv360_backup.drill import DEFAULT_SAMPLE, run_drill
+from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.operators.restore import restore_folder
 from bhv360_backup.runtime import load_settings, open_locations, pg_target
-from bhv360_backup.settings import RESTORE_DB_CONN_ID, S3_CONN_ID
+from bhv360_backup.settings import RESTORE_DB_CONN_ID
 
 
-class RestoreDrillOperator(BaseOperator):
+class RestoreDrillOperator(LocationsOperator):
     """
     Restore the newest database backup into a scratch database on the server of
     ``restore_conn_id`` (created and dropped by the drill) and a sample of the newest storage
@@ -28,13 +29,11 @@ class RestoreDrillOperator(BaseOperator):
     ui_color = "#d4efdf"
 
     def __init__(
-        self, *, restore_conn_id: str = RESTORE_DB_CONN_ID, sample_size: int = DEFAULT_SAMPLE,
-        aws_conn_id: str = S3_CONN_ID, **kwargs: Any,
+        self, *, restore_conn_id: str = RESTORE_DB_CONN_ID, sample_size: int = DEFAULT_SAMPLE, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.restore_conn_id = restore_conn_id
         self.sample_size = sample_size
-        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         settings = load_settings()

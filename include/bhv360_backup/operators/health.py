@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
 
 from bhv360_backup import health
 from bhv360_backup.alerts import notify_ops
 from bhv360_backup.manifest import utc_now
+from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.runtime import load_settings, open_locations
-from bhv360_backup.settings import S3_CONN_ID
 
 
-class BackupHealthOperator(BaseOperator):
+class BackupHealthOperator(LocationsOperator):
     """
     Check every backup type in every location: the newest is young enough, verifies (sizes always,
     sha256 on a rotating sample), both locations hold the same backups, and the newest drill passed.
@@ -23,12 +23,7 @@ class BackupHealthOperator(BaseOperator):
     :param aws_conn_id: connection of the S3 location
     """
 
-    template_fields = ("aws_conn_id",)
     ui_color = "#d5f5e3"
-
-    def __init__(self, *, aws_conn_id: str = S3_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         settings = load_settings()

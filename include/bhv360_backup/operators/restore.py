@@ -6,18 +6,19 @@ import re
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context, Variable
+from airflow.sdk import Context, Variable
 from airflow.sdk.exceptions import AirflowSkipException
 
 from bhv360_backup import joblog
 from bhv360_backup.alerts import notify_ops
 from bhv360_backup.errors import BackupError, ConfigurationError
+from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.restore.plan import RestorePlan, build_plan
 from bhv360_backup.restore.request import RestoreRequest, parse_request
 from bhv360_backup.restore.run import RestoreTargets, execute_plan
 from bhv360_backup.restore.storage import FolderSink, StorageSink, SupabaseSink
 from bhv360_backup.runtime import get_connection, load_settings, open_locations, pg_target
-from bhv360_backup.settings import DB_CONN_ID, S3_CONN_ID, SUPABASE_CONN_ID, Settings
+from bhv360_backup.settings import DB_CONN_ID, SUPABASE_CONN_ID, Settings
 from bhv360_backup.sources.postgres import PgTarget, find_client, server_major
 
 REQUEST_FIELDS = ("type", "paths", "target_conn_id", "confirm_overwrite", "dry_run", "supabase_target",
@@ -89,7 +90,7 @@ def request_from_context(context: Context, settings: Settings) -> RestoreRequest
     return parse_request(body, backup_root=str(settings.backup_root), bucket=settings.s3_bucket)
 
 
-class RestoreValidateOperator(BaseOperator):
+class RestoreValidateOperator(LocationsOperator):
     """
     Check a restore request before anything is written: its paths, the backups they resolve to
     (every artifact's size and sha256, in the local copy or else the S3 copy), and the targets.
@@ -98,12 +99,7 @@ class RestoreValidateOperator(BaseOperator):
     :param aws_conn_id: connection of the S3 location
     """
 
-    template_fields = ("aws_conn_id",)
     ui_color = "#fadbd8"
-
-    def __init__(self, *, aws_conn_id: str = S3_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         settings = load_settings()
@@ -130,7 +126,7 @@ class RestoreValidateOperator(BaseOperator):
         return {"request": request.to_dict(), "plan": plan.to_dict()}
 
 
-class RestoreOperator(BaseOperator):
+class RestoreOperator(LocationsOperator):
     """
     Restore what the validation task planned, then check the targets against the backup, record
     the outcome in the job log and tell the operations team.
@@ -138,12 +134,7 @@ class RestoreOperator(BaseOperator):
     :param aws_conn_id: connection of the S3 location
     """
 
-    template_fields = ("aws_conn_id",)
     ui_color = "#f5b7b1"
-
-    def __init__(self, *, aws_conn_id: str = S3_CONN_ID, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         settings = load_settings()

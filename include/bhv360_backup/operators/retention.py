@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
 
 from bhv360_backup import joblog, retention
 from bhv360_backup.backup import first_line
@@ -13,12 +13,12 @@ from bhv360_backup.errors import BackupError
 from bhv360_backup.full import protected_components
 from bhv360_backup.layout import BackupType
 from bhv360_backup.manifest import utc_now
+from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.runtime import load_settings, open_locations
-from bhv360_backup.settings import S3_CONN_ID
 from bhv360_backup.snapshot import collect_garbage
 
 
-class RetentionOperator(BaseOperator):
+class RetentionOperator(LocationsOperator):
     """
     Delete the backups of one type that are past ``bhv360_retention_days``, in each location on its own.
 
@@ -34,12 +34,11 @@ class RetentionOperator(BaseOperator):
     ui_color = "#fdebd0"
 
     def __init__(
-        self, *, backup_type: str, dry_run: bool = False, aws_conn_id: str = S3_CONN_ID, **kwargs: Any
+        self, *, backup_type: str, dry_run: bool = False, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         self.backup_type = backup_type
         self.dry_run = dry_run
-        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         settings = load_settings()

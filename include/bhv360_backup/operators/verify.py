@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Context
 
 from bhv360_backup.errors import BackupError, IntegrityError
 from bhv360_backup.full import verify_components
 from bhv360_backup.layout import BackupType
+from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.runtime import load_settings, open_locations, run_backup_id
-from bhv360_backup.settings import S3_CONN_ID
 from bhv360_backup.snapshot import verify_snapshot_blobs
 from bhv360_backup.verify import verify_backup
 
 
-class VerifyBackupOperator(BaseOperator):
+class VerifyBackupOperator(LocationsOperator):
     """
     Check that a backup is published in every location, with the same manifest, and that every
     artifact it names is there with its size (and, with ``deep``, its sha256).
@@ -36,14 +36,12 @@ class VerifyBackupOperator(BaseOperator):
         backup_type: str,
         backup_id: str | None = None,
         deep: bool = False,
-        aws_conn_id: str = S3_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.backup_type = backup_type
         self.backup_id = backup_id
         self.deep = deep
-        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
         backup_type = BackupType.parse(self.backup_type)
