@@ -34,3 +34,11 @@ def require_tool(tool: str, debian_package: str) -> str:
     if not found:
         raise SystemExit(f"{tool} is needed: apt-get install {debian_package}")
     return found
+
+
+def loopback_s3_client(endpoint: str, access_key: str = "bench", secret_key: str = "bench-secret"):
+    """A boto3 client for the benchmark's S3 server on loopback."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1",
+                        aws_access_key_id=access_key, aws_secret_access_key=secret_key)

@@ -25,7 +25,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import WORK, peak_rss_mb, require_tool, timed
+from _common import WORK, loopback_s3_client, peak_rss_mb, require_tool, timed
 
 from bhv360_backup.demo.servers import MotoS3
 
@@ -63,16 +63,13 @@ def fill_source(s3: MotoS3, count: int) -> int:
 
 
 def run_snapshot_child(spec: dict) -> None:
-    import boto3
-
     from bhv360_backup.backup import BackupWriter
     from bhv360_backup.layout import BackupType
     from bhv360_backup.locations import LocalLocation
     from bhv360_backup.snapshot import take_snapshot
     from bhv360_backup.sources.storage import S3StorageSource
 
-    client = boto3.client("s3", endpoint_url=spec["endpoint"], region_name="eu-west-1",
-                          aws_access_key_id="bench", aws_secret_access_key="bench-secret")
+    client = loopback_s3_client(spec["endpoint"])
     writer = BackupWriter([LocalLocation(Path(spec["root"]))], BackupType.STORAGE, spec["backup_id"])
     _, stats = take_snapshot(S3StorageSource(client, list(BUCKETS)), writer, dag_id="bench", run_id=spec["backup_id"],
                              parallelism=spec["parallelism"])

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import WORK, peak_rss_mb, timed
+from _common import WORK, loopback_s3_client, peak_rss_mb, timed
 
 from bhv360_backup.demo.data import create_demo_database, organisations_for_mb
 from bhv360_backup.demo.servers import MotoS3
@@ -51,8 +51,6 @@ def ensure_database(size_mb: int) -> PgTarget:
 
 def run_backup_child(target: PgTarget, root: Path, s3_conn: str | None) -> None:
     """The child side: the package's database backup, as the operator runs it, minus Airflow."""
-    import boto3
-
     from bhv360_backup.backup import BackupWriter
     from bhv360_backup.database import dump_database
     from bhv360_backup.layout import BackupType
@@ -61,8 +59,7 @@ def run_backup_child(target: PgTarget, root: Path, s3_conn: str | None) -> None:
     locations = [LocalLocation(root)]
     if s3_conn:
         conn = json.loads(s3_conn)
-        client = boto3.client("s3", endpoint_url=conn["extra"]["endpoint_url"], region_name="eu-west-1",
-                              aws_access_key_id=conn["login"], aws_secret_access_key=conn["password"])
+        client = loopback_s3_client(conn["extra"]["endpoint_url"], conn["login"], conn["password"])
         locations.append(S3Location(client, BUCKET))
     backup_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     writer = BackupWriter(locations, BackupType.DATABASE, backup_id)

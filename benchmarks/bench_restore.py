@@ -84,13 +84,14 @@ def main() -> None:
         results["local"].append(ours("local"))
         results["s3"].append(ours("s3"))
         print(f"round {number}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in results.items()), flush=True)
+    dump_mb = dump.stat().st_size / 1e6
     s3.stop()
     with SERVER.connect(autocommit=True) as connection:
         connection.execute("DROP DATABASE IF EXISTS bhv360_bench_restore WITH (FORCE)")
     subprocess.run(["rm", "-rf", str(work)], check=True)
 
     medians = {name: statistics.median(times) for name, times in results.items()}
-    print(f"\ndatabase {args.size_mb} MB, dump {dump.stat().st_size / 1e6 if dump.exists() else 0:.0f} MB, "
+    print(f"\ndatabase {args.size_mb} MB, dump {dump_mb:.0f} MB, "
           f"{args.rounds} rounds, medians")
     print(f"raw pg_restore --jobs 2              {medians['raw']:7.2f} s")
     print(f"restore DAG's restore, local copy    {medians['local']:7.2f} s  ratio {medians['local'] / medians['raw']:.3f}"

@@ -91,3 +91,59 @@ def test_alert_channels_down_the_failure_is_still_recorded(backup_env, monkeypat
     assert "could not send the alert by e-mail" in text and "could not send the alert by Slack #ops" in text
     assert backup_env.smtp.messages == [] and backup_env.webhook.posts == []
     intact(backup_env, earlier)
+
+
+def test_s3_stopped_mid_upload(backup_env, monkeypatch):
+    """The S3 server goes away while the dump streams: the local copy completes, the run fails naming the
+    missing cloud copy, no upload is left open, and after the server is back the next run succeeds."""
+    import threading
+    import time
+
+    from bhv360_backup.locations import s3 as s3_location
+    from tests.fixtures.s3 import S3Server
+
+    with psycopg.connect(host=backup_env.db.host, port=backup_env.db.port, user="postgres",
+                         dbname=backup_env.db.dbname, autocommit=True) as connection:
+        create_demo_database(connection, 100)  # a dump of about 8 MB: more than one 5 MiB part
+    flaky = S3Server().start()  # a second endpoint onto the same moto state: it can be stopped on its own
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_S3", flaky.connection_json())
+    run_dag(DAG_ID)
+    (earlier,) = backup_env.local.list_backups(BackupType.DATABASE)
+    monkeypatch.setattr(s3_location, "MIN_PART_SIZE", 5 << 20)  # S3's smallest part: several parts per dump
+    stopped = threading.Event()
+
+    def stop_when_uploading():
+        client = flaky.client()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not stopped.is_set():
+            if client.list_multipart_uploads(Bucket="bhv360-backups").get("Uploads"):
+                flaky.stop()
+                stopped.set()
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=stop_when_uploading, daemon=True)
+    watcher.start()
+    run, states = run_dag(DAG_ID)
+    watcher.join()
+
+    assert stopped.is_set(), "the S3 server was never stopped mid-upload"
+    assert states["dump"] == "failed"
+    line = [e for e in backup_env.job_log() if e["type"] == "database"][-1]
+    assert line["status"] == "failed" and line["locations"] == ["local"] and "missing in s3" in line["error"]
+    assert len(backup_env.local.list_backups(BackupType.DATABASE)) == 2
+
+    flaky.start()  # moto keeps its state in this process: the earlier backup is still there
+    from datetime import timedelta
+
+    from bhv360_backup.locations import S3Location
+    from bhv360_backup.manifest import utc_now
+
+    cloud = S3Location(flaky.client(), "bhv360-backups")
+    assert cloud.list_backups(BackupType.DATABASE) == [earlier]
+    assert len(flaky.client().list_multipart_uploads(Bucket="bhv360-backups")["Uploads"]) == 1  # could not abort
+    assert cloud.abort_stale_uploads(BackupType.DATABASE, utc_now() + timedelta(hours=25)) == 1  # retention's job
+    assert flaky.client().list_multipart_uploads(Bucket="bhv360-backups").get("Uploads", []) == []
+    run, states = run_dag(DAG_ID)
+    assert set(states.values()) == {"success"}
+    flaky.stop()

@@ -47,14 +47,6 @@ def is_backup_id(value: str) -> bool:
     return bool(_ID_PATTERN.match(value))
 
 
-def backup_id_time(backup_id: str) -> datetime:
-    """The UTC time a backup id names."""
-    match = _ID_PATTERN.match(backup_id)
-    if not match:
-        raise BackupError(f"not a backup id: {backup_id!r} (expected e.g. 20261126T000000Z)")
-    return datetime.strptime(match.group(1), _ID_TIME_FORMAT).replace(tzinfo=timezone.utc)
-
-
 def check_relative_path(path: str) -> str:
     """Refuse a path that could leave its folder: absolute, ``..``, empty parts, NUL or backslash."""
     if not path or path.startswith("/") or "\\" in path or "\x00" in path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -132,7 +131,3 @@ def run_backup_id(context: Context) -> str:
     dag_run = context["dag_run"]
     scheduled = getattr(dag_run.run_type, "value", dag_run.run_type) == "scheduled"
     return backup_id_for_run(dag_run.run_after, dag_run.run_id, scheduled=scheduled)
-
-
-def summary_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)

@@ -115,7 +115,7 @@ def copy_stream(
     except BaseException:
         _finish(threads)
         for thread in threads.values():
-            thread.writer.abort()
+            _abort(thread.writer)
         raise
     _finish(threads)
     failed: dict[str, BaseException] = {}
@@ -126,8 +126,16 @@ def copy_stream(
             thread.writer.commit()
         except BaseException as error:  # noqa: BLE001 - the caller decides what a lost location means
             failed[name] = error
-            thread.writer.abort()
+            _abort(thread.writer)
     return CopyResult(size=digest.size, sha256=digest.sha256, failed=failed)
+
+
+def _abort(writer: ArtifactWriter) -> None:
+    """Abort a writer; a writer that cannot abort (its server is gone) is logged, never raised."""
+    try:
+        writer.abort()
+    except Exception as error:  # noqa: BLE001 - leftovers are removed by retention
+        log.warning("could not abort a write: %s", error)
 
 
 def _finish(threads: Mapping[str, _WriterThread]) -> None:

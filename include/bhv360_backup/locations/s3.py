@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +22,8 @@ from bhv360_backup.locations.base import (
     Location,
     StoredObject,
 )
+
+log = logging.getLogger(__name__)
 
 MIN_PART_SIZE = 8 << 20
 MAX_PART_SIZE = 5 << 30
@@ -150,7 +153,10 @@ class S3Writer(ArtifactWriter):
                 future.cancel()
             self._pool.shutdown(wait=True)
         if self._upload_id is not None:
-            self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+            try:
+                self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+            except Exception as error:  # noqa: BLE001 - retention aborts uploads left open (abort_stale_uploads)
+                log.warning("could not abort the upload of s3://%s/%s: %s", self._bucket, self._key, error)
 
 
 class S3Location(Location):
@@ -237,6 +243,17 @@ class S3Location(Location):
             raise
         until = head.get("ObjectLockRetainUntilDate")
         return until if until and until > datetime.now(timezone.utc) else None
+
+    def abort_stale_uploads(self, backup_type: BackupType, before: datetime) -> int:
+        """Abort multipart uploads of this type started before ``before`` (left by a killed or cut-off run)."""
+        aborted = 0
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{backup_type.value}/"):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] < before:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    aborted += 1
+        return aborted
 
     def delete_backup(self, backup_type: BackupType, backup_id: str) -> None:
         folder = backup_dir(backup_type, backup_id)
