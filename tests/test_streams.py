@@ -46,3 +46,12 @@ def test_a_failing_source_aborts_every_writer(tmp_path):
     with pytest.raises(ConnectionError):
         copy_stream(source(), {"local": location.open_writer("database/20260101T000000Z/a")})
     assert list((tmp_path / "database" / "20260101T000000Z").iterdir()) == []
+
+
+def test_a_single_failing_writer_is_reported_not_raised():
+    from bhv360_backup.streams import copy_stream
+
+    failing = Failing()
+    result = copy_stream([b"abc", b"def"], {"local": failing})
+    assert list(result.failed) == ["local"] and failing.aborted
+    assert result.size == 6 and result.sha256 == hashlib.sha256(b"abcdef").hexdigest()

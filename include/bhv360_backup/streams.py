@@ -100,6 +100,8 @@ def copy_stream(
     source itself fails, every writer is aborted and the source's error is raised: nothing
     of a broken stream becomes visible anywhere.
     """
+    if len(writers) == 1:
+        return _copy_to_one(chunks, *next(iter(writers.items())), progress)
     threads = {name: _WriterThread(name, writer) for name, writer in writers.items()}
     for thread in threads.values():
         thread.start()
@@ -128,6 +130,36 @@ def copy_stream(
             failed[name] = error
             _abort(thread.writer)
     return CopyResult(size=digest.size, sha256=digest.sha256, failed=failed)
+
+
+def _copy_to_one(
+    chunks: Iterable[bytes], name: str, writer: ArtifactWriter, progress: ProgressLog | None
+) -> CopyResult:
+    """:func:`copy_stream` for a single writer, written inline: no thread for one small object."""
+    digest = Digest()
+    error: BaseException | None = None
+    try:
+        for chunk in chunks:
+            digest.update(chunk)
+            if error is None:
+                try:
+                    writer.write(chunk)
+                except Exception as write_error:  # noqa: BLE001 - reported in CopyResult.failed
+                    error = write_error
+            if progress:
+                progress(digest.size)
+    except BaseException:
+        _abort(writer)
+        raise
+    if error is None:
+        try:
+            writer.commit()
+        except Exception as commit_error:  # noqa: BLE001 - reported in CopyResult.failed
+            error = commit_error
+    if error is not None:
+        _abort(writer)
+        return CopyResult(size=digest.size, sha256=digest.sha256, failed={name: error})
+    return CopyResult(size=digest.size, sha256=digest.sha256)
 
 
 def _abort(writer: ArtifactWriter) -> None:

@@ -75,6 +75,7 @@ class LocalLocation(Location):
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._real_root: Path | None = None
 
     def describe(self) -> str:
         return str(self.root)
@@ -82,8 +83,9 @@ class LocalLocation(Location):
     def path_of(self, key: str) -> Path:
         """The file a key names, refusing keys that leave the root (``..``, symlinks out)."""
         path = self.root / check_relative_path(key)
-        real_root = self.root.resolve()
-        if not path.resolve().is_relative_to(real_root):
+        if self._real_root is None:
+            self._real_root = self.root.resolve()
+        if not path.resolve().is_relative_to(self._real_root):
             raise BackupError(f"{key!r} leads outside the local backup root {self.root}")
         return path
 
