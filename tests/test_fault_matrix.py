@@ -147,3 +147,45 @@ def test_s3_stopped_mid_upload(backup_env, monkeypatch):
     run, states = run_dag(DAG_ID)
     assert set(states.values()) == {"success"}
     flaky.stop()
+
+
+def test_task_process_killed_mid_run(backup_env, tmp_path):
+    """SIGKILL of the process running the dump task: nothing is published; the next run succeeds; the
+    leftovers (staging file, open multipart upload) are removed by retention once a day old."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from datetime import timedelta
+    from pathlib import Path
+
+    from bhv360_backup import retention
+    from bhv360_backup.manifest import utc_now
+
+    with psycopg.connect(host=backup_env.db.host, port=backup_env.db.port, user="postgres",
+                         dbname=backup_env.db.dbname, autocommit=True) as connection:
+        create_demo_database(connection, 100)
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    task = subprocess.Popen([airflow, "tasks", "test", DAG_ID, "dump"], env=dict(os.environ),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(backup_env.root.glob("database/*/.partial-*")):
+        assert task.poll() is None, "the task ended before it could be killed"
+        time.sleep(0.02)
+    os.kill(task.pid, signal.SIGKILL)
+    task.wait()
+
+    for location in (backup_env.local, backup_env.cloud):
+        assert location.list_backups(BackupType.DATABASE) == []
+    (leftover,) = backup_env.local.scan(BackupType.DATABASE)
+    assert not leftover.complete
+
+    run, states = run_dag(DAG_ID)
+    assert set(states.values()) == {"success"}
+
+    later = utc_now() + timedelta(hours=25)
+    for location in (backup_env.local, backup_env.cloud):
+        retention.apply(location, BackupType.DATABASE, retention.RetentionPolicy(30, 3), later, dry_run=False)
+        assert [f.complete for f in location.scan(BackupType.DATABASE)] == [True]
+    assert backup_env.s3.client().list_multipart_uploads(Bucket="bhv360-backups").get("Uploads", []) == []
