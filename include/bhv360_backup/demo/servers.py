@@ -53,11 +53,15 @@ class ThrowawayCluster:
             shutil.chown(self.folder, "postgres")
         subprocess.run([*self.run_as, initdb, "-D", str(self.folder / "data"), "-U", "postgres", "-A", "trust"],
                        check=True, capture_output=True)
-        subprocess.run(
+        # no pipes: the server started by pg_ctl could keep them open and block the read forever
+        result = subprocess.run(
             [*self.run_as, self.pg_ctl, "-D", str(self.folder / "data"), "-l", str(self.folder / "log"), "-w",
              "-o", f"-h 127.0.0.1 -p {self.port} -k {self.folder}", "start"],
-            check=True, capture_output=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
+        if result.returncode != 0:
+            log_file = self.folder / "log"
+            raise RuntimeError(f"pg_ctl start failed: {log_file.read_text()[-2000:] if log_file.exists() else ''}")
         self.target = PgTarget(host="127.0.0.1", port=self.port, dbname="postgres", user="postgres")
 
     def stop(self) -> None:
