@@ -11,7 +11,7 @@ from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNoti
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import Context
 
-from bhv360_backup.backup import first_line
+from bhv360_backup.errors import first_line
 from bhv360_backup.runtime import load_settings
 from bhv360_backup.settings import SLACK_CONN_ID, SMTP_CONN_ID, Settings
 

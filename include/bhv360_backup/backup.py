@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bhv360_backup.errors import BackupError
+from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.layout import BackupType, artifact_key
 from bhv360_backup.locations.base import Location
 from bhv360_backup.manifest import Artifact, Manifest, utc_now
@@ -17,11 +18,6 @@ from bhv360_backup.streams import CopyResult, ProgressLog, copy_stream
 from bhv360_backup.verify import ContentCheck, read_back
 
 log = logging.getLogger(__name__)
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 @dataclass
@@ -38,29 +34,48 @@ class BackupWriter:
     started_at: datetime = field(default_factory=utc_now)
     artifacts: list[Artifact] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def live(self) -> list[Location]:
         return [location for location in self.locations if location.name not in self.failures]
 
     def drop(self, location: Location, reason: str) -> None:
-        log.error("%s location %s dropped out: %s", self.backup_type.value, location.describe(), reason)
-        self.failures[location.name] = reason
+        """Record that ``location`` lost this backup; the first reason wins. Safe from several threads."""
+        with self._lock:
+            if location.name in self.failures:
+                return
+            log.error("%s location %s dropped out: %s", self.backup_type.value, location.describe(), reason)
+            self.failures[location.name] = reason
+
+    def write_everywhere(
+        self, key: str, chunks: Iterable[bytes], what: str, *, durable: bool = True,
+        progress: ProgressLog | None = None,
+    ) -> tuple[CopyResult, list[Location]]:
+        """Stream ``chunks`` to ``key`` in every live location at once; a location that fails drops out.
+
+        Returns the copy's size and sha256, and the locations that now hold the object.
+        """
+        writers = {}
+        for location in self.live:
+            try:
+                writers[location.name] = location.open_writer(key, durable=durable)
+            except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
+                self.drop(location, f"cannot write {what}: {first_line(error)}")
+        self._require_live()
+        result = copy_stream(chunks, writers, progress)
+        written = []
+        for location in self.locations:
+            if location.name in result.failed:
+                self.drop(location, f"writing {what}: {first_line(result.failed[location.name])}")
+            elif location.name in writers:
+                written.append(location)
+        return result, written
 
     def add(self, path: str, chunks: Iterable[bytes]) -> Artifact:
         """Stream ``chunks`` into ``path`` of this backup in every live location."""
         key = artifact_key(self.backup_type, self.backup_id, path)
-        writers = {}
-        for location in self.live:
-            try:
-                writers[location.name] = location.open_writer(key)
-            except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
-                self.drop(location, f"cannot write {path}: {first_line(error)}")
-        self._require_live()
-        result: CopyResult = copy_stream(chunks, writers, ProgressLog(f"{self.backup_type.value} {path}"))
-        for location in self.live:
-            if location.name in result.failed:
-                self.drop(location, f"writing {path}: {first_line(result.failed[location.name])}")
+        result, _ = self.write_everywhere(key, chunks, path, progress=ProgressLog(f"{self.backup_type.value} {path}"))
         self._require_live()
         artifact = Artifact(path=path, size=result.size, sha256=result.sha256)
         self.artifacts.append(artifact)

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bhv360_backup.errors import BackupError, ConfigurationError
+from bhv360_backup.errors import BackupError, ConfigurationError, first_line
 from bhv360_backup.sources.postgres import PgTarget
 from bhv360_backup.sources.storage import StorageSource
 
@@ -74,8 +74,7 @@ def _section(name: str, read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
         return read()
     except (BackupError, psycopg.Error, OSError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BackupError(f"config section '{name}' could not be read: {first}") from None
+        raise BackupError(f"config section '{name}' could not be read: {first_line(error)}") from None
 
 
 def database_section(target: PgTarget) -> dict[str, Any]:

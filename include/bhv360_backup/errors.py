@@ -11,3 +11,9 @@ class ConfigurationError(BackupError):
 
 class IntegrityError(BackupError):
     """Stored bytes do not match what their manifest says."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (or its type when it has none), for alerts and logs."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -46,7 +46,7 @@ class Row:
         return f"{self.type:<9} {self.location:<6} {self.newest:<27} {self.age:>9} {self.size:>14,}  {self.state}"
 
 
-def _age(delta: timedelta) -> str:
+def format_age(delta: timedelta) -> str:
     hours = delta.total_seconds() / 3600
     return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
 
@@ -84,12 +84,12 @@ def check(
             state = "ok"
             if age > MAX_AGE[backup_type]:
                 state = "STALE"
-                findings.append(f"{backup_type.value} @ {location.name}: newest backup {ids[-1]} is {_age(age)} old "
-                                f"(allowed {_age(MAX_AGE[backup_type])})")
+                findings.append(f"{backup_type.value} @ {location.name}: newest backup {ids[-1]} is {format_age(age)} old "
+                                f"(allowed {format_age(MAX_AGE[backup_type])})")
             if problems:
                 state = "DAMAGED"
                 findings += [f"{backup_type.value} @ {location.name}: {problem}" for problem in problems[:5]]
-            rows.append(Row(backup_type.value, location.name, ids[-1], _age(age), newest.size, state))
+            rows.append(Row(backup_type.value, location.name, ids[-1], format_age(age), newest.size, state))
         if len(ids_by_location) == len(locations) > 1:
             union = set.union(*ids_by_location.values())
             for name, ids in ids_by_location.items():
@@ -97,7 +97,7 @@ def check(
                 if missing:
                     findings.append(f"{backup_type.value} @ {name}: lacks {len(missing)} backup(s) the other location "
                                     f"has: {', '.join(missing[:5])}")
-    drills = [line for line in joblog.read(log_dir) if line.get("type") == "drill"]
+    drills = joblog.read(log_dir, "drill")
     if not drills:
         findings.append("restore drill: no drill has run yet")
     else:
@@ -105,7 +105,7 @@ def check(
         if last["status"] != "success":
             findings.append(f"restore drill: the newest drill failed: {str(last.get('error', '')).splitlines()[0][:200]}")
         elif now - parse_iso(last["time"]) > DRILL_MAX_AGE:
-            findings.append(f"restore drill: the newest drill passed {_age(now - parse_iso(last['time']))} ago")
+            findings.append(f"restore drill: the newest drill passed {format_age(now - parse_iso(last['time']))} ago")
     return rows, findings
 
 

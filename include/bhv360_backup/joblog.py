@@ -34,11 +34,13 @@ def append(log_dir: Path, record: dict[str, Any]) -> None:
         raise ConfigurationError(f"cannot write the job log in {log_dir} (variable bhv360_log_dir): {error}") from None
 
 
-def read(log_dir: Path) -> list[dict[str, Any]]:
+def read(log_dir: Path, job_type: str | None = None) -> list[dict[str, Any]]:
+    """The job log's entries, oldest first; only those of ``job_type`` when given."""
     path = log_dir / JOB_LOG_NAME
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [entry for entry in entries if job_type is None or entry.get("type") == job_type]
 
 
 @dataclass

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from bhv360_backup.backup import BackupWriter, first_line
-from bhv360_backup.errors import BackupError, IntegrityError
+from bhv360_backup.backup import BackupWriter
+from bhv360_backup.errors import BackupError, IntegrityError, first_line
 from bhv360_backup.layout import BackupType
 from bhv360_backup.locations.base import ArtifactMissing, Location
 from bhv360_backup.manifest import Manifest, iso, parse_iso, utc_now
@@ -122,20 +122,8 @@ class _BlobStore:
     def store(self, chunks: Iterator[bytes]) -> tuple[str, int]:
         """Stream an object into every live location's blob area; return its sha256 and size."""
         incoming = f"{INCOMING_PREFIX}{uuid.uuid4().hex}"
-        locations = list(self.writer.live)
-        writers = {}
-        for location in locations:
-            try:
-                writers[location.name] = location.open_writer(incoming, durable=False)
-            except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
-                self._drop(location, f"cannot write a blob: {first_line(error)}")
-        result = copy_stream(chunks, writers)
-        for location in locations:
-            if location.name not in writers:
-                continue
-            if location.name in result.failed:
-                self._drop(location, f"writing a blob: {first_line(result.failed[location.name])}")
-                continue
+        result, written = self.writer.write_everywhere(incoming, chunks, "a blob", durable=False)
+        for location in written:
             try:
                 if self.known[location.name].get(result.sha256) == result.size:
                     location.delete(incoming)
@@ -144,13 +132,8 @@ class _BlobStore:
                     with self._lock:
                         self.known[location.name][result.sha256] = result.size
             except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
-                self._drop(location, f"storing blob {result.sha256}: {first_line(error)}")
+                self.writer.drop(location, f"storing blob {result.sha256}: {first_line(error)}")
         return result.sha256, result.size
-
-    def _drop(self, location: Location, reason: str) -> None:
-        with self._lock:
-            if location.name not in self.writer.failures:
-                self.writer.drop(location, reason)
 
 
 def _lease(locations: Sequence[Location], run_id: str) -> None:

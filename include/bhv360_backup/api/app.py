@@ -70,7 +70,7 @@ def create_app() -> FastAPI:
         from bhv360_backup.manifest import utc_now
 
         entries, locations = current_inventory()
-        drills = [line for line in joblog.read(server_settings().log_dir) if line.get("type") == "drill"]
+        drills = joblog.read(server_settings().log_dir, "drill")
         return HTMLResponse(render(entries, [location.name for location in locations], drills, utc_now()))
 
     return app

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from bhv360_backup.audit import svg_chart
-from bhv360_backup.health import MAX_AGE
+from bhv360_backup.health import MAX_AGE, format_age
 from bhv360_backup.inventory import InventoryEntry
 from bhv360_backup.layout import BackupType
 from bhv360_backup.manifest import parse_iso
@@ -24,11 +24,6 @@ def freshness(backup_type: BackupType, completed_at: str | None, now: datetime) 
     if age <= MAX_AGE[backup_type] * GREEN_SHARE:
         return "green"
     return "amber" if age <= MAX_AGE[backup_type] else "red"
-
-
-def _age(now: datetime, completed_at: str) -> str:
-    hours = (now - parse_iso(completed_at)).total_seconds() / 3600
-    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
 
 
 def render(entries: Sequence[InventoryEntry], locations: Sequence[str], drills: Sequence[dict[str, Any]],
@@ -56,7 +51,7 @@ def render(entries: Sequence[InventoryEntry], locations: Sequence[str], drills: 
                 color = "red"
             parts.append(f"<tr class='{color}' data-type='{backup_type.value}' data-location='{location}'>"
                          f"<td>{backup_type.value}</td><td>{location}</td><td>{e(newest.backup_id)}</td>"
-                         f"<td>{_age(now, newest.completed_at)}</td><td>{newest.size:,}</td><td>{e(state)}</td></tr>")
+                         f"<td>{format_age(now - parse_iso(newest.completed_at))}</td><td>{newest.size:,}</td><td>{e(state)}</td></tr>")
     parts.append("</table><h2>Sizes over time</h2>")
     for backup_type in BackupType:
         points = [(entry.completed_at, entry.size) for entry in entries if entry.type == backup_type.value]

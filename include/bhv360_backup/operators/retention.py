@@ -8,8 +8,7 @@ from typing import Any
 from airflow.sdk import Context
 
 from bhv360_backup import joblog, retention
-from bhv360_backup.backup import first_line
-from bhv360_backup.errors import BackupError
+from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.full import protected_components
 from bhv360_backup.layout import BackupType
 from bhv360_backup.manifest import utc_now

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bhv360_backup.database import DUMP_ARTIFACT
-from bhv360_backup.errors import BackupError
+from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.layout import BackupType
 from bhv360_backup.locations.base import Location
 from bhv360_backup.restore.request import PathSpec, RestoreRequest
@@ -103,7 +103,7 @@ def choose_copy(
             found = True
             manifest = location.read_manifest(backup_type, backup_id)
         except Exception as error:  # noqa: BLE001 - try the other location
-            reasons.append(f"{location.name}: {_short(error)}")
+            reasons.append(f"{location.name}: {first_line(error)}")
             continue
         checks = {DUMP_ARTIFACT: pg_archive_check(pg_restore)} if pg_restore and backup_type == BackupType.DATABASE else {}
         problems = [finding.problem for finding in verify_backup(location, manifest, deep=True, checks=checks)]
@@ -120,11 +120,6 @@ def choose_copy(
     if not found:
         raise BackupError(f"{backup_type.value} backup {backup_id} does not exist in any location (no manifest)")
     raise BackupError(f"{backup_type.value} backup {backup_id} has no intact copy: {'; '.join(reasons)}")
-
-
-def _short(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def build_plan(

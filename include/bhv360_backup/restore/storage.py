@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bhv360_backup.backup import first_line
-from bhv360_backup.errors import BackupError, IntegrityError
+from bhv360_backup.errors import BackupError, IntegrityError, first_line
 from bhv360_backup.layout import check_relative_path
 from bhv360_backup.locations.base import Location
 from bhv360_backup.locations.local import LocalWriter

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from bhv360_backup.errors import BackupError, ConfigurationError
+from bhv360_backup.errors import BackupError, ConfigurationError, first_line
 from bhv360_backup.locations.base import CHUNK_SIZE
 
 _VERSION = re.compile(r"\(PostgreSQL\) (\d+)(?:\.(\d+))?")
@@ -56,8 +56,7 @@ class PgTarget:
                 **kwargs,
             )
         except psycopg.OperationalError as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise BackupError(f"cannot connect to PostgreSQL {self.describe()}: {first_line}") from None
+            raise BackupError(f"cannot connect to PostgreSQL {self.describe()}: {first_line(error)}") from None
 
 
 @contextlib.contextmanager
