@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pyrage import x25519
 
 from tests.fixtures.airflow import configure_airflow_home, migrate
 
@@ -23,6 +24,7 @@ from tests.fixtures.supabase_storage import SERVICE_KEY, StorageServer  # noqa: 
 
 BUCKET = "bhv360-backups"
 DB_PASSWORD = "pg-password-canary-91b7e2"
+AGE_IDENTITY = x25519.Identity.generate()
 CHILD_ARGV = ChildArgv()
 CHILD_ARGV.install()
 TASK_LOGS = TaskLogCollector()
@@ -35,7 +37,8 @@ def pytest_sessionfinish(session, exitstatus):
     field, manifest, alert or a child process's argv."""
     CHILD_ARGV.uninstall()
     secrets = {"database password": DB_PASSWORD, "S3 secret key": SECRET_KEY,
-               "Supabase service-role key": SERVICE_KEY, "webhook token": WebhookReceiver.TOKEN}
+               "Supabase service-role key": SERVICE_KEY, "webhook token": WebhookReceiver.TOKEN,
+               "age identity": str(AGE_IDENTITY)}
     folders = [AIRFLOW_HOME]
     if getattr(session.config, "_tmp_path_factory", None):
         folders.append(session.config._tmp_path_factory.getbasetemp())
@@ -172,3 +175,14 @@ def backup_env(tmp_path, monkeypatch, pg_database, s3, smtp_server, webhook_serv
     monkeypatch.setenv("AIRFLOW_VAR_BHV360_LOG_DIR", str(env.log_dir))
     monkeypatch.setenv("AIRFLOW_VAR_BHV360_ALERT_EMAILS", "ops@test.bhv360.nl")
     return env
+
+
+@pytest.fixture
+def encrypted(backup_env, monkeypatch) -> x25519.Identity:
+    """Encryption on: backups go to the test key's recipient; its identity is connection ``bhv360_age_identity``."""
+    import json
+
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_AGE_RECIPIENTS", str(AGE_IDENTITY.to_public()))
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_AGE_IDENTITY", json.dumps({"conn_type": "generic",
+                                                                       "password": str(AGE_IDENTITY)}))
+    return AGE_IDENTITY

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pyrage.x25519 import Recipient
+
+from bhv360_backup import encryption
+from bhv360_backup.encryption import AGE
 from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.layout import BackupType, artifact_key
 from bhv360_backup.locations.base import Location
 from bhv360_backup.manifest import Artifact, Manifest, utc_now
-from bhv360_backup.streams import CopyResult, ProgressLog, copy_stream
-from bhv360_backup.verify import ContentCheck, read_back
+from bhv360_backup.streams import CopyResult, Digest, ProgressLog, copy_stream
+from bhv360_backup.verify import ContentCheck, check_while_streaming, read_back
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +35,11 @@ class BackupWriter:
     locations: Sequence[Location]
     backup_type: BackupType
     backup_id: str
+    recipients: Sequence[Recipient] = ()
     started_at: datetime = field(default_factory=utc_now)
     artifacts: list[Artifact] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, ContentCheck] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -72,27 +78,59 @@ class BackupWriter:
                 written.append(location)
         return result, written
 
-    def add(self, path: str, chunks: Iterable[bytes]) -> Artifact:
-        """Stream ``chunks`` into ``path`` of this backup in every live location."""
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.recipients)
+
+    def seal(self, chunks: Iterable[bytes], check: ContentCheck | None = None) -> tuple[Iterable[bytes], Digest]:
+        """The bytes to store for the plain ``chunks``: their age encryption, with ``check`` run on the
+        plain bytes on the way (the stored ones cannot be read without the key). The digest counts
+        the plain bytes as they pass. Only for an encrypting writer."""
+        plain = Digest()
+
+        def counted() -> Iterator[bytes]:
+            for chunk in chunks:
+                plain.update(chunk)
+                yield chunk
+
+        source = counted() if check is None else check_while_streaming(counted(), check)
+        return encryption.encrypt(source, self.recipients), plain
+
+    def add(
+        self, path: str, chunks: Iterable[bytes], check: ContentCheck | None = None, *, encrypt: bool = True
+    ) -> Artifact:
+        """Stream ``chunks`` into ``path`` of this backup in every live location, encrypted when the
+        writer has recipients (``encrypt=False`` for an artifact that names nothing and holds no
+        content). ``check`` sees the plain bytes: on the way in when encrypted, otherwise when
+        :meth:`verify` reads every copy back."""
         key = artifact_key(self.backup_type, self.backup_id, path)
-        result, _ = self.write_everywhere(key, chunks, path, progress=ProgressLog(f"{self.backup_type.value} {path}"))
+        progress = ProgressLog(f"{self.backup_type.value} {path}")
+        if self.encrypted and encrypt:
+            stored, plain = self.seal(chunks, check)
+            result, _ = self.write_everywhere(key, stored, path, progress=progress)
+            artifact = Artifact(path, result.size, result.sha256, AGE, plain.size, plain.sha256)
+        else:
+            result, _ = self.write_everywhere(key, chunks, path, progress=progress)
+            artifact = Artifact(path, result.size, result.sha256)
+            if check is not None:
+                self.checks[path] = check
         self._require_live()
-        artifact = Artifact(path=path, size=result.size, sha256=result.sha256)
         self.artifacts.append(artifact)
         return artifact
 
     def add_bytes(self, path: str, data: bytes) -> Artifact:
         return self.add(path, [data])
 
-    def verify(self, checks: dict[str, ContentCheck] | None = None) -> None:
+    def verify(self) -> None:
         """Read every artifact back from every live location (the locations in parallel) and compare
-        size and sha256; a location whose copy differs drops out."""
+        size and sha256, running the content checks given to :meth:`add`; a location whose copy
+        differs drops out."""
 
         def verify_location(location: Location) -> str | None:
             for artifact in self.artifacts:
                 key = artifact_key(self.backup_type, self.backup_id, artifact.path)
                 try:
-                    read_back(location, key, artifact, (checks or {}).get(artifact.path))
+                    read_back(location, key, artifact, self.checks.get(artifact.path))
                 except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
                     return f"verification of {artifact.path}: {first_line(error)}"
             return None

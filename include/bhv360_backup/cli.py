@@ -7,7 +7,8 @@ The same validated restore as the ``bhv360_restore`` DAG, configured by environm
   ``BHV360_S3_ENDPOINT_URL`` (for S3-compatible services; empty for AWS) and the usual
   ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_DEFAULT_REGION``;
 - the target database through libpq's ``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGPASSWORD``, ``PGDATABASE``;
-- a Supabase storage target through ``SUPABASE_URL`` and ``SUPABASE_SERVICE_ROLE_KEY``.
+- a Supabase storage target through ``SUPABASE_URL`` and ``SUPABASE_SERVICE_ROLE_KEY``;
+- encrypted backups through ``BHV360_AGE_IDENTITY_FILE``, an ``age-keygen`` key file (one or more keys).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import os
 import sys
 from pathlib import Path
 
+from pyrage.x25519 import Identity
+
 from bhv360_backup import inventory, streams
+from bhv360_backup.encryption import parse_identities
 from bhv360_backup.errors import BackupError
 from bhv360_backup.layout import BackupType
 from bhv360_backup.locations import LocalLocation, Location, S3Location
@@ -64,6 +68,17 @@ def target_from_env() -> PgTarget:
                     password=os.environ.get("PGPASSWORD"))
 
 
+def identities_from_env() -> tuple[Identity, ...]:
+    path = os.environ.get("BHV360_AGE_IDENTITY_FILE")
+    if not path:
+        return ()
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise BackupError(f"BHV360_AGE_IDENTITY_FILE: cannot read {path}: {error.strerror}") from None
+    return parse_identities(text, f"BHV360_AGE_IDENTITY_FILE {path}")
+
+
 def command_list(args: argparse.Namespace) -> int:
     types = [BackupType.parse(args.type)] if args.type else list(BackupType)
     print(inventory.render(inventory.build(locations_from_env(args.local_only), types, deep=False)))
@@ -99,13 +114,14 @@ def command_restore(args: argparse.Namespace) -> int:
     pg_restore = find_client("pg_restore", server_major(database)) if database else None
     targets_text = {"database": database.describe() if database else "-", "storage": sink.describe() if sink else "-",
                     "config": f"settings rows into the target database, files into {work_dir}"}
-    plan = build_plan(request, locations, targets_text, pg_restore)
+    identities = identities_from_env()
+    plan = build_plan(request, locations, targets_text, pg_restore, identities)
     print("\n".join(plan.describe()))
     if request.dry_run:
         print("dry run: validation passed, nothing restored")
         return 0
     report = execute_plan(plan, request, {location.name: location for location in locations},
-                          RestoreTargets(database=database, sink=sink, work_dir=work_dir))
+                          RestoreTargets(database=database, sink=sink, work_dir=work_dir, identities=identities))
     print(json.dumps({k: v for k, v in report.items() if k != "plan"}, indent=2, default=str))
     return 0
 

@@ -50,7 +50,7 @@ def dump_database(target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, da
             with ThreadPoolExecutor(1, thread_name_prefix="table-stats") as counter:
                 stats_future = counter.submit(snapshot.table_stats)
                 dump = ChildProcessStream(pg_dump_argv(pg_dump, snapshot.snapshot_id), env, "pg_dump")
-                writer.add(DUMP_ARTIFACT, dump)
+                writer.add(DUMP_ARTIFACT, dump, check=pg_archive_check(pg_restore))
                 stats = stats_future.result()
             if snapshot.has_storage_objects():
                 writer.add(STORAGE_OBJECTS_ARTIFACT, gzip_json_lines(list(row) for row in snapshot.storage_object_names()))
@@ -58,7 +58,7 @@ def dump_database(target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, da
                 ROLES_ARTIFACT,
                 ChildProcessStream(pg_dumpall_roles_argv(pg_dumpall, target.dbname), env, "pg_dumpall --roles-only"),
             )
-        writer.verify({DUMP_ARTIFACT: pg_archive_check(pg_restore)})
+        writer.verify()
         return writer.publish(
             dag_id=dag_id,
             run_id=run_id,

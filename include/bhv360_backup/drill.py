@@ -7,11 +7,12 @@ import hashlib
 import shutil
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from psycopg import sql
+from pyrage.x25519 import Identity
 
 from bhv360_backup.errors import BackupError
 from bhv360_backup.layout import BackupType
@@ -31,18 +32,21 @@ def _newest(locations: Mapping[str, Location], backup_type: BackupType) -> str |
     return max(ids) if ids else None
 
 
-def sample_objects(location: Location, manifest, size: int) -> set[tuple[str, str]]:
+def sample_objects(
+    location: Location, manifest, size: int, identities: Sequence[Identity] = ()
+) -> set[tuple[str, str]]:
     """A deterministic sample of the snapshot's objects (the same for the same snapshot)."""
-    entries = sorted(read_index(location, manifest),
+    entries = sorted(read_index(location, manifest, identities),
                      key=lambda e: hashlib.sha256(f"{manifest.backup_id}/{e.bucket}/{e.path}".encode()).digest())
     return {(e.bucket, e.path) for e in entries[:size]}
 
 
 def run_drill(
     locations: Mapping[str, Location], server: PgTarget, work_dir: Path, *, pg_bin_dir: str = "",
-    sample_size: int = DEFAULT_SAMPLE,
+    sample_size: int = DEFAULT_SAMPLE, identities: Sequence[Identity] = (),
 ) -> dict[str, Any]:
-    """Restore and check; the scratch database and folder are removed whatever happens."""
+    """Restore and check (decrypting with ``identities``); the scratch database and folder are
+    removed whatever happens."""
     report: dict[str, Any] = {}
     ordered = sorted(locations.values(), key=lambda location: location.name != "local")
     database_id = _newest(locations, BackupType.DATABASE)
@@ -51,13 +55,14 @@ def run_drill(
     scratch = server.with_dbname(f"bhv360_drill_{uuid.uuid4().hex[:12]}")
     request = parse_request({"type": "database", "paths": {"database": database_id}},
                             backup_root=str(work_dir), bucket="-")
-    targets = RestoreTargets(database=scratch, sink=None, work_dir=work_dir, pg_bin_dir=pg_bin_dir)
+    targets = RestoreTargets(database=scratch, sink=None, work_dir=work_dir, pg_bin_dir=pg_bin_dir,
+                             identities=identities)
     started = time.monotonic()
     try:
         with server.connect(autocommit=True) as connection:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch.dbname)))
         pg_restore = find_client("pg_restore", server_major(server), pg_bin_dir)
-        component = choose_copy(ordered, BackupType.DATABASE, database_id, pg_restore)
+        component = choose_copy(ordered, BackupType.DATABASE, database_id, pg_restore, identities)
         report["database"] = restore_database_component(component, request, locations, targets)
     finally:
         with server.connect(autocommit=True) as connection:
@@ -66,10 +71,10 @@ def run_drill(
     if storage_id is not None:
         folder = work_dir / "storage"
         try:
-            component = choose_copy(ordered, BackupType.STORAGE, storage_id, None)
+            component = choose_copy(ordered, BackupType.STORAGE, storage_id, None, identities)
             location = locations[component.location]
             manifest = location.read_manifest(BackupType.STORAGE, storage_id)
-            sample = sample_objects(location, manifest, sample_size)
+            sample = sample_objects(location, manifest, sample_size, identities)
             targets.sink = FolderSink(folder)
             report["storage"] = restore_storage_component(component, locations, targets, only=sample)
         finally:

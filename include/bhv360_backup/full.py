@@ -20,7 +20,7 @@ from bhv360_backup.errors import BackupError, IntegrityError
 from bhv360_backup.layout import BackupType
 from bhv360_backup.locations.base import Location
 from bhv360_backup.manifest import Manifest, parse_iso
-from bhv360_backup.snapshot import read_index
+from bhv360_backup.snapshot import INDEX_ARTIFACT, read_index
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,11 @@ def describe_set(location: Location, backup_id: str) -> dict[str, Any]:
         except BackupError as error:
             raise BackupError(f"full backup {backup_id}: the {backup_type.value} component is not complete: {error}") from None
     database, storage = manifests[BackupType.DATABASE], manifests[BackupType.STORAGE]
-    snapshot_names = {(entry.bucket, entry.path) for entry in read_index(location, storage)}
+    if storage.artifact(INDEX_ARTIFACT).encrypted:
+        cross_check = {"checked": False, "reason": "the object names are encrypted and the backup worker holds no key"}
+    else:
+        snapshot_names = {(entry.bucket, entry.path) for entry in read_index(location, storage)}
+        cross_check = storage_cross_check(read_storage_objects(location, database), snapshot_names)
     db_time = parse_iso(database.details["snapshot_time"])
     listing_start = parse_iso(storage.details["listing_started_at"])
     listing_end = parse_iso(storage.details["listing_completed_at"])
@@ -75,7 +79,7 @@ def describe_set(location: Location, backup_id: str) -> dict[str, Any]:
             "storage_listing_completed_at": storage.details["listing_completed_at"],
             "max_seconds_apart": round(max(abs((db_time - listing_start).total_seconds()),
                                            abs((db_time - listing_end).total_seconds())), 1),
-            "storage_objects": storage_cross_check(read_storage_objects(location, database), snapshot_names),
+            "storage_objects": cross_check,
         },
     }
 

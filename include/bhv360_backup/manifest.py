@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from bhv360_backup.encryption import AGE
 from bhv360_backup.errors import BackupError, IntegrityError
 from bhv360_backup.layout import BackupType, check_relative_path, is_backup_id
 
@@ -32,11 +33,33 @@ def parse_iso(value: str) -> datetime:
 
 @dataclass(frozen=True)
 class Artifact:
-    """One stored file of a backup, ``path`` relative to the backup's folder."""
+    """One stored file of a backup, ``path`` relative to the backup's folder.
+
+    ``size`` and ``sha256`` are of the stored bytes, so every copy can be verified without a key.
+    An encrypted artifact (``encryption="age"``) also records its plain bytes, checked on restore.
+    """
 
     path: str
     size: int
     sha256: str
+    encryption: str | None = None
+    plain_size: int | None = None
+    plain_sha256: str | None = None
+
+    @property
+    def encrypted(self) -> bool:
+        return self.encryption is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    def check_plain(self, size: int, sha256: str, where: str) -> None:
+        """Raise :class:`IntegrityError` if the decrypted bytes differ from what was encrypted."""
+        if (size, sha256) != (self.plain_size, self.plain_sha256):
+            raise IntegrityError(
+                f"{where}: {self.path} decrypts to {size} bytes with sha256 {sha256}, "
+                f"manifest says {self.plain_size} bytes with {self.plain_sha256}"
+            )
 
     def check(self, size: int, sha256: str, where: str) -> None:
         """Raise :class:`IntegrityError` naming ``where`` if size or sha256 differ."""
@@ -77,7 +100,7 @@ class Manifest:
             "completed_at": iso(self.completed_at),
             "dag_id": self.dag_id,
             "run_id": self.run_id,
-            "artifacts": [asdict(a) for a in self.artifacts],
+            "artifacts": [a.to_dict() for a in self.artifacts],
             "details": self.details,
         }
 
@@ -104,9 +127,7 @@ class Manifest:
         if raw["format"] != MANIFEST_FORMAT:
             raise IntegrityError(f"{where}: manifest format {raw['format']!r} is not supported")
         try:
-            artifacts = tuple(
-                Artifact(check_relative_path(a["path"]), int(a["size"]), str(a["sha256"])) for a in raw["artifacts"]
-            )
+            artifacts = tuple(_artifact(a) for a in raw["artifacts"])
             manifest = cls(
                 backup_id=str(raw["backup_id"]),
                 type=BackupType(raw["type"]),
@@ -122,3 +143,12 @@ class Manifest:
         if not is_backup_id(manifest.backup_id):
             raise IntegrityError(f"{where}: manifest names an invalid backup id {manifest.backup_id!r}")
         return manifest
+
+
+def _artifact(raw: dict[str, Any]) -> Artifact:
+    artifact = Artifact(check_relative_path(raw["path"]), int(raw["size"]), str(raw["sha256"]))
+    if "encryption" not in raw:
+        return artifact
+    if raw["encryption"] != AGE:
+        raise ValueError(f"{artifact.path}: unknown encryption {raw['encryption']!r}")
+    return replace(artifact, encryption=AGE, plain_size=int(raw["plain_size"]), plain_sha256=str(raw["plain_sha256"]))

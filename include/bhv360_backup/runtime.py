@@ -8,11 +8,13 @@ from typing import Any
 
 from airflow.sdk import BaseHook, Context, Variable
 from airflow.sdk.exceptions import AirflowNotFoundException
+from pyrage.x25519 import Identity
 
+from bhv360_backup.encryption import parse_identities
 from bhv360_backup.errors import ConfigurationError
 from bhv360_backup.layout import backup_id_for_run
 from bhv360_backup.locations import LocalLocation, Location, ObjectLock, S3Location
-from bhv360_backup.settings import DEFAULTS, SUPABASE_CONN_ID, Settings
+from bhv360_backup.settings import AGE_IDENTITY_CONN_ID, DEFAULTS, SUPABASE_CONN_ID, Settings
 from bhv360_backup.sources.postgres import PgTarget
 from bhv360_backup.sources.storage import (
     LocalFolderSource,
@@ -26,6 +28,7 @@ _CONN_PURPOSE = {
     "bhv360_restore_db": "the restore target database",
     "bhv360_s3": "the S3 backup bucket",
     "bhv360_supabase": "the Supabase project",
+    "bhv360_age_identity": "the age private key that decrypts encrypted backups",
 }
 
 
@@ -79,6 +82,16 @@ def pg_target(conn_id: str) -> PgTarget:
         password=connection.password,
         extras=extras,
     )
+
+
+def age_identities() -> tuple[Identity, ...]:
+    """The age identities in the password of connection ``bhv360_age_identity`` (one per line, the
+    newest key and the rotated-out ones); none when the connection does not exist."""
+    try:
+        connection = BaseHook.get_connection(AGE_IDENTITY_CONN_ID)
+    except AirflowNotFoundException:
+        return ()
+    return parse_identities(connection.password or "", f"the password of connection '{AGE_IDENTITY_CONN_ID}'")
 
 
 def s3_location(settings: Settings, aws_conn_id: str) -> S3Location:

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pyrage.x25519 import Recipient
+
+from bhv360_backup.encryption import parse_recipients
 from bhv360_backup.errors import ConfigurationError
 
 DB_CONN_ID = "bhv360_db"
@@ -16,6 +19,7 @@ S3_CONN_ID = "bhv360_s3"
 SUPABASE_CONN_ID = "bhv360_supabase"
 SLACK_CONN_ID = "bhv360_slack_ops"
 SMTP_CONN_ID = "smtp_default"
+AGE_IDENTITY_CONN_ID = "bhv360_age_identity"
 
 DEFAULTS = {
     "bhv360_backup_root": "/var/backups/bhv360",
@@ -33,6 +37,7 @@ DEFAULTS = {
     "bhv360_config_tables": "",
     "bhv360_config_paths": "",
     "bhv360_health_green_summary": "false",
+    "bhv360_age_recipients": "",
 }
 
 VariableGetter = Callable[[str, str], str]
@@ -91,6 +96,7 @@ class Settings:
     config_tables: tuple[str, ...]
     config_paths: tuple[str, ...]
     health_green_summary: bool
+    age_recipients: tuple[Recipient, ...] = ()
 
     @classmethod
     def load(cls, get: VariableGetter = environment_variable) -> Settings:
@@ -118,4 +124,5 @@ class Settings:
             config_tables=_names(value("bhv360_config_tables")),
             config_paths=_names(value("bhv360_config_paths")),
             health_green_summary=value("bhv360_health_green_summary").lower() in ("true", "1", "yes"),
+            age_recipients=parse_recipients(value("bhv360_age_recipients"), "variable bhv360_age_recipients"),
         )

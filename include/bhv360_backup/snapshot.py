@@ -3,10 +3,15 @@
 Each object's bytes are stored once per location as ``blobs/sha256/<2 hex>/<sha256>``, so
 ``sha256sum`` alone verifies a blob and unchanged objects cost nothing in a new snapshot. A
 snapshot is ``storage/<backup_id>/`` holding ``objects.jsonl.gz`` (one JSON line per object:
-bucket, path, sha256, size, content type, cache control, source etag, updated time) and the
-manifest, which also records the bucket definitions. Blobs are written to ``blobs/incoming/``
-first and moved to their final name once their sha256 is known; only garbage collection
-(after retention) removes blobs.
+bucket, path, sha256, size, content type, cache control, source etag, updated time),
+``blobs.jsonl.gz`` (the same rows without names: what retention, health checks and the next
+snapshot read, never needing a key) and the manifest, which also records the bucket definitions.
+Blobs are written to ``blobs/incoming/`` first and moved to their final name once their sha256
+is known; only garbage collection (after retention) removes blobs.
+
+Encrypted blobs live in a blob space of their recipients, ``blobs/age-<hash of the recipients>/``:
+plain blobs are never reused by an encrypted snapshot, and after a key rotation the next snapshot
+encrypts every object to the new key, while older snapshots keep their blobs until they expire.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+
+from pyrage.x25519 import Identity, Recipient
 
 from bhv360_backup.backup import BackupWriter
 from bhv360_backup.errors import BackupError, IntegrityError, first_line
@@ -40,20 +47,41 @@ from bhv360_backup.verify import read_json_lines_artifact
 log = logging.getLogger(__name__)
 
 INDEX_ARTIFACT = "objects.jsonl.gz"
-BLOB_PREFIX = "blobs/sha256/"
-INCOMING_PREFIX = "blobs/incoming/"
+BLOBS_ARTIFACT = "blobs.jsonl.gz"
+BLOBS_ROOT = "blobs/"
+PLAIN_SPACE = "sha256"
+BLOB_PREFIX = f"{BLOBS_ROOT}{PLAIN_SPACE}/"
+INCOMING_PREFIX = f"{BLOBS_ROOT}incoming/"
 LEASE_KEY = "locks/storage-snapshot.json"
 LEASE_TIME = timedelta(hours=24)
 BLOB_GRACE = timedelta(hours=48)
 DEFAULT_PARALLELISM = 8
 
 
-def blob_key(sha256: str) -> str:
-    return f"{BLOB_PREFIX}{sha256[:2]}/{sha256}"
+def blob_key(sha256: str, space: str | None = None) -> str:
+    return f"{BLOBS_ROOT}{space or PLAIN_SPACE}/{sha256[:2]}/{sha256}"
+
+
+def blob_space(recipients: Sequence[Recipient]) -> str | None:
+    """The blob space of blobs encrypted to ``recipients``; None (plain blobs) without recipients."""
+    if not recipients:
+        return None
+    return "age-" + hashlib.sha256("\n".join(sorted(map(str, recipients))).encode()).hexdigest()[:16]
+
+
+def source_fingerprint(bucket: str, path: str, etag: str, size: int, updated_at: str) -> str:
+    """Identifies an object's state at the source without naming it: the key of reuse between snapshots."""
+    return hashlib.sha256(json.dumps([bucket, path, etag, size, updated_at]).encode()).hexdigest()
+
+
+_NAMES = ("bucket", "path", "etag", "updated_at")
 
 
 @dataclass(frozen=True)
 class IndexEntry:
+    """One object of a snapshot; ``sha256`` and ``size`` are of its plain bytes. An encrypted blob
+    lives in ``space`` and takes ``stored_size`` bytes."""
+
     bucket: str
     path: str
     sha256: str
@@ -63,16 +91,46 @@ class IndexEntry:
     etag: str
     updated_at: str
     md5: str | None = None
+    space: str | None = None
+    stored_size: int | None = None
 
-    def matches(self, obj: ObjectInfo) -> bool:
-        """Unchanged at the source: same etag, size and updated time."""
-        return (self.etag, self.size, self.updated_at) == (obj.etag, obj.size, obj.updated_at)
+    @property
+    def blob_key(self) -> str:
+        return blob_key(self.sha256, self.space)
+
+    @property
+    def stored_bytes(self) -> int:
+        return self.size if self.stored_size is None else self.stored_size
+
+    @property
+    def encrypted(self) -> bool:
+        return self.space is not None
+
+    @property
+    def source(self) -> str:
+        return source_fingerprint(self.bucket, self.path, self.etag, self.size, self.updated_at)
+
+    def blob_row(self) -> dict:
+        """This entry without the object's names, for ``blobs.jsonl.gz``."""
+        row = {key: value for key, value in asdict(self).items() if key not in _NAMES}
+        return {"source": self.source, **row}
+
+    @classmethod
+    def reuse(cls, obj: ObjectInfo, row: dict) -> IndexEntry:
+        """The entry of an unchanged object, from the blob row its fingerprint found."""
+        fields = {key: value for key, value in row.items() if key != "source"}
+        return cls(bucket=obj.bucket, path=obj.path, etag=obj.etag, updated_at=obj.updated_at, **fields)
 
 
-def read_index(location: Location, manifest: Manifest) -> Iterator[IndexEntry]:
-    """The entries of a stored snapshot, after checking the index's size and sha256."""
-    for row in read_json_lines_artifact(location, manifest, INDEX_ARTIFACT):
+def read_index(location: Location, manifest: Manifest, identities: Sequence[Identity] = ()) -> Iterator[IndexEntry]:
+    """The entries of a stored snapshot, after checking the index (decrypted with ``identities``)."""
+    for row in read_json_lines_artifact(location, manifest, INDEX_ARTIFACT, identities):
         yield IndexEntry(**row)
+
+
+def read_blob_rows(location: Location, manifest: Manifest) -> Iterator[dict]:
+    """The name-free rows of a stored snapshot: readable without a key."""
+    return read_json_lines_artifact(location, manifest, BLOBS_ARTIFACT)
 
 
 @dataclass
@@ -101,39 +159,58 @@ class SnapshotStats:
         }
 
 
+@dataclass(frozen=True)
+class StoredBlob:
+    sha256: str
+    size: int
+    stored_size: int
+
+
 class _BlobStore:
-    """The blob area of the live locations of one snapshot run."""
+    """The blob space of the live locations of one snapshot run (plain, or of the writer's recipients)."""
 
     def __init__(self, writer: BackupWriter) -> None:
         self.writer = writer
+        self.space = blob_space(writer.recipients)
         self.known: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
+        prefix = f"{BLOBS_ROOT}{self.space or PLAIN_SPACE}/"
         for location in writer.live:
             try:
                 self.known[location.name] = {
-                    item.key.rsplit("/", 1)[-1]: item.size for item in location.iter_objects(BLOB_PREFIX)
+                    item.key.rsplit("/", 1)[-1]: item.size for item in location.iter_objects(prefix)
                 }
             except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
                 writer.drop(location, f"cannot list blobs: {first_line(error)}")
 
-    def has(self, sha256: str, size: int) -> bool:
-        return all(self.known.get(location.name, {}).get(sha256) == size for location in self.writer.live)
+    def has(self, row: dict) -> bool:
+        if row.get("space") != self.space:
+            return False
+        stored = row["size"] if row.get("stored_size") is None else row["stored_size"]
+        return all(self.known.get(location.name, {}).get(row["sha256"]) == stored for location in self.writer.live)
 
-    def store(self, chunks: Iterator[bytes]) -> tuple[str, int]:
-        """Stream an object into every live location's blob area; return its sha256 and size."""
+    def store(self, chunks: Iterator[bytes]) -> StoredBlob:
+        """Stream an object into every live location's blob space; return its plain and stored sizes."""
         incoming = f"{INCOMING_PREFIX}{uuid.uuid4().hex}"
-        result, written = self.writer.write_everywhere(incoming, chunks, "a blob", durable=False)
+        if self.writer.encrypted:
+            stored, plain = self.writer.seal(chunks)
+        else:
+            stored, plain = chunks, None
+        result, written = self.writer.write_everywhere(incoming, stored, "a blob", durable=False)
+        blob = StoredBlob(plain.sha256 if plain else result.sha256, plain.size if plain else result.size, result.size)
         for location in written:
             try:
-                if self.known[location.name].get(result.sha256) == result.size:
+                with self._lock:
+                    present = self.known[location.name].get(blob.sha256) == blob.stored_size
+                    if not present:
+                        self.known[location.name][blob.sha256] = blob.stored_size
+                if present:
                     location.delete(incoming)
                 else:
-                    location.move(incoming, blob_key(result.sha256))
-                    with self._lock:
-                        self.known[location.name][result.sha256] = result.size
+                    location.move(incoming, blob_key(blob.sha256, self.space))
             except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
-                self.writer.drop(location, f"storing blob {result.sha256}: {first_line(error)}")
-        return result.sha256, result.size
+                self.writer.drop(location, f"storing blob {blob.sha256}: {first_line(error)}")
+        return blob
 
 
 def _lease(locations: Sequence[Location], run_id: str) -> None:
@@ -159,14 +236,15 @@ def active_lease(location: Location, now: datetime) -> str | None:
     return lease["run_id"] if parse_iso(lease["expires_at"]) > now else None
 
 
-def previous_index(locations: Sequence[Location]) -> dict[tuple[str, str], IndexEntry]:
-    """The index of the newest complete snapshot, from the first location that has a readable one."""
+def previous_blobs(locations: Sequence[Location]) -> dict[str, dict]:
+    """The blob rows of the newest complete snapshot by source fingerprint, from the first location
+    that has a readable one."""
     for location in locations:
         try:
             ids = location.list_backups(BackupType.STORAGE)
             if ids:
                 manifest = location.read_manifest(BackupType.STORAGE, ids[-1])
-                return {(entry.bucket, entry.path): entry for entry in read_index(location, manifest)}
+                return {row["source"]: row for row in read_blob_rows(location, manifest)}
         except Exception as error:  # noqa: BLE001 - then every object is downloaded again
             log.warning("previous snapshot in %s unreadable (%s); downloading everything", location.name, error)
     return {}
@@ -201,7 +279,7 @@ def _snapshot(
 ) -> tuple[Manifest, SnapshotStats]:
     stats = SnapshotStats()
     started = time.monotonic()
-    previous = previous_index(writer.live)
+    previous = previous_blobs(writer.live)
     blobs = _BlobStore(writer)
     listing_started = utc_now()
     buckets = source.list_buckets()
@@ -217,15 +295,15 @@ def _snapshot(
             md5 = hashlib.md5(usedforsecurity=False)
             try:
                 opened = source.open_object(obj)
-                sha256, size = blobs.store(md5.update(chunk) or chunk for chunk in opened.chunks)
+                blob = blobs.store(md5.update(chunk) or chunk for chunk in opened.chunks)
             except (ObjectGone, TransientSourceError, BackupError):
                 raise
             except Exception as error:  # noqa: BLE001 - a dropped connection or timeout mid-stream
                 raise TransientSourceError(f"{obj.bucket}/{obj.path}: {first_line(error)}") from None
-            return sha256, size, opened.content_type, opened.cache_control, md5.hexdigest()
+            return blob, opened.content_type, opened.cache_control, md5.hexdigest()
 
         try:
-            sha256, size, content_type, cache_control, md5 = with_retries(attempt, f"{obj.bucket}/{obj.path}")
+            blob, content_type, cache_control, md5 = with_retries(attempt, f"{obj.bucket}/{obj.path}")
         except ObjectGone:
             with lock:
                 stats.skipped += 1
@@ -235,18 +313,19 @@ def _snapshot(
             with lock:
                 failures.append(f"{obj.bucket}/{obj.path}: {first_line(error)}")
             return
-        entry = IndexEntry(obj.bucket, obj.path, sha256, size, obj.content_type or content_type,
-                           obj.cache_control or cache_control, obj.etag, obj.updated_at, md5)
+        entry = IndexEntry(obj.bucket, obj.path, blob.sha256, blob.size, obj.content_type or content_type,
+                           obj.cache_control or cache_control, obj.etag, obj.updated_at, md5, blobs.space,
+                           blob.stored_size if blobs.space else None)
         with lock:
             entries[(obj.bucket, obj.path)] = entry
             stats.downloaded += 1
-            stats.bytes_transferred += size
+            stats.bytes_transferred += blob.size
 
     to_download = []
     for obj in objects:
-        earlier = previous.get((obj.bucket, obj.path))
-        if earlier and earlier.matches(obj) and blobs.has(earlier.sha256, earlier.size):
-            entries[(obj.bucket, obj.path)] = earlier
+        earlier = previous.get(source_fingerprint(obj.bucket, obj.path, obj.etag, obj.size, obj.updated_at))
+        if earlier and blobs.has(earlier):
+            entries[(obj.bucket, obj.path)] = IndexEntry.reuse(obj, earlier)
             stats.reused += 1
         else:
             to_download.append(obj)
@@ -260,6 +339,7 @@ def _snapshot(
     for location in writer.live:
         location.flush()  # every blob durable before the index that names them
     writer.add(INDEX_ARTIFACT, gzip_json_lines(asdict(entry) for entry in ordered))
+    writer.add(BLOBS_ARTIFACT, gzip_json_lines(entry.blob_row() for entry in ordered), encrypt=False)
     writer.verify()
     manifest = writer.publish(
         dag_id=dag_id,
@@ -279,30 +359,39 @@ def _snapshot(
     return manifest, stats
 
 
+def _stored_blobs(location: Location, manifest: Manifest) -> dict[str, int]:
+    """The blob keys a snapshot references, with their stored sizes."""
+    return {
+        blob_key(row["sha256"], row.get("space")): row["size"] if row.get("stored_size") is None else row["stored_size"]
+        for row in read_blob_rows(location, manifest)
+    }
+
+
 def copy_snapshot_blobs(manifest: Manifest, source: Location, target: Location) -> None:
     """Copy the blobs a snapshot references that ``target`` lacks (before its index and manifest)."""
     if manifest.type != BackupType.STORAGE:
         return
-    present = {item.key.rsplit("/", 1)[-1]: item.size for item in target.iter_objects(BLOB_PREFIX)}
-    for entry in read_index(source, manifest):
-        if present.get(entry.sha256) == entry.size:
+    present = {item.key: item.size for item in target.iter_objects(BLOBS_ROOT)}
+    for key, size in _stored_blobs(source, manifest).items():
+        if present.get(key) == size:
             continue
-        key = blob_key(entry.sha256)
         result = copy_stream(source.read_chunks(key), {target.name: target.open_writer(key)})
-        if result.failed or result.sha256 != entry.sha256:
-            raise IntegrityError(f"copying blob {entry.sha256} to {target.name} failed or did not match")
-        present[entry.sha256] = entry.size
+        # an encrypted blob's content is authenticated when it is decrypted; its size is checked here
+        plain_damaged = key.startswith(BLOB_PREFIX) and result.sha256 != key.rsplit("/", 1)[-1]
+        if result.failed or result.size != size or plain_damaged:
+            raise IntegrityError(f"copying blob {key} to {target.name} failed or did not match")
+        present[key] = size
 
 
 def verify_snapshot_blobs(location: Location, manifest: Manifest) -> list[str]:
-    """Every blob the snapshot references exists in ``location`` with its size."""
-    present = {item.key.rsplit("/", 1)[-1]: item.size for item in location.iter_objects(BLOB_PREFIX)}
+    """Every blob the snapshot references exists in ``location`` with its stored size."""
+    present = {item.key: item.size for item in location.iter_objects(BLOBS_ROOT)}
     problems = []
-    for entry in read_index(location, manifest):
-        size = present.get(entry.sha256)
-        if size != entry.size:
-            state = "missing" if size is None else f"{size} bytes, index says {entry.size}"
-            problems.append(f"{location.name}: blob of {entry.bucket}/{entry.path} ({entry.sha256[:12]}) {state}")
+    for key, size in _stored_blobs(location, manifest).items():
+        found = present.get(key)
+        if found != size:
+            state = "missing" if found is None else f"{found} bytes, the snapshot says {size}"
+            problems.append(f"{location.name}: blob {key} {state}")
     return problems
 
 
@@ -329,17 +418,14 @@ def collect_garbage(location: Location, now: datetime, *, dry_run: bool) -> GcRe
     for backup_id in location.list_backups(BackupType.STORAGE):
         try:
             manifest = location.read_manifest(BackupType.STORAGE, backup_id)
-            referenced.update(entry.sha256 for entry in read_index(location, manifest))
+            referenced.update(_stored_blobs(location, manifest))
         except BackupError as error:
             report.skipped_reason = f"snapshot {backup_id} unreadable: {error}"
             return report
-    for item in list(location.iter_objects("blobs/")):
-        stale_incoming = item.key.startswith(INCOMING_PREFIX) and item.last_modified < now - LEASE_TIME
-        unreferenced = (
-            item.key.startswith(BLOB_PREFIX)
-            and item.key.rsplit("/", 1)[-1] not in referenced
-            and item.last_modified < now - BLOB_GRACE
-        )
+    for item in list(location.iter_objects(BLOBS_ROOT)):
+        incoming = item.key.startswith(INCOMING_PREFIX)
+        stale_incoming = incoming and item.last_modified < now - LEASE_TIME
+        unreferenced = not incoming and item.key not in referenced and item.last_modified < now - BLOB_GRACE
         if stale_incoming or unreferenced:
             log.info("%s: %s blob %s", location.name, "would remove" if dry_run else "removing", item.key)
             if not dry_run:

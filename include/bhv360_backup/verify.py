@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
+import queue
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bhv360_backup.errors import BackupError, IntegrityError
+from pyrage.x25519 import Identity
+
+from bhv360_backup.encryption import decrypt
+from bhv360_backup.errors import BackupError, ConfigurationError, IntegrityError
 from bhv360_backup.layout import artifact_key
 from bhv360_backup.locations.base import Location
 from bhv360_backup.manifest import Artifact, Manifest
+from bhv360_backup.settings import AGE_IDENTITY_CONN_ID
 from bhv360_backup.streams import Digest
 
 ContentCheck = Callable[[Iterable[bytes]], None]
+_END = object()
 
 
 def pg_archive_check(pg_restore: str) -> ContentCheck:
@@ -53,34 +58,107 @@ def pg_archive_check(pg_restore: str) -> ContentCheck:
     return check
 
 
-def read_back(location: Location, key: str, artifact: Artifact, check: ContentCheck | None = None) -> None:
-    """Stream one stored artifact once, hashing it and feeding ``check``; raise on any mismatch."""
-    digest = Digest()
+def require_identities(identities: Sequence[Identity], where: str) -> Sequence[Identity]:
+    if not identities:
+        raise ConfigurationError(f"{where} is encrypted: reading it needs the age identity in connection {AGE_IDENTITY_CONN_ID}")
+    return identities
 
-    def hashed() -> Iterable[bytes]:
+
+def plain_chunks(
+    location: Location, key: str, artifact: Artifact, identities: Sequence[Identity] = ()
+) -> Iterator[bytes]:
+    """Stream a stored artifact's plain bytes, decrypting an encrypted one with ``identities``.
+
+    After the last chunk the stored bytes are checked against the manifest, and so are the
+    decrypted ones; a mismatch raises :class:`IntegrityError` naming the copy.
+    """
+    where = f"{location.name}:{key}"
+    stored = Digest()
+
+    def hashed() -> Iterator[bytes]:
         for chunk in location.read_chunks(key):
-            digest.update(chunk)
+            stored.update(chunk)
             yield chunk
 
+    if not artifact.encrypted:
+        yield from hashed()
+        artifact.check(stored.size, stored.sha256, where)
+        return
+    plain = Digest()
+    for chunk in decrypt(hashed(), require_identities(identities, where), where):
+        plain.update(chunk)
+        yield chunk
+    artifact.check(stored.size, stored.sha256, where)
+    artifact.check_plain(plain.size, plain.sha256, where)
+
+
+def check_while_streaming(chunks: Iterable[bytes], check: ContentCheck) -> Iterator[bytes]:
+    """Pass ``chunks`` through while ``check`` reads a copy of them in a thread; raise its error at the end."""
+    feed: queue.Queue = queue.Queue(maxsize=4)
+    errors: list[BaseException] = []
+    ended = threading.Event()
+
+    def fed() -> Iterator[bytes]:
+        while (chunk := feed.get()) is not _END:
+            yield chunk
+        ended.set()
+
+    def run() -> None:
+        try:
+            check(fed())
+        except BaseException as error:  # noqa: BLE001 - raised in the streaming thread
+            errors.append(error)
+        if not ended.is_set():
+            while feed.get() is not _END:
+                pass
+
+    thread = threading.Thread(target=run, name="content-check", daemon=True)
+    thread.start()
+    try:
+        for chunk in chunks:
+            feed.put(chunk)
+            yield chunk
+    finally:
+        feed.put(_END)
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def read_back(
+    location: Location, key: str, artifact: Artifact, check: ContentCheck | None = None,
+    identities: Sequence[Identity] = (),
+) -> None:
+    """Read one stored artifact once and raise on any mismatch. ``check`` sees the plain bytes; an
+    encrypted artifact without ``identities`` is checked by its stored sha256 alone (its content
+    was checked before it was encrypted)."""
+    if artifact.encrypted and not identities:
+        digest = Digest()
+        for chunk in location.read_chunks(key):
+            digest.update(chunk)
+        artifact.check(digest.size, digest.sha256, f"{location.name}:{key}")
+        return
+    chunks = plain_chunks(location, key, artifact, identities)
     if check is None:
-        for _ in hashed():
+        for _ in chunks:
             pass
     else:
-        check(hashed())
-    artifact.check(digest.size, digest.sha256, f"{location.name}:{key}")
+        check(chunks)
 
 
-def read_checked_artifact(location: Location, manifest: Manifest, path: str) -> bytes:
-    """A small artifact's bytes (an index, a list), after checking its size and sha256."""
+def read_checked_artifact(
+    location: Location, manifest: Manifest, path: str, identities: Sequence[Identity] = ()
+) -> bytes:
+    """A small artifact's plain bytes (an index, a list), after checking them against the manifest."""
     key = artifact_key(manifest.type, manifest.backup_id, path)
-    data = location.read_bytes(key)
-    manifest.artifact(path).check(len(data), hashlib.sha256(data).hexdigest(), f"{location.name}:{key}")
-    return data
+    return b"".join(plain_chunks(location, key, manifest.artifact(path), identities))
 
 
-def read_json_lines_artifact(location: Location, manifest: Manifest, path: str) -> Iterator[Any]:
+def read_json_lines_artifact(
+    location: Location, manifest: Manifest, path: str, identities: Sequence[Identity] = ()
+) -> Iterator[Any]:
     """The rows of a checked gzip-compressed JSON-lines artifact."""
-    for line in gzip.decompress(read_checked_artifact(location, manifest, path)).splitlines():
+    for line in gzip.decompress(read_checked_artifact(location, manifest, path, identities)).splitlines():
         yield json.loads(line)
 
 
@@ -91,16 +169,18 @@ class Finding:
 
 
 def verify_backup(
-    location: Location, manifest: Manifest, *, deep: bool, checks: dict[str, ContentCheck] | None = None
+    location: Location, manifest: Manifest, *, deep: bool, checks: dict[str, ContentCheck] | None = None,
+    identities: Sequence[Identity] = (),
 ) -> list[Finding]:
     """Check a published backup in one location: every artifact present with its size; with ``deep``,
-    its sha256 (and content check) too. Returns what is wrong, empty when all is well."""
+    its sha256 (and, decrypted where ``identities`` allow, its content check) too. Returns what is
+    wrong, empty when all is well."""
     findings = []
     for artifact in manifest.artifacts:
         key = artifact_key(manifest.type, manifest.backup_id, artifact.path)
         try:
             if deep:
-                read_back(location, key, artifact, (checks or {}).get(artifact.path))
+                read_back(location, key, artifact, (checks or {}).get(artifact.path), identities)
             else:
                 size = location.size_of(key)
                 if size is None:

@@ -62,7 +62,8 @@ class BaseBackupOperator(LocationsOperator):
         backup_id = run_backup_id(context)
         record = joblog.JobRecord(self.dag_id, context["run_id"], self.backup_type.value, backup_id)
         with joblog.job(settings.log_dir, record):
-            writer = BackupWriter(open_locations(settings, self.aws_conn_id), self.backup_type, backup_id)
+            writer = BackupWriter(open_locations(settings, self.aws_conn_id), self.backup_type, backup_id,
+                                  settings.age_recipients)
             manifest = self.write_backup(writer, settings, context, record)
             record.bytes = record.bytes or manifest.size
             record.locations = [location.name for location in writer.live]

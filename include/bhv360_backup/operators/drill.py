@@ -10,7 +10,7 @@ from bhv360_backup import joblog
 from bhv360_backup.drill import DEFAULT_SAMPLE, run_drill
 from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.operators.restore import restore_folder
-from bhv360_backup.runtime import load_settings, open_locations, pg_target
+from bhv360_backup.runtime import age_identities, load_settings, open_locations, pg_target
 from bhv360_backup.settings import RESTORE_DB_CONN_ID
 
 
@@ -41,7 +41,8 @@ class RestoreDrillOperator(LocationsOperator):
         with joblog.job(settings.log_dir, record):
             locations = {location.name: location for location in open_locations(settings, self.aws_conn_id)}
             report = run_drill(locations, pg_target(self.restore_conn_id), restore_folder(settings, context["run_id"]),
-                               pg_bin_dir=settings.pg_bin_dir, sample_size=self.sample_size)
+                               pg_bin_dir=settings.pg_bin_dir, sample_size=self.sample_size,
+                               identities=age_identities())
             record.backup_id = ",".join(part["backup_id"] for key, part in report.items() if isinstance(part, dict))
             record.locations = sorted(locations)
             record.extra = {

@@ -17,7 +17,7 @@ from bhv360_backup.restore.plan import RestorePlan, build_plan
 from bhv360_backup.restore.request import RestoreRequest, parse_request
 from bhv360_backup.restore.run import RestoreTargets, execute_plan
 from bhv360_backup.restore.storage import FolderSink, StorageSink, SupabaseSink
-from bhv360_backup.runtime import get_connection, load_settings, open_locations, pg_target
+from bhv360_backup.runtime import age_identities, get_connection, load_settings, open_locations, pg_target
 from bhv360_backup.settings import DB_CONN_ID, SUPABASE_CONN_ID, Settings
 from bhv360_backup.sources.postgres import PgTarget, find_client, server_major
 
@@ -81,6 +81,7 @@ def resolve_targets(request: RestoreRequest, plan_components: set[str], settings
         set_variable=(lambda name, value: Variable.set(name, value)) if request.confirm_overwrite else None,
         pg_bin_dir=settings.pg_bin_dir,
         parallelism=settings.storage_parallelism,
+        identities=age_identities(),
     )
 
 
@@ -118,7 +119,7 @@ class RestoreValidateOperator(LocationsOperator):
         described = {"database": targets.database.describe() if targets.database else "-",
                      "storage": targets.sink.describe() if targets.sink else "-",
                      "config": "settings rows into the target database, files into " + str(targets.work_dir)}
-        plan = build_plan(request, locations, described, pg_restore)
+        plan = build_plan(request, locations, described, pg_restore, targets.identities)
         for line in plan.describe():
             self.log.info("%s", line)
         if request.dry_run:

@@ -12,11 +12,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pyrage.x25519 import Identity
+
 from bhv360_backup.database import DUMP_ARTIFACT
-from bhv360_backup.errors import BackupError, first_line
+from bhv360_backup.errors import BackupError, ConfigurationError, first_line
 from bhv360_backup.layout import BackupType
 from bhv360_backup.locations.base import Location
 from bhv360_backup.restore.request import PathSpec, RestoreRequest
+from bhv360_backup.settings import AGE_IDENTITY_CONN_ID
 from bhv360_backup.snapshot import verify_snapshot_blobs
 from bhv360_backup.verify import pg_archive_check, verify_backup
 
@@ -90,9 +93,11 @@ def resolve_id(locations: Sequence[Location], backup_type: BackupType, spec: Pat
 
 
 def choose_copy(
-    locations: Sequence[Location], backup_type: BackupType, backup_id: str, pg_restore: str | None
+    locations: Sequence[Location], backup_type: BackupType, backup_id: str, pg_restore: str | None,
+    identities: Sequence[Identity] = (),
 ) -> ComponentPlan:
-    """The first location whose copy verifies in full (sha256 of every artifact, blobs present)."""
+    """The first location whose copy verifies in full (sha256 of every artifact, blobs present;
+    encrypted artifacts decrypted with ``identities`` and their plain sha256 checked too)."""
     reasons = []
     found = False
     for location in locations:
@@ -105,8 +110,12 @@ def choose_copy(
         except Exception as error:  # noqa: BLE001 - try the other location
             reasons.append(f"{location.name}: {first_line(error)}")
             continue
+        if not identities and any(artifact.encrypted for artifact in manifest.artifacts):
+            raise ConfigurationError(f"{backup_type.value} backup {backup_id} is encrypted: restoring it needs the age "
+                                     f"identity in connection {AGE_IDENTITY_CONN_ID}")
         checks = {DUMP_ARTIFACT: pg_archive_check(pg_restore)} if pg_restore and backup_type == BackupType.DATABASE else {}
-        problems = [finding.problem for finding in verify_backup(location, manifest, deep=True, checks=checks)]
+        problems = [finding.problem for finding in verify_backup(location, manifest, deep=True, checks=checks,
+                                                                 identities=identities)]
         if not problems and backup_type == BackupType.STORAGE:
             problems = verify_snapshot_blobs(location, manifest)[:3]
         if problems:
@@ -127,6 +136,7 @@ def build_plan(
     locations: Sequence[Location],
     targets: dict[str, str],
     pg_restore: str | None,
+    identities: Sequence[Identity] = (),
 ) -> RestorePlan:
     """Resolve every component and verify the copy it would use; raise naming the first problem found."""
     full_set = None
@@ -150,7 +160,7 @@ def build_plan(
             chosen[name] = (resolve_id(locations, BackupType(name), spec), spec)
     plans = []
     for name, (backup_id, spec) in chosen.items():
-        plan = choose_copy(_ordered(locations, spec), BackupType(name), backup_id, pg_restore)
+        plan = choose_copy(_ordered(locations, spec), BackupType(name), backup_id, pg_restore, identities)
         plan.applied_newer = any(note.startswith(f"{name}: applying") for note in notes)
         plans.append(plan)
     return RestorePlan(request.type.value, plans, targets, full_set, notes)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pyrage.x25519 import Identity
 
 from bhv360_backup.config import CONFIG_ARTIFACT
 from bhv360_backup.database import DUMP_ARTIFACT, ROLES_ARTIFACT
@@ -25,7 +28,7 @@ from bhv360_backup.restore.storage import StorageSink, restore_snapshot
 from bhv360_backup.restore.validate import compare_database, database_stats
 from bhv360_backup.sources.postgres import PgTarget, find_client
 from bhv360_backup.streams import ProgressLog, copy_stream
-from bhv360_backup.verify import read_back, read_checked_artifact
+from bhv360_backup.verify import plain_chunks, read_back, read_checked_artifact
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +44,25 @@ class RestoreTargets:
     pg_bin_dir: str = ""
     jobs: int = 2
     parallelism: int = 8
+    identities: Sequence[Identity] = ()
 
 
-def verified_local_file(location: Location, manifest: Manifest, path: str, staging: Path) -> Path:
-    """A local file holding the artifact, checked against its manifest: the local copy itself, or a
-    download of the S3 copy into ``staging``."""
+def verified_local_file(
+    location: Location, manifest: Manifest, path: str, staging: Path, identities: Sequence[Identity] = ()
+) -> Path:
+    """A local file holding the artifact's plain bytes, checked against its manifest: the local copy
+    itself, or a download (decrypted if encrypted) into ``staging``, which the caller removes."""
     key = artifact_key(manifest.type, manifest.backup_id, path)
     artifact = manifest.artifact(path)
-    if isinstance(location, LocalLocation):
+    if isinstance(location, LocalLocation) and not artifact.encrypted:
         read_back(location, key, artifact)
         return location.path_of(key)
     target = staging / manifest.backup_id / path
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    result = copy_stream(location.read_chunks(key), {"staging": LocalWriter(target)},
-                         ProgressLog(f"downloading {key}", total=artifact.size))
+    result = copy_stream(plain_chunks(location, key, artifact, identities), {"staging": LocalWriter(target)},
+                         ProgressLog(f"staging {key}", total=artifact.plain_size or artifact.size))
     if result.failed:
         raise BackupError(f"cannot stage {key} locally: {result.failed['staging']}")
-    artifact.check(result.size, result.sha256, f"{location.name}:{key}")
     return target
 
 
@@ -76,14 +81,17 @@ def restore_database_component(
     staging = targets.work_dir / "staging"
     staging.mkdir(parents=True, exist_ok=True, mode=0o700)
     started = time.monotonic()
-    dump = verified_local_file(location, manifest, DUMP_ARTIFACT, staging)
-    roles_errors = None
-    if request.restore_roles:
-        roles = verified_local_file(location, manifest, ROLES_ARTIFACT, staging)
-        roles_errors = apply_roles(roles, targets.database, find_client("psql", major, targets.pg_bin_dir),
-                                   supabase=request.supabase_target)
-    restore_dump(dump, targets.database, find_client("pg_restore", major, targets.pg_bin_dir), jobs=targets.jobs,
-                 no_owner=request.no_owner, supabase=request.supabase_target, work_dir=staging)
+    try:
+        dump = verified_local_file(location, manifest, DUMP_ARTIFACT, staging, targets.identities)
+        roles_errors = None
+        if request.restore_roles:
+            roles = verified_local_file(location, manifest, ROLES_ARTIFACT, staging, targets.identities)
+            roles_errors = apply_roles(roles, targets.database, find_client("psql", major, targets.pg_bin_dir),
+                                       supabase=request.supabase_target)
+        restore_dump(dump, targets.database, find_client("pg_restore", major, targets.pg_bin_dir), jobs=targets.jobs,
+                     no_owner=request.no_owner, supabase=request.supabase_target, work_dir=staging)
+    finally:
+        shutil.rmtree(staging / manifest.backup_id, ignore_errors=True)  # downloads and decrypted copies
     problems = compare_database(manifest.details, database_stats(targets.database), supabase=request.supabase_target)
     report = {"backup_id": component.backup_id, "target": targets.database.describe(),
               "seconds": round(time.monotonic() - started, 1), "tables": len(manifest.details.get("table_rows", {})),
@@ -102,7 +110,8 @@ def restore_storage_component(
     ordered = _ordered(locations, component.location)
     manifest = ordered[0].read_manifest(BackupType.STORAGE, component.backup_id)
     started = time.monotonic()
-    result = restore_snapshot(manifest, ordered, targets.sink, parallelism=targets.parallelism, only=only)
+    result = restore_snapshot(manifest, ordered, targets.sink, parallelism=targets.parallelism, only=only,
+                              identities=targets.identities)
     report = {"backup_id": component.backup_id, "target": targets.sink.describe(),
               "seconds": round(time.monotonic() - started, 1), **result.to_dict()}
     problems = result.failed + result.refused + result.check_problems
@@ -116,7 +125,7 @@ def restore_config_component(
 ) -> dict[str, Any]:
     location = locations[component.location]
     manifest = location.read_manifest(BackupType.CONFIG, component.backup_id)
-    document = json.loads(read_checked_artifact(location, manifest, CONFIG_ARTIFACT))
+    document = json.loads(read_checked_artifact(location, manifest, CONFIG_ARTIFACT, targets.identities))
     return {"backup_id": component.backup_id, **restore_config(
         document, database=targets.database, sink=targets.sink,
         files_folder=targets.work_dir / "config-files", set_variable=targets.set_variable)}

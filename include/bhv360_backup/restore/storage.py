@@ -19,24 +19,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyrage.x25519 import Identity
+
+from bhv360_backup.encryption import decrypt
 from bhv360_backup.errors import BackupError, IntegrityError, first_line
 from bhv360_backup.layout import check_relative_path
 from bhv360_backup.locations.base import Location
 from bhv360_backup.locations.local import LocalWriter
 from bhv360_backup.manifest import Manifest
-from bhv360_backup.snapshot import IndexEntry, blob_key, read_index
+from bhv360_backup.snapshot import IndexEntry, read_index
 from bhv360_backup.streams import Digest
+from bhv360_backup.verify import require_identities
 
 log = logging.getLogger(__name__)
 
 
-def checked_blob(locations: Sequence[Location], entry: IndexEntry) -> Iterator[bytes]:
-    """Stream one blob from the first location that has it; raise at the end if its sha256 differs."""
+def checked_blob(
+    locations: Sequence[Location], entry: IndexEntry, identities: Sequence[Identity] = ()
+) -> Iterator[bytes]:
+    """Stream one object's plain bytes from the first location that has its blob, decrypting an
+    encrypted one with ``identities``; raise at the end if its sha256 differs."""
     for location in locations:
-        if location.size_of(blob_key(entry.sha256)) != entry.size:
+        if location.size_of(entry.blob_key) != entry.stored_bytes:
             continue
+        where = f"{location.name}:{entry.blob_key}"
+        chunks = location.read_chunks(entry.blob_key)
+        if entry.encrypted:
+            chunks = decrypt(chunks, require_identities(identities, where), where)
         digest = Digest()
-        for chunk in location.read_chunks(blob_key(entry.sha256)):
+        for chunk in chunks:
             digest.update(chunk)
             yield chunk
         if digest.sha256 != entry.sha256 or digest.size != entry.size:
@@ -191,9 +202,12 @@ def restore_snapshot(
     *,
     parallelism: int = 8,
     only: set[tuple[str, str]] | None = None,
+    identities: Sequence[Identity] = (),
 ) -> StorageRestoreResult:
-    """Restore every object of the snapshot (or those in ``only``) into ``sink`` and check the result."""
-    entries = [e for e in read_index(locations[0], manifest) if only is None or (e.bucket, e.path) in only]
+    """Restore every object of the snapshot (or those in ``only``) into ``sink`` and check the result;
+    an encrypted snapshot is decrypted with ``identities``."""
+    index = read_index(locations[0], manifest, identities)
+    entries = [e for e in index if only is None or (e.bucket, e.path) in only]
     sink.prepare(manifest.details.get("buckets", []))
     result = StorageRestoreResult()
     refused: set[tuple[str, str]] = set()
@@ -215,7 +229,7 @@ def restore_snapshot(
         errors = []
         for order in (locations, list(reversed(locations))):
             try:
-                sink.write(entry, checked_blob(order, entry))
+                sink.write(entry, checked_blob(order, entry, identities))
                 with lock:
                     result.restored += 1
                     result.bytes += entry.size
