@@ -189,3 +189,58 @@ def test_task_process_killed_mid_run(backup_env, tmp_path):
         retention.apply(location, BackupType.DATABASE, retention.RetentionPolicy(30, 3), later, dry_run=False)
         assert [f.complete for f in location.scan(BackupType.DATABASE)] == [True]
     assert backup_env.s3.client().list_multipart_uploads(Bucket="bhv360-backups").get("Uploads", []) == []
+
+
+def mount_tmpfs(folder, size: str) -> None:
+    """A small file system of its own for the local location (root can mount tmpfs; CI runs as root)."""
+    import os
+    import subprocess
+
+    import pytest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        message = f"cannot mount a small tmpfs for the disk-full test: {result.stderr.strip()}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def test_local_disk_full_mid_write(backup_env, monkeypatch, tmp_path):
+    """The local file system fills up while the dump streams: the S3 copy completes, the local one is
+    removed (no manifest), the run fails naming the missing local copy, earlier backups stay intact,
+    and once there is room the next run succeeds."""
+    import subprocess
+
+    with psycopg.connect(host=backup_env.db.host, port=backup_env.db.port, user="postgres",
+                         dbname=backup_env.db.dbname, autocommit=True) as connection:
+        create_demo_database(connection, 100)  # a dump of about 8 MB
+    disk = tmp_path / "small-disk"
+    mount_tmpfs(disk, "64m")
+    try:
+        backup_env.root = disk
+        monkeypatch.setenv("AIRFLOW_VAR_BHV360_BACKUP_ROOT", str(disk))
+        run_dag(DAG_ID)
+        (earlier,) = backup_env.local.list_backups(BackupType.DATABASE)
+        used = sum(path.stat().st_size for path in disk.rglob("*") if path.is_file())
+        subprocess.run(["mount", "-o", f"remount,size={used + (2 << 20)}", str(disk)], check=True)
+
+        run, states = run_dag(DAG_ID)
+
+        assert states["dump"] == "failed" and states["verify"] == "upstream_failed"
+        line = [e for e in backup_env.job_log() if e["type"] == "database"][-1]
+        assert line["status"] == "failed" and line["locations"] == ["s3"]
+        assert "missing in local" in line["error"] and "No space left on device" in line["error"]
+        assert backup_env.local.list_backups(BackupType.DATABASE) == [earlier]  # no manifest for the failed run
+        assert not list(disk.rglob(".partial-*"))  # the half-written file was removed
+        assert len(backup_env.cloud.list_backups(BackupType.DATABASE)) == 2  # the cloud copy is complete
+        assert any("FAILED bhv360_database_backup.dump" in mail for mail in backup_env.smtp.bodies())
+        intact(backup_env, earlier)
+
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        run, states = run_dag(DAG_ID)
+        assert set(states.values()) == {"success"}
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=False)

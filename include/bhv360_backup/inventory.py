@@ -49,7 +49,7 @@ def build(locations: Sequence[Location], types: Sequence[BackupType], *, deep: b
                         backup_id,
                         iso(manifest.completed_at),
                         manifest.size,
-                        [{"path": a.path, "size": a.size, "sha256": a.sha256} for a in manifest.artifacts],
+                        [{"path": a.path, "size": a.size, "sha256": a.sha256, "encryption": a.encryption} for a in manifest.artifacts],
                         data=(f"snapshot of {manifest.details['objects']} objects, {manifest.details['bytes']:,} bytes"
                               if backup_type == BackupType.STORAGE else ""),
                     ),
@@ -73,7 +73,8 @@ def render(entries: Sequence[InventoryEntry]) -> str:
             f"{entry.type:<9} {entry.backup_id:<27} {entry.size:>12,}  {where:<24} {'yes' if entry.verified else 'NO'}"
         )
         for artifact in entry.artifacts:
-            lines.append(f"{'':<9}   {artifact['path']:<25} {artifact['size']:>12,}  sha256 {artifact['sha256']}")
+            encrypted = f"  ({artifact['encryption']})" if artifact.get("encryption") else ""
+            lines.append(f"{'':<9}   {artifact['path']:<25} {artifact['size']:>12,}  sha256 {artifact['sha256']}{encrypted}")
         if entry.data:
             lines.append(f"{'':<9}   {entry.data}")
         for name, state in entry.locations.items():

@@ -2,7 +2,8 @@
 
 Where ``bhv360_db`` is not configured, a demo database on the local PostgreSQL (or a throwaway
 cluster) is generated; where ``bhv360_s3`` is not configured, moto's S3 server runs on 127.0.0.1
-for the length of the demo. Backups, logs and Airflow's home go under ``.demo/`` in the checkout.
+for the length of the demo. Encryption is on: where no recipients are configured, a demo age key
+is made in ``.demo/age-key.txt``. Backups, logs and Airflow's home go under ``.demo/`` in the checkout.
 """
 
 from __future__ import annotations
@@ -78,6 +79,22 @@ def _demo_buckets() -> None:
     print(f"bhv360_storage_source: demo bucket tree {folder} ({count} files)")
 
 
+def _demo_key() -> None:
+    from pyrage import x25519
+
+    key_file = DEMO_DIR / "age-key.txt"
+    if not key_file.exists():
+        DEMO_DIR.mkdir(exist_ok=True)
+        identity = x25519.Identity.generate()
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(f"# demo key of make demo\n# public key: {identity.to_public()}\n{identity}\n")
+    identity = x25519.Identity.from_str(key_file.read_text().splitlines()[-1])
+    os.environ["AIRFLOW_VAR_BHV360_AGE_RECIPIENTS"] = str(identity.to_public())
+    os.environ["AIRFLOW_CONN_BHV360_AGE_IDENTITY"] = json.dumps({"conn_type": "generic", "password": str(identity)})
+    print(f"encryption: age, demo key {key_file} (decrypt any artifact: age -d -i {key_file} FILE)")
+
+
 def _print_storage_runs(log_dir: Path) -> None:
     from bhv360_backup import joblog
 
@@ -112,6 +129,8 @@ def main() -> int:
             _demo_database(stack)
         if "AIRFLOW_CONN_BHV360_SUPABASE" not in os.environ and "AIRFLOW_VAR_BHV360_STORAGE_SOURCE" not in os.environ:
             _demo_buckets()
+        if "AIRFLOW_VAR_BHV360_AGE_RECIPIENTS" not in os.environ:
+            _demo_key()
         if "AIRFLOW_CONN_BHV360_S3" not in os.environ:
             _demo_s3(stack)
             # the S3 stand-in starts empty, so the local location and job log start empty too
