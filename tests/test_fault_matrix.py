@@ -244,3 +244,59 @@ def test_local_disk_full_mid_write(backup_env, monkeypatch, tmp_path):
         assert set(states.values()) == {"success"}
     finally:
         subprocess.run(["umount", "--lazy", str(disk)], check=False)
+
+
+def test_postgres_restarted_mid_dump(backup_env, monkeypatch):
+    """The database server restarts while pg_dump streams (on a throwaway cluster of its own): the run
+    fails with pg_dump's error, nothing is published anywhere, earlier backups stay intact, and the
+    next run succeeds."""
+    import subprocess
+    import threading
+    import time
+
+    from bhv360_backup.demo.servers import ThrowawayCluster
+    from tests.conftest import connection_json
+
+    cluster = ThrowawayCluster()  # under /tmp: the postgres user cannot enter pytest's private folders
+    try:
+        target = cluster.target.with_dbname("postgres")
+        fill_orgs = 150  # a dump of about 12 MB: long enough to restart the server in the middle
+        with psycopg.connect(host=target.host, port=target.port, user="postgres", dbname="postgres",
+                             autocommit=True) as connection:
+            create_demo_database(connection, fill_orgs)
+        monkeypatch.setenv("AIRFLOW_CONN_BHV360_DB", connection_json(target))
+        run_dag(DAG_ID)
+        (earlier,) = backup_env.local.list_backups(BackupType.DATABASE)
+        restarted = threading.Event()
+
+        def restart_when_dumping():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                partial = [p for p in backup_env.root.glob("database/*/.partial-*") if p.stat().st_size > 0]
+                if partial:
+                    subprocess.run([*cluster.run_as, cluster.pg_ctl, "-D", str(cluster.folder / "data"), "-m", "fast",
+                                    "-w", "restart"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, check=True)
+                    restarted.set()
+                    return
+                time.sleep(0.01)
+
+        watcher = threading.Thread(target=restart_when_dumping, daemon=True)
+        watcher.start()
+        run, states = run_dag(DAG_ID)
+        watcher.join()
+
+        assert restarted.is_set(), "the server was never restarted mid-dump"
+        assert states["dump"] == "failed" and states["verify"] == "upstream_failed"
+        line = [e for e in backup_env.job_log() if e["type"] == "database"][-1]
+        assert line["status"] == "failed" and "pg_dump" in line["error"]
+        for location in (backup_env.local, backup_env.cloud):
+            assert location.list_backups(BackupType.DATABASE) == [earlier]
+        assert not list(backup_env.root.glob("database/*/.partial-*"))
+        assert any("FAILED bhv360_database_backup.dump" in mail for mail in backup_env.smtp.bodies())
+        intact(backup_env, earlier)
+
+        run, states = run_dag(DAG_ID)
+        assert set(states.values()) == {"success"}
+    finally:
+        cluster.stop()

@@ -195,8 +195,12 @@ def exported_snapshot(target: PgTarget) -> Iterator[DatabaseSnapshot]:
             )
             try:
                 yield snapshot
-            finally:
-                cursor.execute("ROLLBACK")
+            except BaseException:
+                # the server may be gone with the dump's error in flight: keep that error, not the rollback's
+                with contextlib.suppress(psycopg.Error):
+                    cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("ROLLBACK")
 
 
 def server_major(target: PgTarget) -> int:
