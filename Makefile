@@ -40,7 +40,7 @@ lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet apache-airflow==3.3.2 apache-airflow-providers-postgres \
 	  apache-airflow-providers-amazon apache-airflow-providers-slack apache-airflow-providers-smtp supabase \
-	  'moto[server]' aiosmtpd pytest pytest-timeout ruff psycopg2-binary playwright hypothesis pyrage
+	  'moto[server]' aiosmtpd pytest pytest-timeout ruff psycopg2-binary playwright hypothesis pyrage schemathesis
 	{ echo "# Exact pins, resolved with pip on Python 3.11 (the official constraints URL is not reachable here)."; \
 	  echo "# Regenerate: make lock"; .lock-venv/bin/pip freeze | grep -vE '^(pip|setuptools|wheel)=='; } > requirements.txt
 	rm -rf .lock-venv

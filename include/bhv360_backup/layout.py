@@ -10,7 +10,7 @@ from enum import Enum
 from bhv360_backup.errors import BackupError
 
 MANIFEST_NAME = "manifest.json"
-_ID_PATTERN = re.compile(r"^(\d{8}T\d{6}Z)(-[a-z0-9]{1,32})?$")
+ID_PATTERN = re.compile(r"^(\d{8}T\d{6}Z)(-[a-z0-9]{1,32})?$")
 _ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
@@ -44,7 +44,7 @@ def backup_id_for_run(run_after: datetime, run_id: str, *, scheduled: bool) -> s
 
 
 def is_backup_id(value: str) -> bool:
-    return bool(_ID_PATTERN.match(value))
+    return bool(ID_PATTERN.match(value))
 
 
 def check_relative_path(path: str) -> str:

@@ -8,13 +8,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
+import hypothesis
 import pytest
 import requests
+import schemathesis
 
 from bhv360_backup import joblog
 from bhv360_backup.demo.servers import free_port
 from bhv360_backup.locations import LocalLocation
+from bhv360_backup.restore.request import parse_request
 from tests.conftest import AIRFLOW_HOME
 from tests.locations.conftest import make_manifest
 
@@ -147,3 +151,53 @@ def test_the_ui_lists_the_backups_page(api_server):
                            timeout=10).json()["plugins"]
     (plugin,) = [p for p in plugins if p["name"] == "bhv360_backup"]
     assert plugin["external_views"][0]["href"] == "/api/backup/dashboard"
+
+
+@pytest.fixture(scope="module")
+def ops_token(api_server):
+    token_value = token(api_server, "ops")
+    created: list[str] = []
+    yield token_value, created
+    for run_id in created:  # leave no queued restore run behind for the other tests
+        requests.delete(f"{api_server['base']}/api/v2/dags/bhv360_restore/dagRuns/{quote(run_id, safe='')}",
+                        headers={"Authorization": f"Bearer {token_value}"}, timeout=10)
+
+
+def test_schemathesis_finds_no_server_error_traceback_or_escape(api_server, ops_token):
+    """Requests generated from the published OpenAPI schema, valid and invalid: never a 5xx or a
+    traceback, every answer as documented, nothing the schema forbids accepted, and nothing accepted
+    that the restore's own validation (paths inside the locations) refuses."""
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        negative_data_rejection,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    bearer, created = ops_token
+    schema = schemathesis.openapi.from_url(f"{api_server['base']}/api/backup/openapi.json")
+    cases = hypothesis.strategies.one_of(schema.as_strategy(GenerationMode.POSITIVE),
+                                         schema.as_strategy(GenerationMode.NEGATIVE))
+    seen: dict[str, int] = {}
+
+    @hypothesis.given(case=cases)
+    @hypothesis.settings(max_examples=200, deadline=None, database=None,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    def exercise(case):
+        response = case.call(base_url=f"{api_server['base']}/api/backup", headers={"Authorization": f"Bearer {bearer}"})
+        case.validate_response(response, checks=[not_a_server_error, status_code_conformance, content_type_conformance,
+                                                 response_schema_conformance, negative_data_rejection])
+        assert "Traceback" not in response.text and 'File "' not in response.text
+        seen[f"{case.method} {case.path} {response.status_code}"] = seen.get(f"{case.method} {case.path} {response.status_code}", 0) + 1
+        if response.status_code == 202:
+            created.append(response.json()["dag_run_id"])
+            accepted = parse_request(case.body, backup_root=str(api_server["root"]), bucket="bhv360-backups")
+            for spec in accepted.paths.values():
+                assert spec.kind in ("latest", "id") or spec.value.startswith(
+                    (str(api_server["root"]), "s3://bhv360-backups/"))
+
+    exercise()
+    print(seen)
+    assert {"POST /restore 202", "POST /restore 422", "GET /backups 200"} <= set(seen)

@@ -12,12 +12,40 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Body, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel
 
 from bhv360_backup.api.airflow_internals import create_run, current_user, may_read, may_trigger
-from bhv360_backup.restore.request import InvalidRequest, parse_request
+from bhv360_backup.restore.request import REQUEST_SCHEMA, InvalidRequest, parse_request
 
 RESTORE_DAG_ID = "bhv360_restore"
+
+
+class Accepted(BaseModel):
+    dag_id: str
+    dag_run_id: str
+    url: str
+
+
+class Refused(BaseModel):
+    detail: list[str]
+
+
+class Message(BaseModel):
+    detail: str
+
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Message, "description": "No token."},
+    403: {"model": Message, "description": "The token is invalid or lacks the permission on bhv360_restore."},
+}
+RESTORE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": Accepted, "description": "A bhv360_restore run was created; it validates again before writing."},
+    400: {"model": Message, "description": "The body cannot be decoded (not UTF-8)."},
+    **AUTH_RESPONSES,
+    422: {"model": Refused, "description": "The request is refused; each problem names its field."},
+}
 
 
 def _variable(name: str, default: str) -> str:
@@ -36,7 +64,16 @@ def server_settings():
 def create_app() -> FastAPI:
     app = FastAPI(title="BHV360 backup API", description=__doc__)
 
-    @app.post("/restore", status_code=202, dependencies=[Depends(may_trigger(RESTORE_DAG_ID))])
+    @app.exception_handler(RequestValidationError)
+    async def refused(request: Request, error: RequestValidationError) -> JSONResponse:
+        """A body FastAPI cannot read (not JSON) is refused in the same shape as one the restore refuses."""
+        problems = [f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}" for problem in error.errors()]
+        return JSONResponse(status_code=422, content={"detail": problems})
+
+    @app.post("/restore", status_code=202, dependencies=[Depends(may_trigger(RESTORE_DAG_ID))],
+              responses=RESTORE_RESPONSES,
+              openapi_extra={"requestBody": {"required": True,
+                                             "content": {"application/json": {"schema": REQUEST_SCHEMA}}}})
     def restore(
         request: Request, body: Annotated[Any, Body()], user: Annotated[Any, Depends(current_user)]
     ) -> JSONResponse:
@@ -53,7 +90,7 @@ def create_app() -> FastAPI:
             "url": f"{base}/dags/{RESTORE_DAG_ID}/runs/{quote(run_id, safe='')}",
         })
 
-    @app.get("/backups", dependencies=[Depends(may_read(RESTORE_DAG_ID))])
+    @app.get("/backups", dependencies=[Depends(may_read(RESTORE_DAG_ID))], responses=AUTH_RESPONSES)
     def backups() -> dict[str, Any]:
         entries, _ = current_inventory()
         return {"backups": [
@@ -63,7 +100,8 @@ def create_app() -> FastAPI:
             for e in entries
         ]}
 
-    @app.get("/dashboard", response_class=HTMLResponse, dependencies=[Depends(may_read(RESTORE_DAG_ID))])
+    @app.get("/dashboard", response_class=HTMLResponse, dependencies=[Depends(may_read(RESTORE_DAG_ID))],
+             responses=AUTH_RESPONSES)
     def dashboard() -> HTMLResponse:
         from bhv360_backup import joblog
         from bhv360_backup.api.dashboard import render

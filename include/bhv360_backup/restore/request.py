@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.layout import BackupType, is_backup_id
+from bhv360_backup.layout import ID_PATTERN, BackupType, is_backup_id
 from bhv360_backup.settings import RESTORE_DB_CONN_ID
 
 COMPONENTS = {
@@ -27,6 +27,35 @@ KNOWN_FIELDS = {"type", "paths", "target_conn_id", "confirm_overwrite", "dry_run
                 "storage_target", "restore_roles", "no_owner"}
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 MAX_PATH = 1024
+_FLAGS = {"confirm_overwrite": False, "dry_run": False, "supabase_target": False, "restore_roles": False,
+          "no_owner": True}
+
+_PATH_SCHEMA = {
+    "description": "'latest', a backup id, a path in the local root, or s3://<bucket>/<type>/<id>",
+    "anyOf": [{"type": "string", "enum": ["latest"]},
+              {"type": "string", "pattern": ID_PATTERN.pattern},
+              {"type": "string", "minLength": 1, "maxLength": MAX_PATH}],
+}
+REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "paths"],
+    "additionalProperties": False,
+    "oneOf": [
+        {"properties": {"type": {"const": backup_type.value},
+                        "paths": {"required": list(components),
+                                  "properties": {name: _PATH_SCHEMA for name in components}}}}
+        for backup_type, components in COMPONENTS.items()
+    ],
+    "properties": {
+        "type": {"type": "string", "enum": [t.value for t in BackupType]},
+        "paths": {"type": "object", "additionalProperties": False,
+                  "properties": {name: _PATH_SCHEMA for name in ("database", "storage", "config")}},
+        "target_conn_id": {"type": "string", "pattern": _CONN_ID.pattern},
+        "storage_target": {"type": "string", "description": "'folder', 'folder:/path', 'supabase' or 'supabase:<conn id>'"},
+        **{name: {"type": "boolean", "default": default} for name, default in _FLAGS.items()},
+    },
+}
+"""The JSON schema of the request, as the API documents it (:func:`parse_request` is what decides)."""
 
 
 class InvalidRequest(BackupError):
@@ -172,9 +201,7 @@ def parse_request(body: Any, *, backup_root: str, bucket: str) -> RestoreRequest
     ):
         problems.append("storage_target must be 'folder', 'folder:/absolute/path', 'supabase' or 'supabase:<conn id>'")
         storage_target = "folder"
-    flags = {name: _flag(body, name, problems, default) for name, default in (
-        ("confirm_overwrite", False), ("dry_run", False), ("supabase_target", False),
-        ("restore_roles", False), ("no_owner", True))}
+    flags = {name: _flag(body, name, problems, default) for name, default in _FLAGS.items()}
     if problems or backup_type is None:
         raise InvalidRequest(problems)
     return RestoreRequest(
