@@ -75,12 +75,18 @@ class StorageSink(ABC):
         """After the restore: every object is at the target with its size (and content, where readable)."""
 
 
+NAME_MAX = 255
+
+
 def safe_object_path(entry: IndexEntry) -> str:
     """``bucket/path`` as a relative file path, or an error saying why the name is refused."""
     if not entry.bucket or "/" in entry.bucket or entry.bucket in (".", ".."):
         raise BackupError(f"bucket name {entry.bucket!r} is not a safe folder name")
-    if any(ord(c) < 32 for c in entry.path) or len(entry.path.encode()) > 1024:
+    if any(ord(c) < 32 or ord(c) == 127 for c in entry.path) or len(entry.path.encode()) > 1024:
         raise BackupError(f"object name {entry.path!r} has control characters or is too long")
+    if any(len(part.encode()) > NAME_MAX for part in entry.path.split("/")):
+        raise BackupError(f"object name {entry.path[:60]!r}... has a part longer than {NAME_MAX} bytes, too long "
+                          "for a file name (restore it into Supabase instead)")
     return check_relative_path(f"{entry.bucket}/{entry.path}")
 
 
