@@ -216,3 +216,23 @@ def test_retry_copies_a_finished_snapshot_with_its_blobs_to_the_other_location(t
     again, _ = take_snapshot(LocalFolderSource(tmp_path / "source"), retry, dag_id="t", run_id="t")
     assert again.to_bytes() == manifest.to_bytes()
     assert verify_snapshot_blobs(cloud, manifest) == []
+
+
+def test_a_snapshot_without_the_blob_rows_of_0_2_still_verifies_dedupes_and_collects(storage_api, locations):
+    import dataclasses
+
+    from bhv360_backup.snapshot import BLOBS_ARTIFACT
+
+    fill(storage_api)
+    source = SupabaseStorageSource(storage_api.url, SERVICE_KEY)
+    manifest, _ = snapshot(source, locations)
+    older = dataclasses.replace(manifest, artifacts=tuple(a for a in manifest.artifacts if a.path != BLOBS_ARTIFACT))
+    for location in locations:
+        location.write_manifest(older)  # as version 0.1.0 wrote it
+        assert verify_snapshot_blobs(location, older) == []
+
+    _, stats = snapshot(source, locations)
+
+    assert (stats.downloaded, stats.reused) == (0, 33)
+    report = collect_garbage(locations[0], utc_now() + timedelta(days=3), dry_run=True)
+    assert report.skipped_reason is None and report.removed == 0
