@@ -7,7 +7,10 @@ Both sides run as child processes in the same run, several rounds each; the scri
 median times, their ratio, throughput, and each side's peak RSS (from ``wait4``). It also measures
 the local S3 test server's own ingest rate, which may be the ceiling for (b) here.
 
-    .venv/bin/python benchmarks/bench_pg_dump.py --size-mb 1000 --rounds 3
+With ``--encrypt`` our side encrypts to a fresh age key and each baseline pipes through the ``age``
+command: ``pg_dump -Fc | age -r KEY > FILE`` and ``pg_dump -Fc | age -r KEY | tee FILE | aws s3 cp -``.
+
+    .venv/bin/python benchmarks/bench_pg_dump.py --size-mb 1000 --rounds 3 [--encrypt]
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ import time
 from pathlib import Path
 
 from _common import WORK, loopback_s3_client, peak_rss_mb, timed
+from pyrage import x25519
 
 from bhv360_backup.demo.data import create_demo_database, organisations_for_mb
 from bhv360_backup.demo.servers import MotoS3
+from bhv360_backup.encryption import parse_recipients
 from bhv360_backup.sources.postgres import PgTarget
 
 SERVER = PgTarget(host="127.0.0.1", port=5432, dbname="postgres", user="postgres")
@@ -49,7 +54,7 @@ def ensure_database(size_mb: int) -> PgTarget:
     return target
 
 
-def run_backup_child(target: PgTarget, root: Path, s3_conn: str | None) -> None:
+def run_backup_child(target: PgTarget, root: Path, s3_conn: str | None, recipient: str | None) -> None:
     """The child side: the package's database backup, as the operator runs it, minus Airflow."""
     from bhv360_backup.backup import BackupWriter
     from bhv360_backup.database import dump_database
@@ -62,7 +67,8 @@ def run_backup_child(target: PgTarget, root: Path, s3_conn: str | None) -> None:
         client = loopback_s3_client(conn["extra"]["endpoint_url"], conn["login"], conn["password"])
         locations.append(S3Location(client, BUCKET))
     backup_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    writer = BackupWriter(locations, BackupType.DATABASE, backup_id)
+    recipients = parse_recipients(recipient, "--encrypt") if recipient else ()
+    writer = BackupWriter(locations, BackupType.DATABASE, backup_id, recipients)
     dump_database(target, writer, pg_bin_dir="", dag_id="bench", run_id="bench")
     writer.raise_for_failures()
     Path(os.environ["BENCH_RSS_FILE"]).write_text(str(peak_rss_mb()))
@@ -72,12 +78,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--encrypt", action="store_true", help="encrypt with age, against age-piped baselines")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         spec = json.loads(args.child)
-        run_backup_child(PgTarget(**spec["target"]), Path(spec["root"]), spec.get("s3"))
+        run_backup_child(PgTarget(**spec["target"]), Path(spec["root"]), spec.get("s3"), spec.get("recipient"))
         return
+    recipient = str(x25519.Identity.generate().to_public()) if args.encrypt else None
+    age_pipe = f"| age -r {recipient} " if recipient else ""
 
     target = ensure_database(args.size_mb)
     WORK.mkdir(exist_ok=True)
@@ -87,7 +96,8 @@ def main() -> None:
     env = {**os.environ, "PGHOST": target.host, "PGPORT": str(target.port), "PGUSER": target.user,
            "PGDATABASE": target.dbname, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
            "AWS_DEFAULT_REGION": "eu-west-1"}
-    spec = {"target": {"host": target.host, "port": target.port, "dbname": target.dbname, "user": target.user}}
+    spec = {"target": {"host": target.host, "port": target.port, "dbname": target.dbname, "user": target.user},
+            "recipient": recipient}
 
     rss_file = work / "rss"
 
@@ -100,11 +110,14 @@ def main() -> None:
         return elapsed, int(rss_file.read_text())
 
     def raw() -> tuple[float, int]:
+        if recipient:
+            return timed(["bash", "-c", f"set -o pipefail; pg_dump --format=custom {age_pipe}> {work / 'raw.dump'}"],
+                         env=env), 0
         return timed(["pg_dump", "--format=custom", "-f", str(work / "raw.dump")], env=env), 0
 
     def tee_to_s3() -> tuple[float, int]:
         key = f"s3://{BUCKET}/admin/{time.monotonic_ns()}.dump"
-        pipeline = (f"set -o pipefail; pg_dump --format=custom | tee {work / 'tee.dump'} | "
+        pipeline = (f"set -o pipefail; pg_dump --format=custom {age_pipe}| tee {work / 'tee.dump'} | "
                     f"aws --endpoint-url {s3.endpoint} s3 cp - {key}")
         return timed(["bash", "-c", pipeline], env=env), 0
 
@@ -139,7 +152,8 @@ def main() -> None:
         return max(rss for _, rss in results[name])
 
     print("peak RSS is the backup process's own (Python), without its pg_dump children")
-    print(f"\ndatabase {args.size_mb} MB, dump {dump_mb:.0f} MB, {args.rounds} rounds, medians")
+    print(f"\ndatabase {args.size_mb} MB, dump {dump_mb:.0f} MB, {args.rounds} rounds, medians"
+          + (", encrypted with age on both sides" if recipient else ""))
     print(f"(a) raw pg_dump -Fc -f file      {median('raw'):7.2f} s  {dump_mb / median('raw'):6.1f} MB/s")
     print(f"    backup to local location     {median('local'):7.2f} s  {dump_mb / median('local'):6.1f} MB/s  peak RSS {peak('local')} MB")
     print(f"    ratio (target <= 1.10)       {median('local') / median('raw'):7.3f}")

@@ -23,6 +23,30 @@ def fill(target):
         create_demo_database(connection, 1)
 
 
+def run_dag_with_fault(condition, fault, what: str):
+    """Run the DAG while a watcher thread waits for ``condition()`` and then calls ``fault()`` once."""
+    import threading
+    import time
+
+    injected = threading.Event()
+
+    def watch():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if condition():
+                fault()
+                injected.set()
+                return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    run, states = run_dag(DAG_ID)
+    watcher.join()
+    assert injected.is_set(), f"{what}: the moment never came"
+    return run, states
+
+
 def intact(env, backup_id):
     for location in (env.local, env.cloud):
         manifest = location.read_manifest(BackupType.DATABASE, backup_id)
@@ -96,9 +120,6 @@ def test_alert_channels_down_the_failure_is_still_recorded(backup_env, monkeypat
 def test_s3_stopped_mid_upload(backup_env, monkeypatch):
     """The S3 server goes away while the dump streams: the local copy completes, the run fails naming the
     missing cloud copy, no upload is left open, and after the server is back the next run succeeds."""
-    import threading
-    import time
-
     from bhv360_backup.locations import s3 as s3_location
     from tests.fixtures.s3 import S3Server
 
@@ -110,24 +131,9 @@ def test_s3_stopped_mid_upload(backup_env, monkeypatch):
     run_dag(DAG_ID)
     (earlier,) = backup_env.local.list_backups(BackupType.DATABASE)
     monkeypatch.setattr(s3_location, "MIN_PART_SIZE", 5 << 20)  # S3's smallest part: several parts per dump
-    stopped = threading.Event()
-
-    def stop_when_uploading():
-        client = flaky.client()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not stopped.is_set():
-            if client.list_multipart_uploads(Bucket="bhv360-backups").get("Uploads"):
-                flaky.stop()
-                stopped.set()
-                return
-            time.sleep(0.05)
-
-    watcher = threading.Thread(target=stop_when_uploading, daemon=True)
-    watcher.start()
-    run, states = run_dag(DAG_ID)
-    watcher.join()
-
-    assert stopped.is_set(), "the S3 server was never stopped mid-upload"
+    client = flaky.client()
+    run, states = run_dag_with_fault(lambda: client.list_multipart_uploads(Bucket="bhv360-backups").get("Uploads"),
+                                     flaky.stop, "stopping the S3 server mid-upload")
     assert states["dump"] == "failed"
     line = [e for e in backup_env.job_log() if e["type"] == "database"][-1]
     assert line["status"] == "failed" and line["locations"] == ["local"] and "missing in s3" in line["error"]
@@ -251,8 +257,6 @@ def test_postgres_restarted_mid_dump(backup_env, monkeypatch):
     fails with pg_dump's error, nothing is published anywhere, earlier backups stay intact, and the
     next run succeeds."""
     import subprocess
-    import threading
-    import time
 
     from bhv360_backup.demo.servers import ThrowawayCluster
     from tests.conftest import connection_json
@@ -267,26 +271,15 @@ def test_postgres_restarted_mid_dump(backup_env, monkeypatch):
         monkeypatch.setenv("AIRFLOW_CONN_BHV360_DB", connection_json(target))
         run_dag(DAG_ID)
         (earlier,) = backup_env.local.list_backups(BackupType.DATABASE)
-        restarted = threading.Event()
+        def dumping():
+            return [p for p in backup_env.root.glob("database/*/.partial-*") if p.stat().st_size > 0]
 
-        def restart_when_dumping():
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                partial = [p for p in backup_env.root.glob("database/*/.partial-*") if p.stat().st_size > 0]
-                if partial:
-                    subprocess.run([*cluster.run_as, cluster.pg_ctl, "-D", str(cluster.folder / "data"), "-m", "fast",
-                                    "-w", "restart"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, check=True)
-                    restarted.set()
-                    return
-                time.sleep(0.01)
+        def restart():
+            subprocess.run([*cluster.run_as, cluster.pg_ctl, "-D", str(cluster.folder / "data"), "-m", "fast", "-w",
+                            "restart"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           check=True)
 
-        watcher = threading.Thread(target=restart_when_dumping, daemon=True)
-        watcher.start()
-        run, states = run_dag(DAG_ID)
-        watcher.join()
-
-        assert restarted.is_set(), "the server was never restarted mid-dump"
+        run, states = run_dag_with_fault(dumping, restart, "restarting the server mid-dump")
         assert states["dump"] == "failed" and states["verify"] == "upstream_failed"
         line = [e for e in backup_env.job_log() if e["type"] == "database"][-1]
         assert line["status"] == "failed" and "pg_dump" in line["error"]
