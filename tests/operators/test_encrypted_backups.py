@@ -118,3 +118,35 @@ def test_encrypted_snapshots_dedupe_restore_and_survive_a_key_rotation(backup_en
         restored = backup_env.root / "restore" / run.run_id.replace(":", "_").replace("+", "_") / "storage"
         assert (restored / "incidents" / "org-1" / "report jan.pdf").read_bytes() == b"%PDF incident report " * 500
         assert (restored / "incidents" / "org-1" / "photo.jpg").read_bytes() == b"\xff\xd8 photo of the scene"
+
+
+def test_encrypted_full_set_restores_database_storage_and_config(backup_env, encrypted, restore_db, monkeypatch,
+                                                                  tmp_path):
+    with psycopg.connect(host=backup_env.db.host, port=backup_env.db.port, user="postgres",
+                         dbname=backup_env.db.dbname, autocommit=True) as connection:
+        create_demo_database(connection, 1)
+    (tmp_path / "buckets" / "certificates").mkdir(parents=True)
+    (tmp_path / "buckets" / "certificates" / "a.pdf").write_bytes(b"%PDF a")
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_STORAGE_SOURCE", f"folder:{tmp_path / 'buckets'}")
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_CONFIG_TABLES", "public.app_settings")
+
+    run, states = run_dag("bhv360_full_backup")
+
+    assert set(states.values()) == {"success"}
+    (full_id,) = backup_env.local.list_backups(BackupType.FULL)
+    full = backup_env.cloud.read_manifest(BackupType.FULL, full_id)
+    assert full.details["consistency"]["storage_objects"] == {
+        "checked": False, "reason": "the object names are encrypted and the backup worker holds no key"}
+    config = backup_env.cloud.read_manifest(BackupType.CONFIG, full_id).artifact("config.json")
+    assert config.encrypted
+    assert b"app_settings" not in backup_env.cloud.read_bytes(artifact_key(BackupType.CONFIG, full_id, "config.json"))
+
+    run, states = run_dag("bhv360_restore", {"type": "full", "paths": {"database": "latest", "storage": "latest",
+                                                                       "config": "latest"}})
+
+    assert states == {"validate": "success", "restore": "success"}
+    assert database_stats(restore_db) == database_stats(backup_env.db)
+    restored = backup_env.root / "restore" / run.run_id.replace(":", "_").replace("+", "_") / "storage"
+    assert (restored / "certificates" / "a.pdf").read_bytes() == b"%PDF a"
+    report = next(e for e in backup_env.job_log() if e["type"] == "restore:full")["report"]
+    assert report["config"]["backup_id"] == full_id
