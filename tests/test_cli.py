@@ -71,3 +71,26 @@ def test_an_invalid_request_is_refused_by_name(dr_env):
     result = run(dr_env, "restore", "--type", "database", "--path", "database=/etc/passwd")
     assert result.returncode == 2 and "outside the local backup root" in result.stderr
     assert database_stats(dr_env["target"]) == {}
+
+
+def test_restore_of_an_encrypted_backup_with_the_key_file(dr_env, s3):
+    from pyrage import x25519
+
+    from bhv360_backup.locations import LocalLocation, S3Location
+
+    identity = x25519.Identity.generate()  # not the suite's canary key: this one is written to a file
+    writer = BackupWriter([LocalLocation(dr_env["root"]), S3Location(s3.client(), BUCKET)], BackupType.DATABASE,
+                          "20261127T000000Z", [identity.to_public()])
+    dump_database(dr_env["source"], writer, pg_bin_dir="", dag_id="test", run_id="test")
+
+    refused = run(dr_env, "restore", "--type", "database", "--path", "database=20261127T000000Z")
+    assert refused.returncode == 2 and "BHV360_AGE_IDENTITY_FILE" in refused.stderr
+    assert database_stats(dr_env["target"]) == {}
+
+    key_file = dr_env["tmp"] / "key.txt"
+    key_file.write_text(f"# created by age-keygen\n{identity}\n")
+    with dr_env["settings"].open("a") as settings:
+        settings.write(f"BHV360_AGE_IDENTITY_FILE={key_file}\n")
+    result = run(dr_env, "restore", "--type", "database", "--path", "database=20261127T000000Z")
+    assert result.returncode == 0, result.stderr
+    assert database_stats(dr_env["target"]) == database_stats(dr_env["source"])

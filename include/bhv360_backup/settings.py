@@ -20,6 +20,8 @@ SUPABASE_CONN_ID = "bhv360_supabase"
 SLACK_CONN_ID = "bhv360_slack_ops"
 SMTP_CONN_ID = "smtp_default"
 AGE_IDENTITY_CONN_ID = "bhv360_age_identity"
+NEEDS_IDENTITY = (f"the age identity (Airflow connection {AGE_IDENTITY_CONN_ID}; for bhv360-backup, "
+                  "BHV360_AGE_IDENTITY_FILE)")
 
 DEFAULTS = {
     "bhv360_backup_root": "/var/backups/bhv360",

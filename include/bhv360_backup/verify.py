@@ -18,7 +18,7 @@ from bhv360_backup.errors import BackupError, ConfigurationError, IntegrityError
 from bhv360_backup.layout import artifact_key
 from bhv360_backup.locations.base import Location
 from bhv360_backup.manifest import Artifact, Manifest
-from bhv360_backup.settings import AGE_IDENTITY_CONN_ID
+from bhv360_backup.settings import NEEDS_IDENTITY
 from bhv360_backup.streams import Digest
 
 ContentCheck = Callable[[Iterable[bytes]], None]
@@ -60,7 +60,7 @@ def pg_archive_check(pg_restore: str) -> ContentCheck:
 
 def require_identities(identities: Sequence[Identity], where: str) -> Sequence[Identity]:
     if not identities:
-        raise ConfigurationError(f"{where} is encrypted: reading it needs the age identity in connection {AGE_IDENTITY_CONN_ID}")
+        raise ConfigurationError(f"{where} is encrypted: reading it needs {NEEDS_IDENTITY}")
     return identities
 
 

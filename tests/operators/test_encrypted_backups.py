@@ -68,7 +68,7 @@ def test_restore_without_the_identity_names_the_missing_connection(backup_env, e
 
     assert states["validate"] == "failed" and states["restore"] != "success"
     line = next(e for e in backup_env.job_log() if e["type"] == "restore-validation:database")
-    assert "is encrypted: restoring it needs the age identity in connection bhv360_age_identity" in line["error"]
+    assert "is encrypted: restoring it needs the age identity (Airflow connection bhv360_age_identity" in line["error"]
     assert database_stats(restore_db) == {}
 
 

@@ -19,7 +19,7 @@ from bhv360_backup.errors import BackupError, ConfigurationError, first_line
 from bhv360_backup.layout import BackupType
 from bhv360_backup.locations.base import Location
 from bhv360_backup.restore.request import PathSpec, RestoreRequest
-from bhv360_backup.settings import AGE_IDENTITY_CONN_ID
+from bhv360_backup.settings import NEEDS_IDENTITY
 from bhv360_backup.snapshot import verify_snapshot_blobs
 from bhv360_backup.verify import pg_archive_check, verify_backup
 
@@ -111,8 +111,8 @@ def choose_copy(
             reasons.append(f"{location.name}: {first_line(error)}")
             continue
         if not identities and any(artifact.encrypted for artifact in manifest.artifacts):
-            raise ConfigurationError(f"{backup_type.value} backup {backup_id} is encrypted: restoring it needs the age "
-                                     f"identity in connection {AGE_IDENTITY_CONN_ID}")
+            raise ConfigurationError(f"{backup_type.value} backup {backup_id} is encrypted: restoring it needs "
+                                     f"{NEEDS_IDENTITY}")
         checks = {DUMP_ARTIFACT: pg_archive_check(pg_restore)} if pg_restore and backup_type == BackupType.DATABASE else {}
         problems = [finding.problem for finding in verify_backup(location, manifest, deep=True, checks=checks,
                                                                  identities=identities)]
