@@ -8,9 +8,10 @@ run the script times, at the same parallelism:
 - a second snapshot with nothing changed,
 
 and prints the ratio to rclone, the bytes the second run downloaded, and the snapshot process's
-peak RSS.
+peak RSS. With ``--encrypt`` the snapshots encrypt every blob to a fresh age key and rclone syncs
+through its ``crypt`` remote: encryption on both sides.
 
-    .venv/bin/python benchmarks/bench_bucket_sync.py --objects 5000 --parallelism 8
+    .venv/bin/python benchmarks/bench_bucket_sync.py --objects 5000 --parallelism 8 [--encrypt]
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ import json
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _common import WORK, loopback_s3_client, peak_rss_mb, require_tool, timed
+from pyrage import x25519
 
 from bhv360_backup.demo.servers import MotoS3
+from bhv360_backup.encryption import parse_recipients
 
 BUCKETS = ("certificates", "floor-plans", "incident-photos")
 
@@ -70,7 +74,8 @@ def run_snapshot_child(spec: dict) -> None:
     from bhv360_backup.sources.storage import S3StorageSource
 
     client = loopback_s3_client(spec["endpoint"])
-    writer = BackupWriter([LocalLocation(Path(spec["root"]))], BackupType.STORAGE, spec["backup_id"])
+    recipients = parse_recipients(spec["recipient"], "--encrypt") if spec.get("recipient") else ()
+    writer = BackupWriter([LocalLocation(Path(spec["root"]))], BackupType.STORAGE, spec["backup_id"], recipients)
     _, stats = take_snapshot(S3StorageSource(client, list(BUCKETS)), writer, dag_id="bench", run_id=spec["backup_id"],
                              parallelism=spec["parallelism"])
     writer.raise_for_failures()
@@ -81,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--objects", type=int, default=5000)
     parser.add_argument("--parallelism", type=int, default=8)
+    parser.add_argument("--encrypt", action="store_true", help="age-encrypted snapshots against rclone crypt")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -98,16 +104,25 @@ def main() -> None:
     env = {**{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}, "RCLONE_CONFIG_SRC_TYPE": "s3", "RCLONE_CONFIG_SRC_PROVIDER": "Other",
            "RCLONE_CONFIG_SRC_ENDPOINT": s3.endpoint, "RCLONE_CONFIG_SRC_ACCESS_KEY_ID": "bench",
            "RCLONE_CONFIG_SRC_SECRET_ACCESS_KEY": "bench-secret", "RCLONE_CONFIG_SRC_REGION": "eu-west-1"}
+    destination = str(work / "rclone") + "/"
+    recipient = None
+    if args.encrypt:
+        recipient = str(x25519.Identity.generate().to_public())
+        obscured = subprocess.run([rclone, "obscure", "bench-passphrase"], capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        env.update(RCLONE_CONFIG_ENC_TYPE="crypt", RCLONE_CONFIG_ENC_REMOTE=destination,
+                   RCLONE_CONFIG_ENC_PASSWORD=obscured)
+        destination = "enc:"
     rclone_seconds = 0.0
     for bucket in BUCKETS:
-        rclone_seconds += timed([rclone, "sync", f"src:{bucket}", str(work / "rclone" / bucket),
+        rclone_seconds += timed([rclone, "sync", f"src:{bucket}", destination + bucket,
                                  f"--transfers={args.parallelism}", f"--checkers={args.parallelism}",
                                  "--s3-list-version=2", "-q"], env=env)
 
     def snapshot(backup_id: str) -> tuple[float, dict]:
         report = work / f"{backup_id}.json"
         spec = {"endpoint": s3.endpoint, "root": str(work / "ours"), "backup_id": backup_id,
-                "parallelism": args.parallelism, "report": str(report)}
+                "parallelism": args.parallelism, "report": str(report), "recipient": recipient}
         seconds = timed([sys.executable, __file__, "--child", json.dumps(spec)])
         return seconds, json.loads(report.read_text())
 
@@ -116,7 +131,7 @@ def main() -> None:
     s3.stop()
     shutil.rmtree(work)
 
-    print(f"\nparallelism {args.parallelism}")
+    print(f"\nparallelism {args.parallelism}" + (", encrypted (age / rclone crypt)" if recipient else ""))
     print(f"rclone sync (3 buckets)             {rclone_seconds:7.2f} s  {total / 1e6 / rclone_seconds:6.1f} MB/s")
     print(f"first snapshot                      {first_seconds:7.2f} s  {total / 1e6 / first_seconds:6.1f} MB/s"
           f"  downloaded {first['downloaded']}, peak RSS {first['peak_rss_mb']} MB")

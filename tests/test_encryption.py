@@ -47,9 +47,12 @@ def test_round_trip_streams_in_bounded_memory():
     assert peak < 16 << 20  # 64 MiB went through; a few queued chunks were in memory at a time
 
 
-def test_the_age_tool_decrypts_what_we_encrypt(tmp_path):
-    plain = os.urandom(300_000)
-    (tmp_path / "backup.age").write_bytes(b"".join(encrypt([plain[:1000], plain[1000:]], [IDENTITY.to_public()])))
+@pytest.mark.parametrize("pieces", [1, 2, 40], ids=["one chunk, in place", "two chunks", "streamed"])
+def test_the_age_tool_decrypts_what_we_encrypt(tmp_path, pieces):
+    plain = os.urandom(3_000_000)
+    size = -(-len(plain) // pieces)
+    chunks = [plain[i:i + size] for i in range(0, len(plain), size)]
+    (tmp_path / "backup.age").write_bytes(b"".join(encrypt(chunks, [IDENTITY.to_public()])))
     (tmp_path / "key.txt").write_text(f"# created: test\n{IDENTITY}\n")
     result = subprocess.run([age_cli(), "--decrypt", "-i", str(tmp_path / "key.txt"), str(tmp_path / "backup.age")],
                             capture_output=True, check=True)

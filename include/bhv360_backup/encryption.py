@@ -8,6 +8,7 @@ runs it in a thread between the chunk iterator and a bounded queue: memory stays
 from __future__ import annotations
 
 import io
+import itertools
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,6 +20,7 @@ from bhv360_backup.errors import ConfigurationError, IntegrityError
 
 AGE = "age"
 QUEUE_DEPTH = 4
+OUTPUT_CHUNK = 1 << 20  # age writes 64 KiB pieces; hand them on in chunks of about this size
 _END = object()
 
 
@@ -53,8 +55,16 @@ def parse_identities(text: str, where: str) -> tuple[x25519.Identity, ...]:
 
 
 def encrypt(chunks: Iterable[bytes], recipients: Sequence[x25519.Recipient]) -> Iterator[bytes]:
-    """The age encryption of ``chunks``, streamed."""
-    return _through(lambda source, sink: pyrage.encrypt_io(source, sink, list(recipients)), chunks, None)
+    """The age encryption of ``chunks``, streamed. A stream of one chunk (most storage objects) is
+    encrypted in place, without the thread a longer stream needs."""
+    chunks = iter(chunks)
+    first = next(chunks, b"")
+    second = next(chunks, None)
+    if second is None:
+        yield pyrage.encrypt(first, list(recipients))
+        return
+    yield from _through(lambda source, sink: pyrage.encrypt_io(source, sink, list(recipients)),
+                        itertools.chain((first, second), chunks), None)
 
 
 def decrypt(chunks: Iterable[bytes], identities: Sequence[x25519.Identity], what: str) -> Iterator[bytes]:
@@ -94,18 +104,26 @@ class _ChunkReader(io.RawIOBase):
 
 
 class _QueueWriter(io.RawIOBase):
-    """A writable file that hands each write to a bounded queue, until the reader side gives up."""
+    """A writable file that hands its bytes to a bounded queue in chunks, until the reader side gives up."""
 
     def __init__(self, out: queue.Queue, stop: threading.Event) -> None:
         self._out = out
         self._stop = stop
+        self._pending = bytearray()
 
     def writable(self) -> bool:
         return True
 
     def write(self, data) -> int:
-        _put(self._out, bytes(data), self._stop)
+        self._pending += data
+        if len(self._pending) >= OUTPUT_CHUNK:
+            self.hand_on()
         return len(data)
+
+    def hand_on(self) -> None:
+        if self._pending:
+            _put(self._out, bytes(self._pending), self._stop)
+            self._pending.clear()
 
 
 def _put(out: queue.Queue, item: object, stop: threading.Event) -> None:
@@ -126,8 +144,10 @@ def _through(transform, chunks: Iterable[bytes], decrypting: str | None) -> Iter
     reader = _ChunkReader(chunks)
 
     def run() -> None:
+        writer = _QueueWriter(out, stop)
         try:
-            transform(reader, _QueueWriter(out, stop))
+            transform(reader, writer)
+            writer.hand_on()
             outcome: object = _END
         except BaseException as error:  # noqa: BLE001 - handed to the consuming thread
             outcome = error
