@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
 from pyrage.x25519 import Identity, Recipient
@@ -110,16 +110,22 @@ class IndexEntry:
     def source(self) -> str:
         return source_fingerprint(self.bucket, self.path, self.etag, self.size, self.updated_at)
 
+    def row(self) -> dict:
+        """This entry as a row of ``objects.jsonl.gz`` (its fields are plain values: no deep copy)."""
+        return {name: getattr(self, name) for name in _FIELDS}
+
     def blob_row(self) -> dict:
         """This entry without the object's names, for ``blobs.jsonl.gz``."""
-        row = {key: value for key, value in asdict(self).items() if key not in _NAMES}
-        return {"source": self.source, **row}
+        return {"source": self.source, **{name: getattr(self, name) for name in _FIELDS if name not in _NAMES}}
 
     @classmethod
     def reuse(cls, obj: ObjectInfo, row: dict) -> IndexEntry:
         """The entry of an unchanged object, from the blob row its fingerprint found."""
         fields = {key: value for key, value in row.items() if key != "source"}
         return cls(bucket=obj.bucket, path=obj.path, etag=obj.etag, updated_at=obj.updated_at, **fields)
+
+
+_FIELDS = tuple(f.name for f in fields(IndexEntry))
 
 
 def read_index(location: Location, manifest: Manifest, identities: Sequence[Identity] = ()) -> Iterator[IndexEntry]:
@@ -286,7 +292,9 @@ def _snapshot(
     blobs = _BlobStore(writer)
     listing_started = utc_now()
     buckets = source.list_buckets()
-    objects = [obj for bucket in buckets for obj in source.list_objects(bucket.id)]
+    with ThreadPoolExecutor(max(1, min(len(buckets), parallelism)), thread_name_prefix="list") as pool:
+        listings = list(pool.map(lambda bucket: list(source.list_objects(bucket.id)), buckets))
+    objects = [obj for listing in listings for obj in listing]
     listing_completed = utc_now()
     stats.seen = len(objects)
     entries: dict[tuple[str, str], IndexEntry] = {}
@@ -341,7 +349,7 @@ def _snapshot(
     ordered = [entries[key] for key in sorted(entries)]
     for location in writer.live:
         location.flush()  # every blob durable before the index that names them
-    writer.add(INDEX_ARTIFACT, gzip_json_lines(asdict(entry) for entry in ordered))
+    writer.add(INDEX_ARTIFACT, gzip_json_lines(entry.row() for entry in ordered))
     writer.add(BLOBS_ARTIFACT, gzip_json_lines(entry.blob_row() for entry in ordered), encrypt=False)
     writer.verify()
     manifest = writer.publish(
