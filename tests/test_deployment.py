@@ -47,9 +47,10 @@ def test_dockerfile_installs_the_requirements_and_a_matching_postgres_client():
 
 def test_airflow_settings_lists_every_contract_connection_and_variable():
     settings = yaml.safe_load((REPO / "airflow_settings.yaml").read_text())["airflow"]
-    assert {c["conn_id"] for c in settings["connections"]} == CONTRACT_CONNECTIONS
+    assert {c["conn_id"] for c in settings["connections"]} == CONTRACT_CONNECTIONS | {"bhv360_age_identity"}
     variables = {v["variable_name"]: v["variable_value"] for v in settings["variables"]}
     assert {name: variables.get(name) for name in CONTRACT_VARIABLES} == CONTRACT_VARIABLES
+    assert variables["bhv360_age_recipients"] == ""  # encryption stays off until a key is configured
     types = {c["conn_id"]: c["conn_type"] for c in settings["connections"]}
     assert types["bhv360_slack_ops"] == "slackwebhook" and types["bhv360_s3"] == "aws"
     secrets = [c.get("conn_password", "") for c in settings["connections"]]
