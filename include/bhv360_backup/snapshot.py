@@ -134,6 +134,11 @@ def read_index(location: Location, manifest: Manifest, identities: Sequence[Iden
         yield IndexEntry(**row)
 
 
+def stored_size(row: dict) -> int:
+    """The bytes a blob row's blob takes in a location (its plain size unless encrypted)."""
+    return row["size"] if row.get("stored_size") is None else row["stored_size"]
+
+
 def read_blob_rows(location: Location, manifest: Manifest) -> Iterator[dict]:
     """The name-free rows of a stored snapshot: readable without a key."""
     if BLOBS_ARTIFACT not in {artifact.path for artifact in manifest.artifacts}:
@@ -195,8 +200,8 @@ class _BlobStore:
     def has(self, row: dict) -> bool:
         if row.get("space") != self.space:
             return False
-        stored = row["size"] if row.get("stored_size") is None else row["stored_size"]
-        return all(self.known.get(location.name, {}).get(row["sha256"]) == stored for location in self.writer.live)
+        return all(self.known.get(location.name, {}).get(row["sha256"]) == stored_size(row)
+                   for location in self.writer.live)
 
     def store(self, chunks: Iterator[bytes]) -> StoredBlob:
         """Stream an object into every live location's blob space; return its plain and stored sizes."""
@@ -372,10 +377,7 @@ def _snapshot(
 
 def _stored_blobs(location: Location, manifest: Manifest) -> dict[str, int]:
     """The blob keys a snapshot references, with their stored sizes."""
-    return {
-        blob_key(row["sha256"], row.get("space")): row["size"] if row.get("stored_size") is None else row["stored_size"]
-        for row in read_blob_rows(location, manifest)
-    }
+    return {blob_key(row["sha256"], row.get("space")): stored_size(row) for row in read_blob_rows(location, manifest)}
 
 
 def copy_snapshot_blobs(manifest: Manifest, source: Location, target: Location) -> None:
