@@ -39,3 +39,24 @@ def test_a_failing_drill_alerts(backup_env, restore_db, database_backup):
     assert line["status"] == "failed" and "no intact copy" in line["error"]
     assert any("bhv360_restore_drill" in mail for mail in backup_env.smtp.bodies())
     assert drill_databases(backup_env.db) == []
+
+
+def test_drill_decrypts_encrypted_backups_with_the_identity_connection(backup_env, encrypted, restore_db, storage_api):
+    from bhv360_backup.demo.data import create_demo_database
+
+    with psycopg.connect(host=backup_env.db.host, port=backup_env.db.port, user="postgres",
+                         dbname=backup_env.db.dbname, autocommit=True) as connection:
+        create_demo_database(connection, 1)
+    storage_api.create_bucket("certificates")
+    storage_api.put("certificates", "org-1/cert.pdf", b"%PDF cert", "application/pdf")
+    run_dag("bhv360_database_backup")
+    run_dag("bhv360_storage_backup")
+    (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
+    assert backup_env.local.read_manifest(BackupType.DATABASE, backup_id).artifact("database.dump").encrypted
+
+    run, states = run_dag("bhv360_restore_drill")
+
+    assert states == {"drill": "success"}
+    line = next(e for e in backup_env.job_log() if e["type"] == "drill")
+    assert line["status"] == "success" and line["objects"] == 1 and line["rows"] > 100
+    assert drill_databases(backup_env.db) == []
