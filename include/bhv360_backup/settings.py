@@ -76,6 +76,23 @@ def _positive_int(name: str, raw: str) -> int:
     return value
 
 
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off", "")
+
+
+def parse_bool(raw: object, what: str) -> bool:
+    """A boolean from a bool or its text (a rendered template, a variable); anything else is an error
+    naming ``what``, never silently true."""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ConfigurationError(f"{what} must be true or false, got {raw!r}")
+
+
 def _names(raw: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in raw.split(",") if name.strip())
 
@@ -125,6 +142,6 @@ class Settings:
             storage_parallelism=_positive_int("bhv360_storage_parallelism", value("bhv360_storage_parallelism")),
             config_tables=_names(value("bhv360_config_tables")),
             config_paths=_names(value("bhv360_config_paths")),
-            health_green_summary=value("bhv360_health_green_summary").lower() in ("true", "1", "yes"),
+            health_green_summary=parse_bool(value("bhv360_health_green_summary"), "variable bhv360_health_green_summary"),
             age_recipients=parse_recipients(value("bhv360_age_recipients"), "variable bhv360_age_recipients"),
         )

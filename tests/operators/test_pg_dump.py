@@ -119,7 +119,7 @@ def test_failed_dump_leaves_nothing_and_alerts(backup_env, tmp_path, monkeypatch
     else:
         spy = pg_tool_spy(tmp_path / "bin", tmp_path / "argv.log", truncate_after=50_000)
         monkeypatch.setenv("AIRFLOW_VAR_BHV360_PG_DUMP_BIN_DIR", str(spy))
-        expected = "pg_dump failed"
+        expected = "pg_dump was killed by signal SIGKILL (9)"
 
     run, states = run_dag(DAG_ID)
 

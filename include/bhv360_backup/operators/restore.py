@@ -13,7 +13,7 @@ from bhv360_backup import joblog
 from bhv360_backup.alerts import notify_ops
 from bhv360_backup.errors import BackupError, ConfigurationError
 from bhv360_backup.operators.base import LocationsOperator
-from bhv360_backup.restore.plan import RestorePlan, build_plan
+from bhv360_backup.restore.plan import RestorePlan, build_plan, resolve
 from bhv360_backup.restore.request import RestoreRequest, parse_request
 from bhv360_backup.restore.run import RestoreTargets, execute_plan
 from bhv360_backup.restore.storage import FolderSink, StorageSink, SupabaseSink
@@ -106,20 +106,20 @@ class RestoreValidateOperator(LocationsOperator):
         settings = load_settings()
         record = joblog.JobRecord(self.dag_id, context["run_id"], f"restore-validation:{context['params'].get('type')}")
         with joblog.job(settings.log_dir, record):
-            validated = self._validate(context, settings)
-            record.backup_id = ",".join(c["backup_id"] for c in validated["plan"]["components"])
-        return validated
+            return self._validate(context, settings, record)
 
-    def _validate(self, context: Context, settings: Settings) -> dict[str, Any]:
+    def _validate(self, context: Context, settings: Settings, record: joblog.JobRecord) -> dict[str, Any]:
         request = request_from_context(context, settings)
         locations = open_locations(settings, self.aws_conn_id)
         targets = resolve_targets(request, set(request.paths), settings, context["run_id"])
+        resolution = resolve(request, locations)
+        record.backup_id = resolution.backup_ids
         major = server_major(targets.database) if targets.database else None
         pg_restore = find_client("pg_restore", major, settings.pg_bin_dir) if major else None
         described = {"database": targets.database.describe() if targets.database else "-",
                      "storage": targets.sink.describe() if targets.sink else "-",
                      "config": "settings rows into the target database, files into " + str(targets.work_dir)}
-        plan = build_plan(request, locations, described, pg_restore, targets.identities)
+        plan = build_plan(request, locations, described, pg_restore, targets.identities, resolution)
         for line in plan.describe():
             self.log.info("%s", line)
         if request.dry_run:

@@ -14,6 +14,7 @@ from bhv360_backup.layout import BackupType
 from bhv360_backup.manifest import utc_now
 from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.runtime import load_settings, open_locations
+from bhv360_backup.settings import parse_bool
 from bhv360_backup.snapshot import collect_garbage
 
 
@@ -42,6 +43,7 @@ class RetentionOperator(LocationsOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         settings = load_settings()
         backup_type = BackupType.parse(self.backup_type)
+        dry_run = parse_bool(self.dry_run, "dry_run")
         policy = retention.RetentionPolicy(days=settings.retention_days, keep_min=settings.keep_min)
         record = joblog.JobRecord(self.dag_id, context["run_id"], f"retention:{backup_type.value}")
         results: dict[str, Any] = {}
@@ -52,7 +54,7 @@ class RetentionOperator(LocationsOperator):
                 try:
                     protected = protected_components(location, policy, now, backup_type)
                     report = retention.apply(
-                        location, backup_type, policy, now, dry_run=bool(self.dry_run), protected=protected
+                        location, backup_type, policy, now, dry_run=dry_run, protected=protected
                     )
                 except Exception as error:  # noqa: BLE001 - each location is kept on its own
                     failures.append(f"{location.name}: {first_line(error)}")
@@ -60,12 +62,12 @@ class RetentionOperator(LocationsOperator):
                 failures += [f"{location.name}: {problem}" for problem in report.errors]
                 results[location.name] = {"deleted": report.deleted, "kept": len(report.kept)}
                 if backup_type == BackupType.STORAGE:
-                    gc = collect_garbage(location, now, dry_run=bool(self.dry_run))
+                    gc = collect_garbage(location, now, dry_run=dry_run)
                     results[location.name]["blobs_removed"] = gc.removed
                     if gc.skipped_reason:
                         self.log.warning("%s: blob garbage collection skipped: %s", location.name, gc.skipped_reason)
                 record.locations.append(location.name)
-            record.extra = {"dry_run": bool(self.dry_run), "retention": results}
+            record.extra = {"dry_run": dry_run, "retention": results}
             if failures:
                 raise BackupError(f"retention of {backup_type.value} backups: " + "; ".join(failures))
         return results

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.sources.postgres import PgTarget, libpq_environment
+from bhv360_backup.sources.postgres import PgTarget, exit_message, libpq_environment
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def non_reserved_roles_sql(roles_sql: str) -> str:
 def _run(argv: list[str], env: dict[str, str], what: str) -> str:
     result = subprocess.run(argv, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise BackupError(f"{what} failed (exit {result.returncode}): {result.stderr.strip()[-2000:]}")
+        raise BackupError(exit_message(what, result.returncode, result.stderr.strip()[-2000:]))
     return result.stdout
 
 

@@ -131,39 +131,54 @@ def choose_copy(
     raise BackupError(f"{backup_type.value} backup {backup_id} has no intact copy: {'; '.join(reasons)}")
 
 
+@dataclass
+class Resolution:
+    """Which backup each component of a request names, before any copy is checked."""
+
+    chosen: dict[str, tuple[str, PathSpec]]
+    full_set: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def backup_ids(self) -> str:
+        return ",".join(backup_id for backup_id, _ in self.chosen.values())
+
+
+def resolve(request: RestoreRequest, locations: Sequence[Location]) -> Resolution:
+    """Resolve ``latest`` and paths to backup ids; a full ``latest`` takes the newest set and newer components."""
+    if not (request.type == BackupType.FULL and all(spec.kind == "latest" for spec in request.paths.values())):
+        return Resolution({name: (resolve_id(locations, BackupType(name), spec), spec)
+                           for name, spec in request.paths.items()})
+    full_set = _newest(locations, BackupType.FULL)
+    if full_set is None:
+        raise BackupError("there is no complete full backup in any location")
+    resolution = Resolution({}, full_set)
+    for name, backup_id in _full_set_components(locations, full_set).items():
+        newest = _newest(locations, BackupType(name)) if name in ("database", "storage") else None
+        if newest and newest > backup_id:
+            resolution.notes.append(f"{name}: applying the newer backup {newest} after full set {full_set}")
+            backup_id = newest
+        resolution.chosen[name] = (backup_id, request.paths[name])
+    return resolution
+
+
 def build_plan(
     request: RestoreRequest,
     locations: Sequence[Location],
     targets: dict[str, str],
     pg_restore: str | None,
     identities: Sequence[Identity] = (),
+    resolution: Resolution | None = None,
 ) -> RestorePlan:
-    """Resolve every component and verify the copy it would use; raise naming the first problem found."""
-    full_set = None
-    notes: list[str] = []
-    chosen: dict[str, tuple[str, PathSpec]] = {}
-    if request.type == BackupType.FULL and all(spec.kind == "latest" for spec in request.paths.values()):
-        full_set = _newest(locations, BackupType.FULL)
-        if full_set is None:
-            raise BackupError("there is no complete full backup in any location")
-        components = _full_set_components(locations, full_set)
-        for name, backup_id in components.items():
-            spec = request.paths[name]
-            newest = _newest(locations, BackupType(name)) if name in ("database", "storage") else None
-            if newest and newest > backup_id:
-                notes.append(f"{name}: applying the newer backup {newest} after full set {full_set}")
-                chosen[name] = (newest, spec)
-            else:
-                chosen[name] = (backup_id, spec)
-    else:
-        for name, spec in request.paths.items():
-            chosen[name] = (resolve_id(locations, BackupType(name), spec), spec)
+    """Resolve every component (unless ``resolution`` is given) and verify the copy it would use; raise
+    naming the first problem found."""
+    resolution = resolution or resolve(request, locations)
     plans = []
-    for name, (backup_id, spec) in chosen.items():
+    for name, (backup_id, spec) in resolution.chosen.items():
         plan = choose_copy(_ordered(locations, spec), BackupType(name), backup_id, pg_restore, identities)
-        plan.applied_newer = any(note.startswith(f"{name}: applying") for note in notes)
+        plan.applied_newer = any(note.startswith(f"{name}: applying") for note in resolution.notes)
         plans.append(plan)
-    return RestorePlan(request.type.value, plans, targets, full_set, notes)
+    return RestorePlan(request.type.value, plans, targets, resolution.full_set, resolution.notes)
 
 
 def _full_set_components(locations: Sequence[Location], full_id: str) -> dict[str, str]:

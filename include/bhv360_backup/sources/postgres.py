@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -237,13 +238,24 @@ class ChildProcessStream:
             code = self.process.wait()
             self._stderr_reader.join()
             if code != 0:
-                detail = self._stderr.decode(errors="replace").strip() or f"exit code {code}"
-                raise BackupError(f"{self.what} failed (exit {code}): {detail}")
+                raise BackupError(exit_message(self.what, code, self._stderr.decode(errors="replace").strip()))
         finally:
             if self.process.poll() is None:
                 self.process.kill()
                 self.process.wait()
             self.process.stdout.close()
+
+
+def exit_message(what: str, code: int, stderr: str) -> str:
+    """Why a child failed: the signal that killed it (a negative ``code``), or its exit code, then its stderr."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "an unknown signal"
+        cause = f"{what} was killed by signal {name} ({-code})"
+        return f"{cause}: {stderr}" if stderr else f"{cause}; it was stopped from outside (out of memory, or a person)"
+    return f"{what} failed (exit {code}): {stderr or 'no message on stderr'}"
 
 
 def pg_dump_argv(pg_dump: str, snapshot_id: str | None) -> list[str]:
