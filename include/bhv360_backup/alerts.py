@@ -12,8 +12,8 @@ from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 from airflow.sdk import Context
 
 from bhv360_backup.errors import first_line
-from bhv360_backup.runtime import load_settings
-from bhv360_backup.settings import SLACK_CONN_ID, SMTP_CONN_ID, Settings
+from bhv360_backup.runtime import load_alert_settings
+from bhv360_backup.settings import SLACK_CONN_ID, SMTP_CONN_ID, AlertSettings
 
 log = logging.getLogger(__name__)
 
@@ -22,42 +22,42 @@ log = logging.getLogger(__name__)
 _MESSAGE = "bhv360_message"
 
 
-def _email(settings: Settings) -> SmtpNotifier:
+def _email(settings: AlertSettings) -> SmtpNotifier:
     return SmtpNotifier(
-        to=list(settings.alert_emails),
-        from_email=settings.alert_from,
+        to=list(settings.emails),
+        from_email=settings.sender,
         subject="{{ bhv360_message.subject }}",
         html_content="{{ bhv360_message.html }}",
         smtp_conn_id=SMTP_CONN_ID,
     )
 
 
-def _channels(settings: Settings) -> list[tuple[str, Any]]:
-    return [
-        (f"e-mail to {', '.join(settings.alert_emails)} via '{SMTP_CONN_ID}'", _email(settings)),
-        (
-            f"Slack #ops via '{SLACK_CONN_ID}'",
-            SlackWebhookNotifier(slack_webhook_conn_id=SLACK_CONN_ID, text="{{ bhv360_message.text }}"),
-        ),
-    ]
+def _slack() -> SlackWebhookNotifier:
+    return SlackWebhookNotifier(slack_webhook_conn_id=SLACK_CONN_ID, text="{{ bhv360_message.text }}")
 
 
 def notify_ops(context: Context, subject: str, lines: Sequence[str], link: str | None = None) -> list[str]:
     """Send one message to every channel; a channel that fails is logged and the others still go.
 
-    Returns the channels that failed.
+    Only the alert settings are read: a broken alert setting stops the e-mail alone, and the Slack
+    message says which setting is wrong. Returns the channels that failed.
     """
+    channels: list[tuple[str, Any]] = []
+    failed: list[str] = []
+    try:
+        settings = load_alert_settings()
+        channels.append((f"e-mail to {', '.join(settings.emails)} via '{SMTP_CONN_ID}'", _email(settings)))
+    except Exception as error:  # noqa: BLE001 - a broken alert setting must not hide the failure being reported
+        problem = f"the e-mail alert was not sent: {first_line(error)}"
+        log.error("%s", problem)
+        lines = [*lines, f"Alert settings: {problem}"]
+        failed.append("e-mail")
+    channels.append((f"Slack #ops via '{SLACK_CONN_ID}'", _slack()))
     text_lines = [f"*{subject}*", *lines] + ([f"Log: {link}"] if link else [])
     html_lines = [f"<p><b>{html.escape(subject)}</b></p>", "<pre>", *map(html.escape, lines), "</pre>"]
     if link:
         html_lines.append(f'<p><a href="{html.escape(link)}">Open the log</a></p>')
     context[_MESSAGE] = {"subject": subject, "text": "\n".join(text_lines), "html": "\n".join(html_lines)}  # type: ignore[literal-required]
-    failed = []
-    try:
-        channels = _channels(load_settings())
-    except Exception as error:  # noqa: BLE001 - a broken setting must not hide the failure being reported
-        log.error("cannot send alerts: %s", first_line(error))
-        return ["all"]
     for name, notifier in channels:
         try:
             notifier(context)
@@ -71,7 +71,7 @@ def notify_ops(context: Context, subject: str, lines: Sequence[str], link: str |
 def email_report(context: Context, subject: str, html_report: str) -> None:
     """E-mail an HTML report to the alert addresses (the report is the message body)."""
     context[_MESSAGE] = {"subject": subject, "html": html_report, "text": subject}  # type: ignore[literal-required]
-    _email(load_settings())(context)
+    _email(load_alert_settings())(context)
 
 
 def task_failure_alert(context: Context) -> None:

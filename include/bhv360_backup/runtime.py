@@ -14,7 +14,14 @@ from bhv360_backup.encryption import parse_identities
 from bhv360_backup.errors import ConfigurationError
 from bhv360_backup.layout import backup_id_for_run
 from bhv360_backup.locations import LocalLocation, Location, ObjectLock, S3Location
-from bhv360_backup.settings import AGE_IDENTITY_CONN_ID, DEFAULTS, SUPABASE_CONN_ID, Settings
+from bhv360_backup.settings import (
+    AGE_IDENTITY_CONN_ID,
+    DEFAULTS,
+    SUPABASE_CONN_ID,
+    AlertSettings,
+    Settings,
+    log_dir,
+)
 from bhv360_backup.sources.postgres import PgTarget
 from bhv360_backup.sources.storage import (
     LocalFolderSource,
@@ -32,8 +39,20 @@ _CONN_PURPOSE = {
 }
 
 
+def _variable(name: str, default: str) -> str:
+    return Variable.get(name, default=default)
+
+
 def load_settings() -> Settings:
-    return Settings.load(lambda name, default: Variable.get(name, default=default))
+    return Settings.load(_variable)
+
+
+def load_alert_settings() -> AlertSettings:
+    return AlertSettings.load(_variable)
+
+
+def job_log_dir() -> Path:
+    return log_dir(_variable)
 
 
 def bhv360_variables() -> dict[str, str]:

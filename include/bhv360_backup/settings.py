@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pyrage.x25519 import Recipient
@@ -97,6 +99,40 @@ def _names(raw: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in raw.split(",") if name.strip())
 
 
+_EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
+
+
+def _setting(get: VariableGetter, name: str) -> str:
+    return str(get(name, DEFAULTS[name])).strip()
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """The only settings an alert needs, loaded on their own so a broken unrelated variable never
+    silences the alert about it."""
+
+    emails: tuple[str, ...]
+    sender: str
+
+    @classmethod
+    def load(cls, get: VariableGetter = environment_variable) -> AlertSettings:
+        emails = _names(_setting(get, "bhv360_alert_emails").replace(";", ","))
+        if not emails:
+            raise ConfigurationError("variable bhv360_alert_emails is empty: name at least one address")
+        wrong = [address for address in emails if not _EMAIL.match(address)]
+        if wrong:
+            raise ConfigurationError(f"variable bhv360_alert_emails: {wrong[0]!r} is not an e-mail address")
+        sender = _setting(get, "bhv360_alert_from")
+        if not _EMAIL.match(sender):
+            raise ConfigurationError(f"variable bhv360_alert_from: {sender!r} is not an e-mail address")
+        return cls(emails, sender)
+
+
+def log_dir(get: VariableGetter = environment_variable) -> Path:
+    """The job log's folder, read on its own so a failure to load the other settings is still logged."""
+    return Path(_setting(get, "bhv360_log_dir")).expanduser()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Run-time settings; build with :meth:`load` from Airflow Variables or the environment."""
@@ -119,29 +155,47 @@ class Settings:
 
     @classmethod
     def load(cls, get: VariableGetter = environment_variable) -> Settings:
-        """Read every variable through ``get(name, default)``, validating as we go."""
+        """Read every variable through ``get(name, default)``; every broken one is named in one error."""
+        problems: list[str] = []
+
+        def checked(parse: Callable[[], Any], fallback: Any) -> Any:
+            try:
+                return parse()
+            except ConfigurationError as error:
+                problems.append(str(error))
+                return fallback
 
         def value(name: str) -> str:
-            return str(get(name, DEFAULTS[name])).strip()
+            return _setting(get, name)
 
-        bucket = value("bhv360_s3_bucket")
-        if not bucket:
-            raise ConfigurationError("variable bhv360_s3_bucket is empty")
-        emails = _names(value("bhv360_alert_emails").replace(";", ","))
-        return cls(
+        def bucket() -> str:
+            if not value("bhv360_s3_bucket"):
+                raise ConfigurationError("variable bhv360_s3_bucket is empty")
+            return value("bhv360_s3_bucket")
+
+        def positive(name: str) -> int:
+            return checked(lambda: _positive_int(name, value(name)), 1)
+
+        alerts = checked(lambda: AlertSettings.load(get), AlertSettings((), ""))
+        settings = cls(
             backup_root=Path(value("bhv360_backup_root")).expanduser(),
-            s3_bucket=bucket,
-            log_dir=Path(value("bhv360_log_dir")).expanduser(),
-            retention_days=_positive_int("bhv360_retention_days", value("bhv360_retention_days")),
-            alert_emails=emails,
-            alert_from=value("bhv360_alert_from"),
-            keep_min=_positive_int("bhv360_keep_min", value("bhv360_keep_min")),
+            s3_bucket=checked(bucket, ""),
+            log_dir=log_dir(get),
+            retention_days=positive("bhv360_retention_days"),
+            alert_emails=alerts.emails,
+            alert_from=alerts.sender,
+            keep_min=positive("bhv360_keep_min"),
             pg_bin_dir=value("bhv360_pg_dump_bin_dir"),
             storage_source=value("bhv360_storage_source"),
             storage_buckets=_names(value("bhv360_storage_buckets")),
-            storage_parallelism=_positive_int("bhv360_storage_parallelism", value("bhv360_storage_parallelism")),
+            storage_parallelism=positive("bhv360_storage_parallelism"),
             config_tables=_names(value("bhv360_config_tables")),
             config_paths=_names(value("bhv360_config_paths")),
-            health_green_summary=parse_bool(value("bhv360_health_green_summary"), "variable bhv360_health_green_summary"),
-            age_recipients=parse_recipients(value("bhv360_age_recipients"), "variable bhv360_age_recipients"),
+            health_green_summary=checked(lambda: parse_bool(value("bhv360_health_green_summary"),
+                                                            "variable bhv360_health_green_summary"), False),
+            age_recipients=checked(lambda: parse_recipients(value("bhv360_age_recipients"),
+                                                            "variable bhv360_age_recipients"), ()),
         )
+        if problems:
+            raise ConfigurationError("; ".join(problems))
+        return settings

@@ -11,7 +11,7 @@ from bhv360_backup import joblog
 from bhv360_backup.backup import BackupWriter
 from bhv360_backup.layout import BackupType
 from bhv360_backup.manifest import Manifest
-from bhv360_backup.runtime import load_settings, open_locations, run_backup_id
+from bhv360_backup.runtime import job_log_dir, load_settings, open_locations, run_backup_id
 from bhv360_backup.settings import S3_CONN_ID, Settings
 
 
@@ -58,10 +58,10 @@ class BaseBackupOperator(LocationsOperator):
         raise NotImplementedError
 
     def execute(self, context: Context) -> dict[str, Any]:
-        settings = load_settings()
         backup_id = run_backup_id(context)
         record = joblog.JobRecord(self.dag_id, context["run_id"], self.backup_type.value, backup_id)
-        with joblog.job(settings.log_dir, record):
+        with joblog.job(job_log_dir(), record):
+            settings = load_settings()
             writer = BackupWriter(open_locations(settings, self.aws_conn_id), self.backup_type, backup_id,
                                   settings.age_recipients)
             manifest = self.write_backup(writer, settings, context, record)

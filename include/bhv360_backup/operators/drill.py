@@ -10,7 +10,7 @@ from bhv360_backup import joblog
 from bhv360_backup.drill import DEFAULT_SAMPLE, run_drill
 from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.operators.restore import restore_folder
-from bhv360_backup.runtime import age_identities, load_settings, open_locations, pg_target
+from bhv360_backup.runtime import age_identities, job_log_dir, load_settings, open_locations, pg_target
 from bhv360_backup.settings import RESTORE_DB_CONN_ID
 
 
@@ -36,9 +36,9 @@ class RestoreDrillOperator(LocationsOperator):
         self.sample_size = sample_size
 
     def execute(self, context: Context) -> dict[str, Any]:
-        settings = load_settings()
         record = joblog.JobRecord(self.dag_id, context["run_id"], "drill")
-        with joblog.job(settings.log_dir, record):
+        with joblog.job(job_log_dir(), record):
+            settings = load_settings()
             locations = {location.name: location for location in open_locations(settings, self.aws_conn_id)}
             report = run_drill(locations, pg_target(self.restore_conn_id), restore_folder(settings, context["run_id"]),
                                pg_bin_dir=settings.pg_bin_dir, sample_size=self.sample_size,

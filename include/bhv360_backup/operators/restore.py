@@ -17,7 +17,14 @@ from bhv360_backup.restore.plan import RestorePlan, build_plan, resolve
 from bhv360_backup.restore.request import RestoreRequest, parse_request
 from bhv360_backup.restore.run import RestoreTargets, execute_plan
 from bhv360_backup.restore.storage import FolderSink, StorageSink, SupabaseSink
-from bhv360_backup.runtime import age_identities, get_connection, load_settings, open_locations, pg_target
+from bhv360_backup.runtime import (
+    age_identities,
+    get_connection,
+    job_log_dir,
+    load_settings,
+    open_locations,
+    pg_target,
+)
 from bhv360_backup.settings import DB_CONN_ID, SUPABASE_CONN_ID, Settings
 from bhv360_backup.sources.postgres import PgTarget, find_client, server_major
 
@@ -103,12 +110,12 @@ class RestoreValidateOperator(LocationsOperator):
     ui_color = "#fadbd8"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        settings = load_settings()
         record = joblog.JobRecord(self.dag_id, context["run_id"], f"restore-validation:{context['params'].get('type')}")
-        with joblog.job(settings.log_dir, record):
-            return self._validate(context, settings, record)
+        with joblog.job(job_log_dir(), record):
+            return self._validate(context, record)
 
-    def _validate(self, context: Context, settings: Settings, record: joblog.JobRecord) -> dict[str, Any]:
+    def _validate(self, context: Context, record: joblog.JobRecord) -> dict[str, Any]:
+        settings = load_settings()
         request = request_from_context(context, settings)
         locations = open_locations(settings, self.aws_conn_id)
         targets = resolve_targets(request, set(request.paths), settings, context["run_id"])
@@ -138,15 +145,16 @@ class RestoreOperator(LocationsOperator):
     ui_color = "#f5b7b1"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        settings = load_settings()
         validated = context["ti"].xcom_pull(task_ids="validate")
-        request = parse_request(validated["request"], backup_root=str(settings.backup_root), bucket=settings.s3_bucket)
         plan = RestorePlan.from_dict(validated["plan"])
-        if request.dry_run:
+        if validated["request"].get("dry_run"):
             raise AirflowSkipException("dry run: validation only, nothing restored")
         record = joblog.JobRecord(self.dag_id, context["run_id"], f"restore:{plan.type}",
                                   ",".join(c.backup_id for c in plan.components))
-        with joblog.job(settings.log_dir, record):
+        with joblog.job(job_log_dir(), record):
+            settings = load_settings()
+            request = parse_request(validated["request"], backup_root=str(settings.backup_root),
+                                    bucket=settings.s3_bucket)
             locations = {location.name: location for location in open_locations(settings, self.aws_conn_id)}
             targets = resolve_targets(request, {c.component for c in plan.components}, settings, context["run_id"])
             report = execute_plan(plan, request, locations, targets)

@@ -13,7 +13,7 @@ from bhv360_backup.full import protected_components
 from bhv360_backup.layout import BackupType
 from bhv360_backup.manifest import utc_now
 from bhv360_backup.operators.base import LocationsOperator
-from bhv360_backup.runtime import load_settings, open_locations
+from bhv360_backup.runtime import job_log_dir, load_settings, open_locations
 from bhv360_backup.settings import parse_bool
 from bhv360_backup.snapshot import collect_garbage
 
@@ -41,13 +41,13 @@ class RetentionOperator(LocationsOperator):
         self.dry_run = dry_run
 
     def execute(self, context: Context) -> dict[str, Any]:
-        settings = load_settings()
         backup_type = BackupType.parse(self.backup_type)
-        dry_run = parse_bool(self.dry_run, "dry_run")
-        policy = retention.RetentionPolicy(days=settings.retention_days, keep_min=settings.keep_min)
         record = joblog.JobRecord(self.dag_id, context["run_id"], f"retention:{backup_type.value}")
         results: dict[str, Any] = {}
-        with joblog.job(settings.log_dir, record):
+        with joblog.job(job_log_dir(), record):
+            settings = load_settings()
+            dry_run = parse_bool(self.dry_run, "dry_run")
+            policy = retention.RetentionPolicy(days=settings.retention_days, keep_min=settings.keep_min)
             now = utc_now()
             failures = []
             for location in open_locations(settings, self.aws_conn_id):
