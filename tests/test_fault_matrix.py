@@ -148,7 +148,7 @@ def test_s3_stopped_mid_upload(backup_env, monkeypatch):
     cloud = S3Location(flaky.client(), "bhv360-backups")
     assert cloud.list_backups(BackupType.DATABASE) == [earlier]
     assert len(flaky.client().list_multipart_uploads(Bucket="bhv360-backups")["Uploads"]) == 1  # could not abort
-    assert cloud.abort_stale_uploads(BackupType.DATABASE, utc_now() + timedelta(hours=25)) == 1  # retention's job
+    assert cloud.abort_unfinished(utc_now() + timedelta(hours=25)) == 1  # retention's job
     assert flaky.client().list_multipart_uploads(Bucket="bhv360-backups").get("Uploads", []) == []
     run, states = run_dag(DAG_ID)
     assert set(states.values()) == {"success"}

@@ -11,13 +11,13 @@ import pytest
 
 from bhv360_backup import retention
 from bhv360_backup.backup import BackupWriter
+from bhv360_backup.demo.servers import S3_REGION
 from bhv360_backup.errors import BackupError
 from bhv360_backup.layout import BackupType
 from bhv360_backup.locations import LocalLocation, S3Location
 from bhv360_backup.manifest import utc_now
 from bhv360_backup.snapshot import (
     BLOB_PREFIX,
-    LEASE_KEY,
     blob_key,
     collect_garbage,
     read_index,
@@ -74,7 +74,8 @@ def test_snapshot_lands_in_both_locations_with_shared_blobs(storage_api, locatio
         assert entries[("floor-plans", "empty.txt")].size == 0
         assert len(list(location.iter_objects(BLOB_PREFIX))) == 32  # two objects share one blob
         assert verify_snapshot_blobs(location, manifest) == []
-        assert list(location.iter_objects("blobs/incoming/")) == []
+        assert [o.key for o in location.iter_objects("blobs/") if "/." in o.key] == []  # no staging left
+        assert list(location.iter_objects("locks/")) == []  # the run's lock is released
 
 
 def test_second_run_downloads_nothing_then_only_what_changed(storage_api, locations):
@@ -144,7 +145,7 @@ def test_a_failed_run_leaves_no_snapshot_and_the_next_one_completes(storage_api,
         snapshot(source, locations)
     for location in locations:
         assert location.list_backups(BackupType.STORAGE) == []
-        assert location.size_of(LEASE_KEY) is None
+        assert list(location.iter_objects("locks/")) == []
         stored = len(list(location.iter_objects(BLOB_PREFIX)))
         assert stored == 32  # what was copied stays (two objects share a blob)
 
@@ -193,17 +194,99 @@ def test_retention_then_gc_removes_only_unreferenced_blobs(tmp_path, locations):
             assert verify_snapshot_blobs(location, manifest) == []
 
 
-def test_gc_waits_while_a_snapshot_holds_the_lease(tmp_path, locations):
+@pytest.mark.parametrize("lock", ["locks/snapshot-1.json", "locks/storage-snapshot.json"],
+                         ids=["per-run lock", "lease of 0.2"])
+def test_gc_does_nothing_while_another_run_holds_a_lock(tmp_path, locations, lock):
     (tmp_path / "source" / "b").mkdir(parents=True)
     (tmp_path / "source" / "b" / "x.txt").write_text("x")
     snapshot(LocalFolderSource(tmp_path / "source"), locations)
     local = locations[0]
     local.put_bytes("blobs/sha256/00/" + "0" * 64, b"orphan")
-    local.put_bytes(LEASE_KEY, b'{"run_id": "running", "expires_at": "2999-01-01T00:00:00Z"}')
+    local.put_bytes(lock, b'{"run_id": "running", "expires_at": "2999-01-01T00:00:00Z"}')
     later = utc_now() + timedelta(days=10)
-    assert collect_garbage(local, later, dry_run=False).skipped_reason == "a snapshot is being written (running)"
-    local.delete(LEASE_KEY)
+    assert "of run running" in collect_garbage(local, later, dry_run=False).skipped_reason
+    local.delete(lock)
     assert collect_garbage(local, later, dry_run=False).removed == 1
+    assert list(local.iter_objects("locks/")) == []
+
+
+def test_a_snapshot_reusing_a_blob_while_gc_runs_keeps_it(tmp_path, monkeypatch):
+    """GC has listed an unreferenced blob and is about to delete it when a snapshot that stores the
+    same content starts: the snapshot waits for GC's lock, GC sees the snapshot's lock right before
+    deleting and stops, and the snapshot's blob is there."""
+    import threading
+
+    monkeypatch.setattr("bhv360_backup.repository.locks.POLL_SECONDS", 0.05)
+    root = tmp_path / "backups"
+    orphan = b"certificate scanned twice"
+    sha = hashlib.sha256(orphan).hexdigest()
+    LocalLocation(root).put_bytes(blob_key(sha), orphan)  # left by a snapshot retention removed
+    (tmp_path / "source" / "b").mkdir(parents=True)
+    (tmp_path / "source" / "b" / "scan.pdf").write_bytes(orphan)
+    finished = {}
+
+    def take():
+        finished["manifest"] = snapshot(LocalFolderSource(tmp_path / "source"), [LocalLocation(root)])[0]
+
+    runner = threading.Thread(target=take)
+
+    class SnapshotStartsWhileGcLists(LocalLocation):
+        def iter_objects(self, prefix):
+            listed = list(super().iter_objects(prefix))
+            if prefix == "blobs/" and not runner.is_alive():
+                runner.start()
+                while runner.is_alive() and not [o for o in super().iter_objects("locks/") if "snapshot-" in o.key]:
+                    pass
+            return iter(listed)
+
+    report = collect_garbage(SnapshotStartsWhileGcLists(root), utc_now() + timedelta(days=3), dry_run=False)
+    runner.join(timeout=30)
+
+    assert report.removed == 0 and "appeared" in report.skipped_reason
+    assert verify_snapshot_blobs(LocalLocation(root), finished["manifest"]) == []
+    assert LocalLocation(root).read_bytes(blob_key(sha)) == orphan
+
+
+def test_blobs_under_object_lock_are_written_once_with_their_retention(tmp_path, s3):
+    from bhv360_backup.locations import ObjectLock
+
+    client = s3.client()
+    client.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True,
+                         CreateBucketConfiguration={"LocationConstraint": S3_REGION})
+    cloud = S3Location(client, "locked", lock=ObjectLock("GOVERNANCE", 2))
+    calls = []
+    client.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    source = tmp_path / "source"
+    (source / "b").mkdir(parents=True)
+    for i in range(5):
+        (source / "b" / f"doc {i}.pdf").write_bytes(f"%PDF {i}".encode() * 1000)
+    (source / "b" / "large.bin").write_bytes(os.urandom(9 << 20))  # past one part: a multipart upload
+
+    manifest, stats = snapshot(LocalFolderSource(source), [cloud])
+
+    blobs = list(cloud.iter_objects(BLOB_PREFIX))
+    assert len(blobs) == 6 and stats.downloaded == 6
+    for blob in blobs:
+        assert cloud.locked_until(blob.key) is not None, f"{blob.key} has no Object Lock retention"
+    assert "CopyObject" not in calls
+    deleted = []
+    client.meta.events.register("before-parameter-build.s3.DeleteObject", lambda params, **_: deleted.append(params["Key"]))
+    report = retention.apply(cloud, BackupType.STORAGE, retention.RetentionPolicy(days=1, keep_min=0),
+                             utc_now() + timedelta(days=30), dry_run=False)
+    assert report.errors == [] and report.deleted == [] and report.kept == [manifest.backup_id]  # still locked
+    assert collect_garbage(cloud, utc_now() + timedelta(days=30), dry_run=False).removed == 0
+    assert all(key.startswith("locks/") for key in deleted)
+
+
+def test_retention_aborts_every_stale_upload_of_the_bucket(s3):
+    from bhv360_backup.locations import S3Location as Cloud
+
+    cloud = Cloud(s3.client(), BUCKET)
+    for key in ("blobs/sha256/ab/" + "ab" * 32, "database/20261101T000000Z/database.dump", "audit/2026-Q3/report.pdf"):
+        s3.client().create_multipart_upload(Bucket=BUCKET, Key=key)
+    retention.apply(cloud, BackupType.DATABASE, retention.RetentionPolicy(days=30, keep_min=3),
+                    utc_now() + timedelta(days=2), dry_run=False)
+    assert s3.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
 
 
 def test_retry_copies_a_finished_snapshot_with_its_blobs_to_the_other_location(tmp_path, locations):

@@ -16,7 +16,7 @@ from bhv360_backup import encryption
 from bhv360_backup.encryption import AGE
 from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.layout import BackupType, artifact_key
-from bhv360_backup.locations.base import Location
+from bhv360_backup.locations.base import ArtifactWriter, Location
 from bhv360_backup.manifest import Artifact, Manifest, utc_now
 from bhv360_backup.streams import CopyResult, Digest, ProgressLog, copy_stream
 from bhv360_backup.verify import ContentCheck, check_while_streaming, read_back
@@ -62,14 +62,22 @@ class BackupWriter:
 
         Returns the copy's size and sha256, and the locations that now hold the object.
         """
+        return self.stream_everywhere(lambda location: location.open_writer(key, durable=durable), chunks, what,
+                                      progress=progress)
+
+    def stream_everywhere(
+        self, open_writer: Callable[[Location], ArtifactWriter], chunks: Iterable[bytes], what: str, *,
+        progress: ProgressLog | None = None, digest: Digest | None = None,
+    ) -> tuple[CopyResult, list[Location]]:
+        """:meth:`write_everywhere` with the writers ``open_writer`` opens; ``digest`` counts the bytes."""
         writers = {}
         for location in self.live:
             try:
-                writers[location.name] = location.open_writer(key, durable=durable)
+                writers[location.name] = open_writer(location)
             except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
                 self.drop(location, f"cannot write {what}: {first_line(error)}")
         self._require_live()
-        result = copy_stream(chunks, writers, progress)
+        result = copy_stream(chunks, writers, progress, digest)
         written = []
         for location in self.locations:
             if location.name in result.failed:

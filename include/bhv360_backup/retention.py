@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from bhv360_backup.errors import BackupError
 from bhv360_backup.layout import BackupType
 from bhv360_backup.locations.base import BackupFolder, Location
-from bhv360_backup.locations.s3 import BackupLocked, S3Location
+from bhv360_backup.locations.s3 import BackupLocked
 from bhv360_backup.manifest import iso
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,10 @@ def apply(
     protected: Collection[str] = (),
 ) -> RetentionReport:
     """Plan and (unless ``dry_run``) carry out retention for one type in one location."""
-    if isinstance(location, S3Location) and not dry_run:
-        aborted = location.abort_stale_uploads(backup_type, now - policy.leftover_age)
+    if not dry_run:
+        aborted = location.abort_unfinished(now - policy.leftover_age)
         if aborted:
-            log.info("%s: aborted %d stale multipart upload(s) of %s", location.name, aborted, backup_type.value)
+            log.info("%s: aborted %d unfinished upload(s) left by killed runs", location.name, aborted)
     folders = location.scan(backup_type)
     completed_at = {}
     report = RetentionReport(location.name)

@@ -6,8 +6,8 @@ snapshot is ``storage/<backup_id>/`` holding ``objects.jsonl.gz`` (one JSON line
 bucket, path, sha256, size, content type, cache control, source etag, updated time),
 ``blobs.jsonl.gz`` (the same rows without names: what retention, health checks and the next
 snapshot read, never needing a key) and the manifest, which also records the bucket definitions.
-Blobs are written to ``blobs/incoming/`` first and moved to their final name once their sha256
-is known; only garbage collection (after retention) removes blobs.
+A blob is uploaded once, straight to its final name once its sha256 is known (a conditional write:
+an object already there is kept); only garbage collection (after retention) removes blobs.
 
 Encrypted blobs live in a blob space of their recipients, ``blobs/age-<hash of the recipients>/``:
 plain blobs are never reused by an encrypted snapshot, and after a key rotation the next snapshot
@@ -21,7 +21,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
@@ -32,8 +31,9 @@ from pyrage.x25519 import Identity, Recipient
 from bhv360_backup.backup import BackupWriter
 from bhv360_backup.errors import BackupError, IntegrityError, first_line
 from bhv360_backup.layout import BackupType
-from bhv360_backup.locations.base import ArtifactMissing, Location
-from bhv360_backup.manifest import Manifest, iso, parse_iso, utc_now
+from bhv360_backup.locations.base import STAGING_PREFIX, ArtifactWriter, Location, StoredObject
+from bhv360_backup.manifest import Manifest, iso, utc_now
+from bhv360_backup.repository.locks import exclusive_lock, shared_lock
 from bhv360_backup.sources.storage import (
     ObjectGone,
     ObjectInfo,
@@ -41,7 +41,7 @@ from bhv360_backup.sources.storage import (
     TransientSourceError,
     with_retries,
 )
-from bhv360_backup.streams import copy_stream, gzip_json_lines
+from bhv360_backup.streams import Digest, copy_stream, gzip_json_lines
 from bhv360_backup.verify import read_json_lines_artifact
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,8 @@ BLOBS_ARTIFACT = "blobs.jsonl.gz"
 BLOBS_ROOT = "blobs/"
 PLAIN_SPACE = "sha256"
 BLOB_PREFIX = f"{BLOBS_ROOT}{PLAIN_SPACE}/"
-INCOMING_PREFIX = f"{BLOBS_ROOT}incoming/"
-LEASE_KEY = "locks/storage-snapshot.json"
-LEASE_TIME = timedelta(hours=24)
+LEGACY_INCOMING_PREFIX = f"{BLOBS_ROOT}incoming/"  # staging of releases before 0.3
+STAGING_MAX_AGE = timedelta(hours=24)
 BLOB_GRACE = timedelta(hours=48)
 DEFAULT_PARALLELISM = 8
 
@@ -186,13 +185,13 @@ class _BlobStore:
     def __init__(self, writer: BackupWriter) -> None:
         self.writer = writer
         self.space = blob_space(writer.recipients)
+        self.folder = f"{BLOBS_ROOT}{self.space or PLAIN_SPACE}/"
         self.known: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
-        prefix = f"{BLOBS_ROOT}{self.space or PLAIN_SPACE}/"
         for location in writer.live:
             try:
                 self.known[location.name] = {
-                    item.key.rsplit("/", 1)[-1]: item.size for item in location.iter_objects(prefix)
+                    item.key.rsplit("/", 1)[-1]: item.size for item in location.iter_objects(self.folder)
                 }
             except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
                 writer.drop(location, f"cannot list blobs: {first_line(error)}")
@@ -204,50 +203,27 @@ class _BlobStore:
                    for location in self.writer.live)
 
     def store(self, chunks: Iterator[bytes]) -> StoredBlob:
-        """Stream an object into every live location's blob space; return its plain and stored sizes."""
-        incoming = f"{INCOMING_PREFIX}{uuid.uuid4().hex}"
+        """Stream an object into every live location's blob space, each copy written once, straight to
+        the key its content names (none where that blob is already stored); return its sizes."""
+        stored = Digest()
         if self.writer.encrypted:
-            stored, plain = self.writer.seal(chunks)
+            sealed, plain = self.writer.seal(chunks)
         else:
-            stored, plain = chunks, None
-        result, written = self.writer.write_everywhere(incoming, stored, "a blob", durable=False)
-        blob = StoredBlob(plain.sha256 if plain else result.sha256, plain.size if plain else result.size, result.size)
-        for location in written:
-            try:
-                with self._lock:
-                    present = self.known[location.name].get(blob.sha256) == blob.stored_size
-                    if not present:
-                        self.known[location.name][blob.sha256] = blob.stored_size
-                if present:
-                    location.delete(incoming)
-                else:
-                    location.move(incoming, blob_key(blob.sha256, self.space))
-            except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
-                self.writer.drop(location, f"storing blob {blob.sha256}: {first_line(error)}")
-        return blob
+            sealed, plain = chunks, stored
 
+        def key_of(location: Location) -> str | None:
+            with self._lock:
+                present = self.known[location.name].get(plain.sha256) == stored.size
+            return None if present else blob_key(plain.sha256, self.space)
 
-def _lease(locations: Sequence[Location], run_id: str) -> None:
-    body = json.dumps({"run_id": run_id, "expires_at": iso(utc_now() + LEASE_TIME)}).encode()
-    for location in locations:
-        location.put_bytes(LEASE_KEY, body)
+        def open_writer(location: Location) -> ArtifactWriter:
+            return location.open_blob_writer(self.folder, lambda: key_of(location))
 
-
-def _release(locations: Sequence[Location]) -> None:
-    for location in locations:
-        try:
-            location.delete(LEASE_KEY)
-        except Exception as error:  # noqa: BLE001 - the lease expires by itself
-            log.warning("could not release the snapshot lease in %s: %s", location.name, error)
-
-
-def active_lease(location: Location, now: datetime) -> str | None:
-    """The run holding the snapshot lease in this location, if the lease has not expired."""
-    try:
-        lease = json.loads(location.read_bytes(LEASE_KEY))
-    except ArtifactMissing:
-        return None
-    return lease["run_id"] if parse_iso(lease["expires_at"]) > now else None
+        _, written = self.writer.stream_everywhere(open_writer, sealed, "a blob", digest=stored)
+        with self._lock:
+            for location in written:
+                self.known[location.name][plain.sha256] = stored.size
+        return StoredBlob(plain.sha256, plain.size, stored.size)
 
 
 def previous_blobs(locations: Sequence[Location]) -> dict[str, dict]:
@@ -277,15 +253,12 @@ def take_snapshot(
     if reused_manifest is not None:
         log.info("storage snapshot %s was completed by an earlier try; reusing it", writer.backup_id)
         return reused_manifest, SnapshotStats()
-    locations = list(writer.live)
-    _lease(locations, run_id)
     try:
-        return _snapshot(source, writer, dag_id=dag_id, run_id=run_id, parallelism=parallelism)
+        with shared_lock(writer.live, run_id):
+            return _snapshot(source, writer, dag_id=dag_id, run_id=run_id, parallelism=parallelism)
     except BaseException:
         writer.discard()
         raise
-    finally:
-        _release(locations)
 
 
 def _snapshot(
@@ -416,33 +389,46 @@ class GcReport:
     skipped_reason: str | None = None
 
 
-def collect_garbage(location: Location, now: datetime, *, dry_run: bool) -> GcReport:
-    """Remove blobs no complete snapshot references, older than the grace period, and stale incoming.
+DELETE_BATCH = 100
 
-    Does nothing while a snapshot holds the lease, and nothing if any snapshot's index cannot be
-    read (its references would be unknown).
+
+def collect_garbage(location: Location, now: datetime, *, dry_run: bool, run_id: str = "retention") -> GcReport:
+    """Remove blobs no complete snapshot references and older than the grace period, and stale staging.
+
+    Holds an exclusive lock: does nothing while another run holds a lock in this location, and stops
+    when one appears (checked right before each batch of deletions). Does nothing if any snapshot's
+    index cannot be read (its references would be unknown).
     """
     report = GcReport(location.name)
-    holder = active_lease(location, now)
-    if holder:
-        report.skipped_reason = f"a snapshot is being written ({holder})"
-        return report
-    referenced: set[str] = set()
-    for backup_id in location.list_backups(BackupType.STORAGE):
-        try:
-            manifest = location.read_manifest(BackupType.STORAGE, backup_id)
-            referenced.update(_stored_blobs(location, manifest))
-        except BackupError as error:
-            report.skipped_reason = f"snapshot {backup_id} unreadable: {error}"
+    with exclusive_lock(location, run_id) as lock:
+        if others := lock.others():
+            report.skipped_reason = f"another run holds a lock: {others[0].describe()}"
             return report
-    for item in list(location.iter_objects(BLOBS_ROOT)):
-        incoming = item.key.startswith(INCOMING_PREFIX)
-        stale_incoming = incoming and item.last_modified < now - LEASE_TIME
-        unreferenced = not incoming and item.key not in referenced and item.last_modified < now - BLOB_GRACE
-        if stale_incoming or unreferenced:
-            log.info("%s: %s blob %s", location.name, "would remove" if dry_run else "removing", item.key)
-            if not dry_run:
-                location.delete(item.key)
-            report.removed += 1
-            report.removed_bytes += item.size
+        referenced: set[str] = set()
+        for backup_id in location.list_backups(BackupType.STORAGE):
+            try:
+                manifest = location.read_manifest(BackupType.STORAGE, backup_id)
+                referenced.update(_stored_blobs(location, manifest))
+            except BackupError as error:
+                report.skipped_reason = f"snapshot {backup_id} unreadable: {error}"
+                return report
+        garbage = [item for item in location.iter_objects(BLOBS_ROOT) if _is_garbage(item, referenced, now)]
+        for start in range(0, len(garbage), DELETE_BATCH):
+            if others := lock.others():
+                report.skipped_reason = (f"stopped after {report.removed} of {len(garbage)}: "
+                                         f"{others[0].describe()} appeared")
+                return report
+            for item in garbage[start : start + DELETE_BATCH]:
+                log.info("%s: %s blob %s", location.name, "would remove" if dry_run else "removing", item.key)
+                if not dry_run:
+                    location.delete(item.key)
+                report.removed += 1
+                report.removed_bytes += item.size
     return report
+
+
+def _is_garbage(item: StoredObject, referenced: set[str], now: datetime) -> bool:
+    name = item.key.rsplit("/", 1)[-1]
+    if item.key.startswith(LEGACY_INCOMING_PREFIX) or name.startswith(STAGING_PREFIX):
+        return item.last_modified < now - STAGING_MAX_AGE
+    return item.key not in referenced and item.last_modified < now - BLOB_GRACE

@@ -93,19 +93,21 @@ def copy_stream(
     chunks: Iterable[bytes],
     writers: Mapping[str, ArtifactWriter],
     progress: ProgressLog | None = None,
+    digest: Digest | None = None,
 ) -> CopyResult:
     """Send every chunk to every writer, then commit the writers that kept up.
 
     A writer that fails is aborted and named in ``failed`` while the others go on. If the
     source itself fails, every writer is aborted and the source's error is raised: nothing
-    of a broken stream becomes visible anywhere.
+    of a broken stream becomes visible anywhere. ``digest`` (a fresh one by default) counts the
+    bytes; it is complete when the writers commit, so a writer may name its object by it.
     """
+    digest = digest or Digest()
     if len(writers) == 1:
-        return _copy_to_one(chunks, *next(iter(writers.items())), progress)
+        return _copy_to_one(chunks, *next(iter(writers.items())), progress, digest)
     threads = {name: _WriterThread(name, writer) for name, writer in writers.items()}
     for thread in threads.values():
         thread.start()
-    digest = Digest()
     try:
         for chunk in chunks:
             digest.update(chunk)
@@ -133,10 +135,9 @@ def copy_stream(
 
 
 def _copy_to_one(
-    chunks: Iterable[bytes], name: str, writer: ArtifactWriter, progress: ProgressLog | None
+    chunks: Iterable[bytes], name: str, writer: ArtifactWriter, progress: ProgressLog | None, digest: Digest
 ) -> CopyResult:
     """:func:`copy_stream` for a single writer, written inline: no thread for one small object."""
-    digest = Digest()
     error: BaseException | None = None
     try:
         for chunk in chunks:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +12,7 @@ from bhv360_backup.layout import BackupType, manifest_key
 from bhv360_backup.manifest import Manifest
 
 CHUNK_SIZE = 1 << 20
+STAGING_PREFIX = ".partial-"  # names of a folder's unfinished writes; garbage once a day old
 
 
 class ArtifactMissing(BackupError):
@@ -64,6 +65,12 @@ class Location(ABC):
         anything refers to the object (many small blobs, then one flush before the manifest)."""
 
     @abstractmethod
+    def open_blob_writer(self, folder: str, key_of: Callable[[], str | None]) -> ArtifactWriter:
+        """A writer for an object named by its content: ``key_of()`` is called once the stream has
+        ended and names the final key (under ``folder``), or None when the object is already stored.
+        Nothing appears under the final key until it is whole; an object already there is kept."""
+
+    @abstractmethod
     def flush(self) -> None:
         """Make everything written so far durable."""
 
@@ -88,12 +95,13 @@ class Location(ABC):
         """Every stored object whose key starts with ``prefix`` (a folder, ending in ``/``)."""
 
     @abstractmethod
-    def move(self, source_key: str, target_key: str) -> None:
-        """Give a stored object another key; the target appears whole or not at all."""
-
-    @abstractmethod
     def delete(self, key: str) -> None:
         """Remove one object; no error if it is already gone."""
+
+    def abort_unfinished(self, before: datetime) -> int:
+        """Discard uploads started before ``before`` that never completed and that no listing shows
+        (S3's multipart uploads); returns how many. A folder has none: its staging files are listed."""
+        return 0
 
     def put_bytes(self, key: str, data: bytes) -> None:
         writer = self.open_writer(key)

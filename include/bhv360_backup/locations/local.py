@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,14 +13,13 @@ from bhv360_backup.errors import BackupError
 from bhv360_backup.layout import MANIFEST_NAME, BackupType, check_relative_path, is_backup_id, manifest_key
 from bhv360_backup.locations.base import (
     CHUNK_SIZE,
+    STAGING_PREFIX,
     ArtifactMissing,
     ArtifactWriter,
     BackupFolder,
     Location,
     StoredObject,
 )
-
-STAGING_PREFIX = ".partial-"
 
 
 def _make_dirs(path: Path) -> None:
@@ -30,11 +29,18 @@ def _make_dirs(path: Path) -> None:
 
 
 class LocalWriter(ArtifactWriter):
-    """Writes to a hidden staging file beside the target and renames it on commit."""
+    """Writes to a hidden staging file beside the target and renames it on commit.
 
-    def __init__(self, target: Path, *, durable: bool = True) -> None:
+    With ``final``, the target is decided on commit: ``final()`` names it (None: discard the bytes),
+    and ``target`` only says where the staging file goes.
+    """
+
+    def __init__(
+        self, target: Path, *, durable: bool = True, final: Callable[[], Path | None] | None = None
+    ) -> None:
         _make_dirs(target.parent)
         self._target = target
+        self._final = final
         self._durable = durable
         self._staging = target.with_name(f"{STAGING_PREFIX}{uuid.uuid4().hex}-{target.name}")
         self._fd: int | None = os.open(self._staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -53,6 +59,13 @@ class LocalWriter(ArtifactWriter):
             os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
+        if self._final is not None:
+            target = self._final()
+            if target is None:
+                self._staging.unlink(missing_ok=True)
+                return
+            _make_dirs(target.parent)
+            self._target = target
         os.replace(self._staging, self._target)
         if self._durable:
             directory = os.open(self._target.parent, os.O_RDONLY)
@@ -91,6 +104,14 @@ class LocalLocation(Location):
 
     def open_writer(self, key: str, *, durable: bool = True) -> ArtifactWriter:
         return LocalWriter(self.path_of(key), durable=durable)
+
+    def open_blob_writer(self, folder: str, key_of: Callable[[], str | None]) -> ArtifactWriter:
+        def final() -> Path | None:
+            key = key_of()
+            return None if key is None else self.path_of(key)
+
+        # not fsynced one by one: a snapshot flushes once before the index that names its blobs
+        return LocalWriter(self.path_of(f"{folder.rstrip('/')}/blob"), durable=False, final=final)
 
     def flush(self) -> None:
         os.sync()
@@ -136,11 +157,6 @@ class LocalLocation(Location):
                 info = path.stat()
                 key = path.relative_to(self.root).as_posix()
                 yield StoredObject(key, info.st_size, datetime.fromtimestamp(info.st_mtime, timezone.utc))
-
-    def move(self, source_key: str, target_key: str) -> None:
-        target = self.path_of(target_key)
-        _make_dirs(target.parent)
-        os.replace(self.path_of(source_key), target)
 
     def delete(self, key: str) -> None:
         self.path_of(key).unlink(missing_ok=True)

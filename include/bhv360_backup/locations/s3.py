@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -29,8 +29,11 @@ MIN_PART_SIZE = 8 << 20
 MAX_PART_SIZE = 5 << 30
 PARTS_PER_SIZE_STEP = 1000
 PART_MEMORY_LIMIT = 16 << 20
+BLOB_MEMORY_LIMIT = 8 << 20
 UPLOADS_IN_FLIGHT = 2
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_ALREADY_THERE = {"PreconditionFailed", "412"}
+_CONCURRENT_WRITE = {"ConditionalRequestConflict", "409"}
 
 
 def part_size(part_number: int) -> int:
@@ -58,8 +61,12 @@ class ObjectLock:
         return {"ObjectLockMode": self.mode, "ObjectLockRetainUntilDate": until}
 
 
+def _code(error: ClientError) -> str | None:
+    return error.response.get("Error", {}).get("Code")
+
+
 def _is_not_found(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") in _NOT_FOUND
+    return _code(error) in _NOT_FOUND
 
 
 class S3Writer(ArtifactWriter):
@@ -69,11 +76,12 @@ class S3Writer(ArtifactWriter):
     upload that only becomes an object on :meth:`commit` and is aborted on :meth:`abort`.
     """
 
-    def __init__(self, client: Any, bucket: str, key: str, put_args: dict[str, Any]) -> None:
+    def __init__(self, client: Any, bucket: str, key: str, put_args: dict[str, Any], *, if_absent: bool = False) -> None:
         self._client = client
         self._bucket = bucket
         self._key = key
         self._put_args = put_args
+        self._condition = {"IfNoneMatch": "*"} if if_absent else {}
         self._upload_id: str | None = None
         self._part_number = 1
         self._part = tempfile.SpooledTemporaryFile(max_size=PART_MEMORY_LIMIT)
@@ -121,7 +129,8 @@ class S3Writer(ArtifactWriter):
             raise BackupError(f"commit of s3://{self._bucket}/{self._key} after commit or abort")
         if self._upload_id is None:
             self._part.seek(0)
-            self._client.put_object(Bucket=self._bucket, Key=self._key, Body=self._part, **self._put_args)
+            self._client.put_object(Bucket=self._bucket, Key=self._key, Body=self._part, **self._put_args,
+                                    **self._condition)
             self._part.close()
         else:
             if self._part_bytes:
@@ -133,6 +142,7 @@ class S3Writer(ArtifactWriter):
                 Key=self._key,
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": sorted(self._done_parts, key=lambda part: part["PartNumber"])},
+                **self._condition,
             )
             self._pool.shutdown()
             if "ObjectLockMode" in self._put_args:
@@ -155,8 +165,61 @@ class S3Writer(ArtifactWriter):
         if self._upload_id is not None:
             try:
                 self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
-            except Exception as error:  # noqa: BLE001 - retention aborts uploads left open (abort_stale_uploads)
+            except Exception as error:  # noqa: BLE001 - retention aborts uploads left open (abort_unfinished)
                 log.warning("could not abort the upload of s3://%s/%s: %s", self._bucket, self._key, error)
+
+
+class S3BlobWriter(ArtifactWriter):
+    """Spools an object (in memory up to 8 MiB, then on disk) and, once its content names it, uploads it
+    to that key only if no object has it yet (``If-None-Match: *``): one request for most objects, and
+    never a half object under a final name."""
+
+    def __init__(self, client: Any, bucket: str, put_args: dict[str, Any], key_of: Callable[[], str | None]) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._put_args = put_args
+        self._key_of = key_of
+        self._spool = tempfile.SpooledTemporaryFile(max_size=BLOB_MEMORY_LIMIT)
+
+    def write(self, chunk: bytes) -> None:
+        self._spool.write(chunk)
+
+    def commit(self) -> None:
+        with self._spool:
+            key = self._key_of()
+            if key is None:
+                return
+            key = check_relative_path(key)
+            size = self._spool.tell()
+            self._spool.seek(0)
+            try:
+                if size <= MIN_PART_SIZE:
+                    self._client.put_object(Bucket=self._bucket, Key=key, Body=self._spool, IfNoneMatch="*",
+                                            **self._put_args)
+                else:
+                    upload = S3Writer(self._client, self._bucket, key, self._put_args, if_absent=True)
+                    try:
+                        while chunk := self._spool.read(CHUNK_SIZE):
+                            upload.write(chunk)
+                        upload.commit()
+                    except BaseException:
+                        upload.abort()
+                        raise
+            except ClientError as error:
+                if _code(error) in _ALREADY_THERE:
+                    return  # the same content, stored by another run or thread
+                if _code(error) in _CONCURRENT_WRITE and self._size_of(key) == size:
+                    return
+                raise
+
+    def _size_of(self, key: str) -> int | None:
+        try:
+            return self._client.head_object(Bucket=self._bucket, Key=key)["ContentLength"]
+        except ClientError:
+            return None
+
+    def abort(self) -> None:
+        self._spool.close()
 
 
 class S3Location(Location):
@@ -175,11 +238,16 @@ class S3Location(Location):
     def describe(self) -> str:
         return f"s3://{self.bucket}"
 
-    def open_writer(self, key: str, *, durable: bool = True) -> ArtifactWriter:
+    def _upload_args(self) -> dict[str, Any]:
         """Every upload carries a SHA-256 checksum S3 verifies, the configured server-side encryption
         and, with Object Lock, a retain-until date ``lock.days`` from now."""
-        put_args = {**self.put_args, "ChecksumAlgorithm": "SHA256", **(self.lock.put_args() if self.lock else {})}
-        return S3Writer(self.client, self.bucket, check_relative_path(key), put_args)
+        return {**self.put_args, "ChecksumAlgorithm": "SHA256", **(self.lock.put_args() if self.lock else {})}
+
+    def open_writer(self, key: str, *, durable: bool = True) -> ArtifactWriter:
+        return S3Writer(self.client, self.bucket, check_relative_path(key), self._upload_args())
+
+    def open_blob_writer(self, folder: str, key_of: Callable[[], str | None]) -> ArtifactWriter:
+        return S3BlobWriter(self.client, self.bucket, self._upload_args(), key_of)
 
     def flush(self) -> None:
         """Nothing to do: an S3 object is durable once its upload completed."""
@@ -223,13 +291,6 @@ class S3Location(Location):
         for item in self._objects(prefix):
             yield StoredObject(item["Key"], item["Size"], item["LastModified"])
 
-    def move(self, source_key: str, target_key: str) -> None:
-        source, target = check_relative_path(source_key), check_relative_path(target_key)
-        self.client.copy(
-            {"Bucket": self.bucket, "Key": source}, self.bucket, target, ExtraArgs=self.put_args or None
-        )
-        self.client.delete_object(Bucket=self.bucket, Key=source)
-
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=check_relative_path(key))
 
@@ -244,11 +305,12 @@ class S3Location(Location):
         until = head.get("ObjectLockRetainUntilDate")
         return until if until and until > datetime.now(timezone.utc) else None
 
-    def abort_stale_uploads(self, backup_type: BackupType, before: datetime) -> int:
-        """Abort multipart uploads of this type started before ``before`` (left by a killed or cut-off run)."""
+    def abort_unfinished(self, before: datetime) -> int:
+        """Abort every multipart upload of the bucket started before ``before`` (left by a killed or cut-off
+        run: backups, blobs, reports alike); they hold storage without showing in any listing."""
         aborted = 0
         paginator = self.client.get_paginator("list_multipart_uploads")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{backup_type.value}/"):
+        for page in paginator.paginate(Bucket=self.bucket):
             for upload in page.get("Uploads", []):
                 if upload["Initiated"] < before:
                     self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
