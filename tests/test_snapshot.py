@@ -278,6 +278,32 @@ def test_blobs_under_object_lock_are_written_once_with_their_retention(tmp_path,
     assert all(key.startswith("locks/") for key in deleted)
 
 
+def test_a_reused_blob_stays_locked_as_long_as_the_backup_that_reuses_it(tmp_path, s3):
+    from bhv360_backup.locations import ObjectLock
+
+    client = s3.client()
+    client.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True,
+                         CreateBucketConfiguration={"LocationConstraint": S3_REGION})
+    source = tmp_path / "source"
+    (source / "b").mkdir(parents=True)
+    (source / "b" / "plan.pdf").write_bytes(b"%PDF floor plan")
+    snapshot(LocalFolderSource(source), [S3Location(client, "locked", lock=ObjectLock("GOVERNANCE", 2))])
+    (blob,) = S3Location(client, "locked").iter_objects(BLOB_PREFIX)
+    assert S3Location(client, "locked").locked_until(blob.key) < utc_now() + timedelta(days=3)
+
+    longer = S3Location(client, "locked", lock=ObjectLock("GOVERNANCE", 10))
+    manifest, stats = snapshot(LocalFolderSource(source), [longer])  # reuses the blob: less than half its lock left
+
+    assert stats.reused == 1
+    assert longer.locked_until(blob.key) > utc_now() + timedelta(days=9)
+    (entry,) = read_index(longer, manifest)
+    assert entry.locked_until is not None
+    calls = []
+    client.meta.events.register("before-call.s3.PutObjectRetention", lambda model, **_: calls.append(model.name))
+    snapshot(LocalFolderSource(source), [longer])
+    assert calls == []  # more than half of the lock left: no request
+
+
 def test_retention_aborts_every_stale_upload_of_the_bucket(s3):
     from bhv360_backup.locations import S3Location as Cloud
 

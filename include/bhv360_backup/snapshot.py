@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 
 from pyrage.x25519 import Identity, Recipient
@@ -32,7 +32,7 @@ from bhv360_backup.backup import BackupWriter
 from bhv360_backup.errors import BackupError, IntegrityError, first_line
 from bhv360_backup.layout import BackupType
 from bhv360_backup.locations.base import STAGING_PREFIX, ArtifactWriter, Location, StoredObject
-from bhv360_backup.manifest import Manifest, iso, utc_now
+from bhv360_backup.manifest import Manifest, iso, parse_iso, utc_now
 from bhv360_backup.repository.locks import exclusive_lock, shared_lock
 from bhv360_backup.sources.storage import (
     ObjectGone,
@@ -92,6 +92,7 @@ class IndexEntry:
     md5: str | None = None
     space: str | None = None
     stored_size: int | None = None
+    locked_until: str | None = None  # the Object Lock date of its blob in a locked location
 
     @property
     def blob_key(self) -> str:
@@ -111,11 +112,11 @@ class IndexEntry:
 
     def row(self) -> dict:
         """This entry as a row of ``objects.jsonl.gz`` (its fields are plain values: no deep copy)."""
-        return {name: getattr(self, name) for name in _FIELDS}
+        return {name: getattr(self, name) for name in _FIELDS if name != "locked_until" or self.locked_until}
 
     def blob_row(self) -> dict:
         """This entry without the object's names, for ``blobs.jsonl.gz``."""
-        return {"source": self.source, **{name: getattr(self, name) for name in _FIELDS if name not in _NAMES}}
+        return {"source": self.source, **{name: value for name, value in self.row().items() if name not in _NAMES}}
 
     @classmethod
     def reuse(cls, obj: ObjectInfo, row: dict) -> IndexEntry:
@@ -177,6 +178,7 @@ class StoredBlob:
     sha256: str
     size: int
     stored_size: int
+    locked_until: str | None = None
 
 
 class _BlobStore:
@@ -188,6 +190,7 @@ class _BlobStore:
         self.folder = f"{BLOBS_ROOT}{self.space or PLAIN_SPACE}/"
         self.known: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
+        self.locked = [location for location in writer.live if location.lock_until() is not None]
         for location in writer.live:
             try:
                 self.known[location.name] = {
@@ -206,6 +209,7 @@ class _BlobStore:
         """Stream an object into every live location's blob space, each copy written once, straight to
         the key its content names (none where that blob is already stored); return its sizes."""
         stored = Digest()
+        locked_until = min((location.lock_until() for location in self.locked), default=None)
         if self.writer.encrypted:
             sealed, plain = self.writer.seal(chunks)
         else:
@@ -223,7 +227,23 @@ class _BlobStore:
         with self._lock:
             for location in written:
                 self.known[location.name][plain.sha256] = stored.size
-        return StoredBlob(plain.sha256, plain.size, stored.size)
+        return StoredBlob(plain.sha256, plain.size, stored.size, iso(locked_until) if locked_until else None)
+
+    def keep_locked(self, entry: IndexEntry) -> IndexEntry:
+        """A reused blob stays locked as long as the new backup: its Object Lock is extended once less
+        than half the lock period is left (so each blob is extended about twice a period, not every run)."""
+        if not self.locked:
+            return entry
+        now = utc_now()
+        until = min(location.lock_until() for location in self.locked)
+        if entry.locked_until and parse_iso(entry.locked_until) - now >= (until - now) / 2:
+            return entry
+        for location in self.locked:
+            try:
+                location.extend_lock(entry.blob_key, until)
+            except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
+                self.writer.drop(location, f"extending the Object Lock of blob {entry.sha256}: {first_line(error)}")
+        return replace(entry, locked_until=iso(until))
 
 
 def previous_blobs(locations: Sequence[Location]) -> dict[str, dict]:
@@ -304,20 +324,32 @@ def _snapshot(
             return
         entry = IndexEntry(obj.bucket, obj.path, blob.sha256, blob.size, obj.content_type or content_type,
                            obj.cache_control or cache_control, obj.etag, obj.updated_at, md5, blobs.space,
-                           blob.stored_size if blobs.space else None)
+                           blob.stored_size if blobs.space else None, blob.locked_until)
         with lock:
             entries[(obj.bucket, obj.path)] = entry
             stats.downloaded += 1
             stats.bytes_transferred += blob.size
 
-    to_download = []
+    def reuse(obj: ObjectInfo, row: dict) -> None:
+        entry = blobs.keep_locked(IndexEntry.reuse(obj, row))
+        with lock:
+            entries[(obj.bucket, obj.path)] = entry
+            stats.reused += 1
+
+    to_download, to_reuse = [], []
     for obj in objects:
         earlier = previous.get(source_fingerprint(obj.bucket, obj.path, obj.etag, obj.size, obj.updated_at))
         if earlier and blobs.has(earlier):
-            entries[(obj.bucket, obj.path)] = IndexEntry.reuse(obj, earlier)
-            stats.reused += 1
+            to_reuse.append((obj, earlier))
         else:
             to_download.append(obj)
+    if blobs.locked:
+        with ThreadPoolExecutor(max(1, parallelism), thread_name_prefix="lock") as pool:
+            for _ in pool.map(lambda pair: reuse(*pair), to_reuse):
+                pass
+    else:
+        for obj, row in to_reuse:  # no request to make: inline
+            reuse(obj, row)
     with ThreadPoolExecutor(max(1, parallelism), thread_name_prefix="snapshot") as pool:
         for _ in pool.map(transfer, to_download):
             pass

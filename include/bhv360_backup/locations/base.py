@@ -98,6 +98,15 @@ class Location(ABC):
     def delete(self, key: str) -> None:
         """Remove one object; no error if it is already gone."""
 
+    def lock_until(self) -> datetime | None:
+        """The Object Lock retain-until date a write made now gets; None where nothing is locked."""
+        return None
+
+    def extend_lock(self, key: str, until: datetime) -> None:
+        """Keep ``key`` locked until at least ``until`` (a blob a new backup reuses); only where
+        :meth:`lock_until` is not None."""
+        raise BackupError(f"{self.describe()} keeps no Object Lock")
+
     def abort_unfinished(self, before: datetime) -> int:
         """Discard uploads started before ``before`` that never completed and that no listing shows
         (S3's multipart uploads); returns how many. A folder has none: its staging files are listed."""

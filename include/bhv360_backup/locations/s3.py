@@ -56,9 +56,11 @@ class ObjectLock:
     mode: str
     days: int
 
+    def until(self) -> datetime:
+        return datetime.now(timezone.utc) + timedelta(days=self.days)
+
     def put_args(self) -> dict[str, Any]:
-        until = datetime.now(timezone.utc) + timedelta(days=self.days)
-        return {"ObjectLockMode": self.mode, "ObjectLockRetainUntilDate": until}
+        return {"ObjectLockMode": self.mode, "ObjectLockRetainUntilDate": self.until()}
 
 
 def _code(error: ClientError) -> str | None:
@@ -293,6 +295,14 @@ class S3Location(Location):
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=check_relative_path(key))
+
+    def lock_until(self) -> datetime | None:
+        return self.lock.until() if self.lock else None
+
+    def extend_lock(self, key: str, until: datetime) -> None:
+        if self.lock:
+            self.client.put_object_retention(Bucket=self.bucket, Key=check_relative_path(key),
+                                             Retention={"Mode": self.lock.mode, "RetainUntilDate": until})
 
     def locked_until(self, key: str) -> datetime | None:
         """The Object Lock retain-until date of ``key`` if it is still in the future."""
