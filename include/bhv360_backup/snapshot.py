@@ -31,7 +31,13 @@ from pyrage.x25519 import Identity, Recipient
 from bhv360_backup.backup import BackupWriter
 from bhv360_backup.errors import BackupError, IntegrityError, first_line
 from bhv360_backup.layout import BackupType
-from bhv360_backup.locations.base import STAGING_PREFIX, ArtifactWriter, Location, StoredObject
+from bhv360_backup.locations.base import (
+    STAGING_PREFIX,
+    ArtifactMissing,
+    ArtifactWriter,
+    Location,
+    StoredObject,
+)
 from bhv360_backup.manifest import Manifest, iso, parse_iso, utc_now
 from bhv360_backup.repository.locks import exclusive_lock, shared_lock
 from bhv360_backup.sources.storage import (
@@ -74,6 +80,7 @@ def source_fingerprint(bucket: str, path: str, etag: str, size: int, updated_at:
 
 
 _NAMES = ("bucket", "path", "etag", "updated_at")
+_OMITTED_WHEN_EMPTY = ("locked_until", "stored_sha256")  # fields added in 0.3: older indexes stay as they were
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,7 @@ class IndexEntry:
     space: str | None = None
     stored_size: int | None = None
     locked_until: str | None = None  # the Object Lock date of its blob in a locked location
+    stored_sha256: str | None = None  # of an encrypted blob's stored bytes: verifiable without the key
 
     @property
     def blob_key(self) -> str:
@@ -112,7 +120,8 @@ class IndexEntry:
 
     def row(self) -> dict:
         """This entry as a row of ``objects.jsonl.gz`` (its fields are plain values: no deep copy)."""
-        return {name: getattr(self, name) for name in _FIELDS if name != "locked_until" or self.locked_until}
+        return {name: getattr(self, name) for name in _FIELDS
+                if name not in _OMITTED_WHEN_EMPTY or getattr(self, name) is not None}
 
     def blob_row(self) -> dict:
         """This entry without the object's names, for ``blobs.jsonl.gz``."""
@@ -178,6 +187,7 @@ class StoredBlob:
     sha256: str
     size: int
     stored_size: int
+    stored_sha256: str
     locked_until: str | None = None
 
 
@@ -227,7 +237,8 @@ class _BlobStore:
         with self._lock:
             for location in written:
                 self.known[location.name][plain.sha256] = stored.size
-        return StoredBlob(plain.sha256, plain.size, stored.size, iso(locked_until) if locked_until else None)
+        return StoredBlob(plain.sha256, plain.size, stored.size, stored.sha256,
+                          iso(locked_until) if locked_until else None)
 
     def keep_locked(self, entry: IndexEntry) -> IndexEntry:
         """A reused blob stays locked as long as the new backup: its Object Lock is extended once less
@@ -324,7 +335,8 @@ def _snapshot(
             return
         entry = IndexEntry(obj.bucket, obj.path, blob.sha256, blob.size, obj.content_type or content_type,
                            obj.cache_control or cache_control, obj.etag, obj.updated_at, md5, blobs.space,
-                           blob.stored_size if blobs.space else None, blob.locked_until)
+                           blob.stored_size if blobs.space else None, blob.locked_until,
+                           blob.stored_sha256 if blobs.space else None)
         with lock:
             entries[(obj.bucket, obj.path)] = entry
             stats.downloaded += 1
@@ -401,9 +413,46 @@ def copy_snapshot_blobs(manifest: Manifest, source: Location, target: Location) 
         present[key] = size
 
 
-def verify_snapshot_blobs(location: Location, manifest: Manifest) -> list[str]:
-    """Every blob the snapshot references exists in ``location`` with its stored size."""
-    present = {item.key: item.size for item in location.iter_objects(BLOBS_ROOT)}
+@dataclass(frozen=True)
+class BlobExpectation:
+    """What a stored blob must be: its stored size and, where known, the sha256 of its stored bytes
+    (a plain blob's name; an encrypted blob's recorded ``stored_sha256``, since 0.3)."""
+
+    key: str
+    size: int
+    sha256: str | None
+
+
+def blob_expectations(location: Location, manifest: Manifest) -> list[BlobExpectation]:
+    """The blobs a snapshot references, each once."""
+    found = {}
+    for row in read_blob_rows(location, manifest):
+        key = blob_key(row["sha256"], row.get("space"))
+        found[key] = BlobExpectation(key, stored_size(row), row["sha256"] if not row.get("space")
+                                     else row.get("stored_sha256"))
+    return list(found.values())
+
+
+def read_back_blob(location: Location, blob: BlobExpectation) -> str | None:
+    """Read a stored blob in full; the problem, or None when its size and sha256 are as expected."""
+    digest = Digest()
+    try:
+        for chunk in location.read_chunks(blob.key):
+            digest.update(chunk)
+    except ArtifactMissing:
+        return f"{location.name}: blob {blob.key} missing"
+    if digest.size != blob.size:
+        return f"{location.name}: blob {blob.key} is {digest.size} bytes, the snapshot says {blob.size}"
+    if blob.sha256 is not None and digest.sha256 != blob.sha256:
+        return f"{location.name}: blob {blob.key} sha256 {digest.sha256} differs"
+    return None
+
+
+def verify_snapshot_blobs(location: Location, manifest: Manifest, present: dict[str, int] | None = None) -> list[str]:
+    """Every blob the snapshot references exists in ``location`` with its stored size (``present``:
+    the location's blobs and sizes, when the caller listed them already)."""
+    if present is None:
+        present = {item.key: item.size for item in location.iter_objects(BLOBS_ROOT)}
     problems = []
     for key, size in _stored_blobs(location, manifest).items():
         found = present.get(key)

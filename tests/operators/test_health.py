@@ -55,8 +55,8 @@ def stale(env, ids):
     env.local.delete_backup(BackupType.DATABASE, ids[BackupType.DATABASE])
     env.cloud.delete_backup(BackupType.DATABASE, ids[BackupType.DATABASE])
     for location in (env.local, env.cloud):
-        store(location, BackupType.DATABASE, timedelta(hours=30))
-    return "database @ local: newest backup"
+        backup_id = store(location, BackupType.DATABASE, timedelta(hours=30))
+    return f"database @ local: {backup_id}: newest backup is 30.0 h old"
 
 
 def missing_copy(env, ids):
@@ -66,7 +66,7 @@ def missing_copy(env, ids):
 
 def corrupt(env, ids):
     env.cloud.put_bytes(f"full/{ids[BackupType.FULL]}/data.bin", b"short")
-    return "full @ s3:"
+    return f"full @ s3: {ids[BackupType.FULL]}: s3:full/{ids[BackupType.FULL]}/data.bin: data.bin is 5 bytes"
 
 
 def failed_drill(env, ids):
@@ -84,4 +84,30 @@ def test_each_finding_alerts_with_the_table(backup_env, healthy, damage):
     (slack,) = backup_env.webhook.texts()
     for message in (mail, slack):
         assert expected in message
-        assert "type      where  newest" in message  # the state table
+        assert "type      where  backup" in message  # the state table
+
+
+def test_a_damaged_older_backup_is_shown_on_its_own_row(backup_env, healthy, monkeypatch):
+    from bhv360_backup import health
+
+    older = store(backup_env.cloud, BackupType.DATABASE, timedelta(days=3))
+    store(backup_env.local, BackupType.DATABASE, timedelta(days=3))
+    backup_env.cloud.put_bytes(f"database/{older}/data.bin", b"bitrot")
+    monkeypatch.setattr(health, "deep_check_due", lambda ids, *args, **kwargs: list(ids))
+
+    report = health.check([backup_env.local, backup_env.cloud], utc_now(), backup_env.log_dir)
+
+    (finding,) = [f for f in report.findings if f.backup_id == older]
+    assert finding.location == "s3" and "data.bin" in finding.problem
+    rows = {(row.type, row.location, row.backup): row.state for row in report.rows}
+    assert rows[("database", "s3", older)] == "DAMAGED"
+    assert rows[("database", "s3", healthy[BackupType.DATABASE])] == "ok"  # the newest is not blamed
+
+
+def test_the_run_records_what_it_read_back_in_full(backup_env, healthy):
+    run, states = run_dag(DAG_ID)
+    (line,) = [entry for entry in backup_env.job_log() if entry["type"] == "health"]
+    assert line["status"] == "success"
+    for location in ("local", "s3"):
+        assert line["deep_checked"][location]["database"] == [healthy[BackupType.DATABASE]]
+        assert line["blobs_read"][location] == 1  # the first run reads every blob it has no record of
