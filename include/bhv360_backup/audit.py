@@ -13,14 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bhv360_backup.errors import BackupError
 from bhv360_backup.full import protected_components
-from bhv360_backup.layout import BackupType
+from bhv360_backup.layout import ID_PATTERN, BackupType
 from bhv360_backup.locations.base import Location
 from bhv360_backup.manifest import parse_iso
 from bhv360_backup.retention import RetentionPolicy
 
+UTC_ZONE = ZoneInfo("UTC")
 # weekday() of the weekly backups: Sunday (storage) and Saturday (full)
 SCHEDULE_DAYS = {BackupType.DATABASE: None, BackupType.CONFIG: None, BackupType.STORAGE: 6, BackupType.FULL: 5}
 
@@ -62,26 +64,63 @@ def expected_runs(backup_type: BackupType, quarter: Quarter) -> int:
 
 @dataclass
 class TypeSummary:
+    """One type's quarter: runs (a run's tries counted once, by its last try), failed runs, and the
+    scheduled days (or weeks) on which a complete backup landed, per location."""
+
     type: str
     expected: int
-    taken: int
-    failed: int
+    runs: int = 0
+    failed: int = 0
+    tries: int = 0
+    covered: dict[str, set[date]] = field(default_factory=dict)
     causes: Counter = field(default_factory=Counter)
     sizes: list[tuple[str, int]] = field(default_factory=list)
 
+    def taken(self, location: str) -> int:
+        return min(len(self.covered.get(location, ())), self.expected)
 
-def summarise(lines: Sequence[dict[str, Any]], quarter: Quarter) -> dict[str, TypeSummary]:
-    summaries = {t.value: TypeSummary(t.value, expected_runs(t, quarter), 0, 0) for t in BackupType}
-    for line in lines:
-        summary = summaries.get(line.get("type"))
-        if summary is None or not quarter.contains(parse_iso(line["time"])):
-            continue
-        if line["status"] == "success":
-            summary.taken += 1
-            summary.sizes.append((line["time"], int(line.get("bytes") or 0)))
-        else:
+    def coverage(self, locations: Sequence[str]) -> float:
+        """The share of scheduled backups complete in every location (the weakest location counts)."""
+        if not self.expected:
+            return 1.0
+        return min((self.taken(location) for location in locations), default=0) / self.expected
+
+
+def _backup_day(line: dict[str, Any], backup_type: BackupType, zone: ZoneInfo) -> date:
+    """The scheduled day a backup belongs to (local time of its due time, the start of its week for
+    weekly types), so a retry, a late run or a DST change never counts a day twice or drops one."""
+    match = ID_PATTERN.match(str(line.get("backup_id") or ""))
+    due = (datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc) if match
+           else parse_iso(line["time"]))
+    day = due.astimezone(zone).date()
+    weekday = SCHEDULE_DAYS[backup_type]
+    return day if weekday is None else day - timedelta(days=(day.weekday() - weekday) % 7)
+
+
+def summarise(lines: Sequence[dict[str, Any]], quarter: Quarter, zone: ZoneInfo = UTC_ZONE) -> dict[str, TypeSummary]:
+    """Per type: the quarter's runs and what they left. The job log has a line per try; the tries of
+    one run (same DAG, run and type) count as one run, failed only if its last try failed, and its
+    backup counts as taken in every location a try left it complete."""
+    summaries = {t.value: TypeSummary(t.value, expected_runs(t, quarter)) for t in BackupType}
+    runs: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for number, line in enumerate(lines):
+        if line.get("type") in summaries and quarter.contains(parse_iso(line["time"])):
+            key = (line.get("dag_id"), line.get("run_id"), line["type"]) if line.get("run_id") else (number,)
+            runs.setdefault(key, []).append(line)
+    for tries in runs.values():
+        last = tries[-1]
+        summary = summaries[last["type"]]
+        summary.runs += 1
+        summary.tries += len(tries)
+        if last["status"] != "success":
             summary.failed += 1
-            summary.causes[str(line.get("error", "unknown")).splitlines()[0][:160]] += 1
+            summary.causes[str(last.get("error", "unknown")).splitlines()[0][:160]] += 1
+        day = _backup_day(last, BackupType(last["type"]), zone)
+        for attempt in tries:
+            for location in attempt.get("locations") or []:
+                summary.covered.setdefault(location, set()).add(day)
+        if last["status"] == "success":
+            summary.sizes.append((last["time"], int(last.get("bytes") or 0)))
     return summaries
 
 
@@ -128,18 +167,20 @@ def svg_chart(points: Sequence[tuple[str, int]], width: int = 560, height: int =
 
 
 def render(quarter: Quarter, summaries: dict[str, TypeSummary], drills: Sequence[dict[str, Any]],
-           findings: Sequence[str], generated: datetime) -> str:
+           findings: Sequence[str], generated: datetime, location_names: Sequence[str]) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>BHV360 backup audit {quarter.name}</title>"
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #999;padding:4px 8px;text-align:left}.bad{color:#b03a2e}</style></head><body>",
              f"<h1>BHV360 backup audit {quarter.name}</h1>",
              f"<p>{quarter.start} to {quarter.end - timedelta(days=1)}; generated {e(generated.isoformat())}</p>",
-             "<h2>Backups taken against the schedule</h2><table><tr><th>type</th><th>expected</th><th>taken</th>"
-             "<th>failed runs</th><th>coverage</th></tr>"]
+             "<h2>Backups taken against the schedule</h2><table><tr><th>type</th><th>expected</th>"
+             + "".join(f"<th>taken ({e(name)})</th>" for name in location_names)
+             + "<th>runs</th><th>failed runs</th><th>coverage</th></tr>"]
     for s in summaries.values():
-        coverage = s.taken / s.expected if s.expected else 0
-        parts.append(f"<tr><td>{s.type}</td><td>{s.expected}</td><td>{s.taken}</td><td>{s.failed}</td>"
+        coverage = s.coverage(location_names)
+        taken = "".join(f"<td>{s.taken(name)}</td>" for name in location_names)
+        parts.append(f"<tr><td>{s.type}</td><td>{s.expected}</td>{taken}<td>{s.runs}</td><td>{s.failed}</td>"
                      f"<td class=\"{'bad' if coverage < 1 else ''}\">{coverage:.0%}</td></tr>")
     parts.append("</table><h2>Failures and their causes</h2>")
     causes = [(s.type, cause, n) for s in summaries.values() for cause, n in s.causes.most_common()]
@@ -162,15 +203,16 @@ def render(quarter: Quarter, summaries: dict[str, TypeSummary], drills: Sequence
 
 
 def build_report(lines: Sequence[dict[str, Any]], locations: Sequence[Location], quarter: Quarter,
-                 policy: RetentionPolicy, now: datetime) -> tuple[str, list[str]]:
+                 policy: RetentionPolicy, now: datetime, zone: ZoneInfo = UTC_ZONE) -> tuple[str, list[str]]:
     """The HTML report and its findings."""
-    summaries = summarise(lines, quarter)
+    summaries = summarise(lines, quarter, zone)
+    names = [location.name for location in locations]
     drills = [line for line in lines if line.get("type") == "drill" and quarter.contains(parse_iso(line["time"]))]
-    findings = [f"{s.type}: {s.taken} of {s.expected} scheduled backups taken" for s in summaries.values()
-                if s.taken < s.expected]
+    findings = [f"{s.type}: {s.taken(name)} of {s.expected} scheduled backups complete in {name}"
+                for s in summaries.values() for name in names if s.taken(name) < s.expected]
     if not drills:
         findings.append("no restore drill ran this quarter")
     findings += [f"restore drill at {d['time']} failed: {str(d.get('error', ''))[:160]}" for d in drills
                  if d["status"] != "success"]
     findings += retention_findings(locations, policy, now)
-    return render(quarter, summaries, drills, findings, now), findings
+    return render(quarter, summaries, drills, findings, now, names), findings

@@ -12,11 +12,12 @@ from tests.operators.test_health import store
 Q3 = audit.Quarter(2026, 3)
 
 
-def line(day: date, type_: str, status: str = "success", **extra):
+def line(day: date, type_: str, status: str = "success", locations=("local", "s3"), **extra):
     moment = datetime(day.year, day.month, day.day, 1, 5, tzinfo=timezone.utc)
     return {"time": moment.isoformat().replace("+00:00", "Z"), "type": type_, "status": status,
-            "dag_id": f"bhv360_{type_}_backup", "run_id": "r", "bytes": 1_000_000 + day.toordinal() % 97 * 1000,
-            **extra}
+            "dag_id": f"bhv360_{type_}_backup", "run_id": f"scheduled__{day}", "backup_id": f"{day:%Y%m%d}T000000Z",
+            "bytes": 1_000_000 + day.toordinal() % 97 * 1000,
+            "locations": list(locations) if status == "success" else [], **extra}
 
 
 def test_expected_runs_follow_the_schedule():
@@ -54,12 +55,40 @@ def test_audit_report_for_a_synthetic_quarter(backup_env, monkeypatch):
     assert states == {"report": "success"}
     report = backup_env.local.read_bytes("audit/2026-Q3/report.html").decode()
     assert backup_env.cloud.read_bytes("audit/2026-Q3/report.html").decode() == report
-    assert "<tr><td>database</td><td>92</td><td>89</td><td>3</td>" in report
-    assert "<tr><td>full</td><td>13</td><td>12</td><td>0</td>" in report
-    assert "<tr><td>storage</td><td>13</td><td>13</td><td>0</td>" in report
+    assert "<tr><td>database</td><td>92</td><td>89</td><td>89</td><td>92</td><td>3</td>" in report
+    assert "<tr><td>full</td><td>13</td><td>12</td><td>12</td><td>12</td><td>0</td>" in report
+    assert "<tr><td>storage</td><td>13</td><td>13</td><td>13</td><td>13</td><td>0</td>" in report
     assert "pg_dump failed (exit 1): connection refused</td><td>3</td>" in report
     assert report.count("<svg") == 4
     assert "restore drill at 2026-09-26T01:05:00Z failed" in report
     assert "local: 14 database backup(s) kept past 30 days" in report
     (mail,) = backup_env.smtp.messages
     assert "audit report 2026-Q3" in mail["Subject"]
+
+
+def test_the_tries_of_one_run_count_once_and_a_local_copy_counts_as_taken():
+    day = date(2026, 8, 4)
+    s3_down = "database backup 20260804T000000Z is complete only in local; missing in s3: unreachable"
+    tries = [line(day, "database", "failed", error=s3_down) | {"locations": ["local"]} for _ in range(3)]
+    summaries = audit.summarise(tries, Q3)
+    database = summaries["database"]
+    assert (database.runs, database.failed, database.tries) == (1, 1, 3)
+    assert (database.taken("local"), database.taken("s3")) == (1, 0)
+    assert database.causes == {s3_down: 1}
+
+    retried = [*tries, line(day, "database")]  # the fourth try copied it to s3
+    database = audit.summarise(retried, Q3)["database"]
+    assert (database.runs, database.failed, database.taken("local"), database.taken("s3")) == (1, 0, 1, 1)
+
+
+def test_a_day_is_the_local_day_of_the_schedule_across_a_dst_change():
+    from zoneinfo import ZoneInfo
+
+    amsterdam = ZoneInfo("Europe/Amsterdam")
+    # 01:00 in Amsterdam is 23:00 UTC the day before in summer, 00:00 UTC in winter (change on 25 October)
+    ids = ["20261023T230000Z", "20261024T230000Z", "20261026T000000Z", "20261027T000000Z"]
+    lines = [{"time": f"{i[:4]}-{i[4:6]}-{i[6:8]}T23:30:00Z", "type": "database", "status": "success",
+              "dag_id": "d", "run_id": i, "backup_id": i, "locations": ["local"]} for i in ids]
+    q4 = audit.Quarter(2026, 4)
+    covered = audit.summarise(lines, q4, amsterdam)["database"].covered["local"]
+    assert sorted(covered) == [date(2026, 10, 24), date(2026, 10, 25), date(2026, 10, 26), date(2026, 10, 27)]

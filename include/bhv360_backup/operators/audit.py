@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from airflow.sdk import Context
 
@@ -12,6 +13,7 @@ from bhv360_backup.manifest import utc_now
 from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.retention import RetentionPolicy
 from bhv360_backup.runtime import load_settings, open_locations
+from bhv360_backup.settings import schedule_timezone
 
 
 class BackupAuditOperator(LocationsOperator):
@@ -29,7 +31,8 @@ class BackupAuditOperator(LocationsOperator):
         quarter = audit.Quarter.before(context["dag_run"].run_after)
         locations = open_locations(settings, self.aws_conn_id)
         policy = RetentionPolicy(days=settings.retention_days, keep_min=settings.keep_min)
-        report, findings = audit.build_report(joblog.read(settings.log_dir), locations, quarter, policy, utc_now())
+        report, findings = audit.build_report(joblog.read(settings.log_dir), locations, quarter, policy, utc_now(),
+                                              ZoneInfo(schedule_timezone()))
         key = f"audit/{quarter.name}/report.html"
         for location in locations:
             location.put_bytes(key, report.encode())
