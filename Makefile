@@ -6,11 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench lock clean debian-tools
 
-$(STAMP): requirements.txt pyproject.toml
+# The development venv holds the runtime pins, the test tools and the Celery worker's pins (all resolved
+# together); the production image installs requirements.txt alone.
+$(STAMP): requirements.txt requirements-dev.txt requirements-celery.txt pyproject.toml
 	@$(PYTHON) scripts/check_prereqs.py setup
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -r requirements-celery.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
@@ -35,15 +37,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_pg_dump.py
 
-# Re-resolve the pins (after changing a top-level requirement in this rule).
+# Re-resolve the pins of requirements.txt, requirements-dev.txt and requirements-celery.txt (after
+# changing a top-level requirement in scripts/lock.py).
 lock:
-	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet apache-airflow==3.3.2 apache-airflow-providers-postgres \
-	  apache-airflow-providers-amazon apache-airflow-providers-slack apache-airflow-providers-smtp supabase \
-	  'moto[server]' aiosmtpd pytest pytest-timeout ruff psycopg2-binary playwright hypothesis pyrage schemathesis
-	{ echo "# Exact pins, resolved with pip on Python 3.11 (the official constraints URL is not reachable here)."; \
-	  echo "# Regenerate: make lock"; .lock-venv/bin/pip freeze | grep -vE '^(pip|setuptools|wheel)=='; } > requirements.txt
-	rm -rf .lock-venv
+	$(PYTHON) scripts/lock.py
 
 clean:
 	rm -rf .demo

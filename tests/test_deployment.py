@@ -55,3 +55,28 @@ def test_airflow_settings_lists_every_contract_connection_and_variable():
     assert types["bhv360_slack_ops"] == "slackwebhook" and types["bhv360_s3"] == "aws"
     secrets = [c.get("conn_password", "") for c in settings["connections"]]
     assert all("CHANGE" in secret for secret in secrets if secret)
+
+
+DEVELOPMENT_TOOLS = {"moto", "pytest", "pytest-timeout", "playwright", "ruff", "hypothesis", "schemathesis", "aiosmtpd"}
+
+
+def pins(name: str) -> dict[str, str]:
+    lines = (REPO / name).read_text().splitlines()
+    return {line.split("==")[0].lower(): line.split("==")[1] for line in lines if "==" in line}
+
+
+def test_the_image_installs_the_runtime_pins_alone():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "requirements-dev" not in dockerfile and "requirements-celery" not in dockerfile
+    runtime = pins("requirements.txt")
+    assert not DEVELOPMENT_TOOLS & set(runtime), "a test tool is pinned for production"
+    assert {"apache-airflow", "apache-airflow-providers-amazon", "supabase", "pyrage", "psycopg"} <= set(runtime)
+
+
+def test_development_and_celery_pins_extend_the_runtime_pins_without_overriding_them():
+    runtime = pins("requirements.txt")
+    for name in ("requirements-dev.txt", "requirements-celery.txt"):
+        assert (REPO / name).read_text().splitlines()[1] == "-r requirements.txt"
+        assert not set(pins(name)) & set(runtime), f"{name} re-pins a runtime package"
+    assert DEVELOPMENT_TOOLS <= set(pins("requirements-dev.txt"))
+    assert {"apache-airflow-providers-celery", "celery", "kombu", "redis"} <= set(pins("requirements-celery.txt"))
