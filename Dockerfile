@@ -19,7 +19,7 @@ RUN apt-get update \
  && install -d -o airflow -m 0700 /var/backups/bhv360 /var/log/bhv360/backups
 USER airflow
 
-# the runtime pins only: no test tools in the production image (requirements-dev.txt is for make)
+# the runtime pins only: the test tools are pinned for make in another file
 COPY requirements.txt /requirements.txt
 RUN pip install --no-cache-dir -r /requirements.txt
 COPY pyproject.toml /opt/bhv360/pyproject.toml
