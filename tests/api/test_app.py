@@ -44,6 +44,7 @@ def api_server(airflow_db, s3_server, tmp_path_factory):
     s3_server.reset()
     s3_server.create_bucket("bhv360-backups")
     subprocess.run([airflow, "dags", "reserialize"], env=env, check=True, capture_output=True)
+    subprocess.run([airflow, "dags", "unpause", "bhv360_restore"], env=env, check=True, capture_output=True)
     log = open(AIRFLOW_HOME / "api-server.log", "w")
     process = subprocess.Popen([airflow, "api-server", "--port", str(port), "--host", "127.0.0.1"], env=env,
                                stdout=log, stderr=subprocess.STDOUT)
@@ -59,7 +60,8 @@ def api_server(airflow_db, s3_server, tmp_path_factory):
         process.kill()
         pytest.fail("airflow api-server did not start: " + (AIRFLOW_HOME / "api-server.log").read_text()[-3000:])
     passwords = json.loads((AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated").read_text())
-    yield {"base": base, "root": root, "passwords": passwords}
+    yield {"base": base, "root": root, "passwords": passwords, "airflow": lambda *args: subprocess.run(
+        [airflow, *args], env=env, check=True, capture_output=True)}
     process.terminate()
     process.wait(timeout=30)
 
@@ -87,6 +89,33 @@ def test_the_seeds_curl_creates_a_restore_run(api_server):
                        headers={"Authorization": f"Bearer {ops}"}, timeout=10)
     assert run.status_code == 200
     assert run.json()["conf"]["paths"] == body["paths"] and run.json()["conf"]["type"] == "storage"
+
+
+def test_a_paused_restore_dag_is_refused_with_409_and_no_run(api_server):
+    ops = token(api_server, "ops")
+    api_server["airflow"]("dags", "pause", "bhv360_restore")
+    try:
+        response = post_restore(api_server, {"type": "database", "paths": {"database": "latest"}}, ops)
+    finally:
+        api_server["airflow"]("dags", "unpause", "bhv360_restore")
+    assert response.status_code == 409, response.text
+    assert "bhv360_restore is paused" in response.json()["detail"]
+    assert "airflow dags unpause bhv360_restore" in response.json()["detail"]
+    assert post_restore(api_server, {"type": "database", "paths": {"database": "latest"}}, ops).status_code == 202
+
+
+def test_a_restore_dag_not_loaded_yet_is_503_not_a_traceback(api_server):
+    """As on a fresh deployment before the DAG processor ran, or with the DAG file failing to import."""
+    ops = token(api_server, "ops")
+    api_server["airflow"]("dags", "delete", "bhv360_restore", "--yes")
+    try:
+        response = post_restore(api_server, {"type": "database", "paths": {"database": "latest"}}, ops)
+    finally:
+        api_server["airflow"]("dags", "reserialize")
+        api_server["airflow"]("dags", "unpause", "bhv360_restore")
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "60"
+    assert "is not loaded in Airflow yet" in response.json()["detail"] and "Traceback" not in response.text
 
 
 def test_no_token_is_401_a_bad_token_403_and_a_viewer_403(api_server):

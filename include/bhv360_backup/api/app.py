@@ -16,7 +16,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
-from bhv360_backup.api.airflow_internals import create_run, current_user, may_read, may_trigger
+from bhv360_backup.api.airflow_internals import (
+    DagNotReady,
+    DagPaused,
+    create_run,
+    current_user,
+    may_read,
+    may_trigger,
+)
 from bhv360_backup.restore.request import REQUEST_SCHEMA, InvalidRequest, parse_request
 
 RESTORE_DAG_ID = "bhv360_restore"
@@ -44,8 +51,17 @@ RESTORE_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": Accepted, "description": "A bhv360_restore run was created; it validates again before writing."},
     400: {"model": Message, "description": "The body cannot be decoded (not UTF-8)."},
     **AUTH_RESPONSES,
+    409: {"model": Message, "description": "bhv360_restore is paused: unpause it (UI toggle, or "
+                                           "`airflow dags unpause bhv360_restore`), then send the request again."},
     422: {"model": Refused, "description": "The request is refused; each problem names its field."},
+    503: {"model": Message, "description": "bhv360_restore is not loaded yet (the DAG processor has not parsed it, "
+                                           "or its file fails to import); nothing was created. Retry later."},
 }
+NOT_READY = (f"{RESTORE_DAG_ID} is not loaded in Airflow yet: the DAG processor has not parsed dags/bhv360_restore.py, "
+             "or the file fails to import (see `airflow dags list-import-errors`). No restore was started; retry "
+             "once the DAG shows in the UI.")
+PAUSED = (f"{RESTORE_DAG_ID} is paused, so a run would wait in the queue: unpause it in the UI or with "
+          f"`airflow dags unpause {RESTORE_DAG_ID}`, then send the request again. No restore was started.")
 
 
 def _variable(name: str, default: str) -> str:
@@ -82,7 +98,12 @@ def create_app() -> FastAPI:
             parsed = parse_request(body, backup_root=str(settings.backup_root), bucket=settings.s3_bucket)
         except InvalidRequest as error:
             return JSONResponse(status_code=422, content={"detail": error.problems})
-        run_id = create_run(RESTORE_DAG_ID, parsed.to_dict(), user.get_name())
+        try:
+            run_id = create_run(RESTORE_DAG_ID, parsed.to_dict(), user.get_name())
+        except DagNotReady:
+            return JSONResponse(status_code=503, content={"detail": NOT_READY}, headers={"Retry-After": "60"})
+        except DagPaused:
+            return JSONResponse(status_code=409, content={"detail": PAUSED})
         base = str(request.base_url).rstrip("/")
         return JSONResponse(status_code=202, content={
             "dag_id": RESTORE_DAG_ID,
