@@ -17,7 +17,15 @@ from bhv360_backup.demo.servers import postgres_server  # noqa: E402
 from bhv360_backup.locations import LocalLocation, S3Location  # noqa: E402
 from bhv360_backup.sources.postgres import PgTarget  # noqa: E402
 from tests.fixtures import postgres  # noqa: E402
-from tests.fixtures.canary import ChildArgv, TaskLogCollector, scan  # noqa: E402
+from tests.fixtures.canary import (  # noqa: E402
+    ArgvLog,
+    LeakWatch,
+    TaskLogCollector,
+    db_rows,
+    file_text,
+    scan,
+    written_files,
+)
 from tests.fixtures.receivers import SmtpReceiver, WebhookReceiver  # noqa: E402
 from tests.fixtures.s3 import SECRET_KEY, S3Server  # noqa: E402
 from tests.fixtures.supabase_storage import SERVICE_KEY, StorageServer  # noqa: E402
@@ -25,25 +33,52 @@ from tests.fixtures.supabase_storage import SERVICE_KEY, StorageServer  # noqa: 
 BUCKET = "bhv360-backups"
 DB_PASSWORD = "pg-password-canary-91b7e2"
 AGE_IDENTITY = x25519.Identity.generate()
-CHILD_ARGV = ChildArgv()
+CHILD_ARGV = ArgvLog()
 CHILD_ARGV.install()
 TASK_LOGS = TaskLogCollector()
 TASK_LOGS.install()
 RECEIVED: dict[str, list[str]] = {"alert e-mails": [], "alert webhook posts": []}
 
 
-def pytest_sessionfinish(session, exitstatus):
-    """The canary: fail the run if any test secret reached a log, job log, XCom, rendered template
-    field, manifest, alert or a child process's argv."""
-    CHILD_ARGV.uninstall()
-    secrets = {"database password": DB_PASSWORD, "S3 secret key": SECRET_KEY,
-               "Supabase service-role key": SERVICE_KEY, "webhook token": WebhookReceiver.TOKEN,
-               "age identity": str(AGE_IDENTITY)}
+SECRETS = {"database password": DB_PASSWORD, "S3 secret key": SECRET_KEY,
+           "Supabase service-role key": SERVICE_KEY, "webhook token": WebhookReceiver.TOKEN,
+           "age identity": str(AGE_IDENTITY)}
+
+
+def _scanned_folders(config) -> list[Path]:
     folders = [AIRFLOW_HOME]
-    if getattr(session.config, "_tmp_path_factory", None):
-        folders.append(session.config._tmp_path_factory.getbasetemp())
-    leaks = scan(secrets, folders, AIRFLOW_HOME / "airflow.db",
-                 {**RECEIVED, "argv of child processes": CHILD_ARGV.seen, "task logs": TASK_LOGS.lines})
+    if getattr(config, "_tmp_path_factory", None):
+        folders.append(config._tmp_path_factory.getbasetemp())
+    return folders
+
+
+@pytest.fixture(autouse=True)
+def secret_canary(request):
+    """The canary, per test: the test fails if any suite secret reached, while it ran, a file, a log
+    record, an XCom or rendered field, an alert, or the argv of any process started at any depth."""
+    watch = LeakWatch(CHILD_ARGV, TASK_LOGS, AIRFLOW_HOME / "airflow.db")
+    receivers = [request.getfixturevalue(name) for name in ("smtp_server", "webhook_server")
+                 if name in request.fixturenames]
+    before = {id(item) for receiver in receivers for item in getattr(receiver, "messages", getattr(receiver, "posts", []))}
+    yield
+    messages = {"alert e-mails": [m.as_string() for r in receivers for m in getattr(r, "messages", [])
+                                  if id(m) not in before],
+                "alert webhook posts": [str(p["body"]) for r in receivers for p in getattr(r, "posts", [])
+                                        if id(p) not in before]}
+    leaks = scan(SECRETS, watch.places(_scanned_folders(request.config), messages))
+    if leaks:
+        pytest.fail("SECRET CANARY: " + "; ".join(sorted(set(leaks))[:20]), pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The canary once more over the whole session, for what no single test owned (module fixtures)."""
+    places = {str(path): file_text(path) for path in written_files(_scanned_folders(session.config))}
+    places.update({f"airflow table {table}": "\n".join(text for _, text in rows)
+                   for table, rows in db_rows(AIRFLOW_HOME / "airflow.db").items()})
+    places.update({name: "\n".join(texts) for name, texts in RECEIVED.items()})
+    places["argv of child processes"] = "\n".join(CHILD_ARGV.since(0))
+    places["task logs"] = "\n".join(TASK_LOGS.lines)
+    leaks = scan(SECRETS, places)
     if leaks:
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             "SECRET CANARY: " + "; ".join(sorted(set(leaks))[:20]), red=True)

@@ -91,7 +91,8 @@ def test_a_damaged_older_backup_is_shown_on_its_own_row(backup_env, healthy, mon
     from bhv360_backup import health
 
     older = store(backup_env.cloud, BackupType.DATABASE, timedelta(days=3))
-    store(backup_env.local, BackupType.DATABASE, timedelta(days=3))
+    backup_env.local.put_bytes(f"database/{older}/data.bin", b"backup bytes")
+    backup_env.local.write_manifest(backup_env.cloud.read_manifest(BackupType.DATABASE, older))
     backup_env.cloud.put_bytes(f"database/{older}/data.bin", b"bitrot")
     monkeypatch.setattr(health, "deep_check_due", lambda ids, *args, **kwargs: list(ids))
 
