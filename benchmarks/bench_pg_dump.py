@@ -31,7 +31,7 @@ from pyrage import x25519
 from bhv360_backup.demo.data import create_demo_database, organisations_for_mb
 from bhv360_backup.demo.servers import MotoS3
 from bhv360_backup.encryption import parse_recipients
-from bhv360_backup.sources.postgres import PgTarget
+from bhv360_backup.postgres.client import PgTarget
 
 SERVER = PgTarget(host="127.0.0.1", port=5432, dbname="postgres", user="postgres")
 BUCKET = "bench"

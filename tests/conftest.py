@@ -15,7 +15,7 @@ AIRFLOW_HOME = configure_airflow_home()
 
 from bhv360_backup.demo.servers import postgres_server  # noqa: E402
 from bhv360_backup.locations import LocalLocation, S3Location  # noqa: E402
-from bhv360_backup.sources.postgres import PgTarget  # noqa: E402
+from bhv360_backup.postgres.client import PgTarget  # noqa: E402
 from tests.fixtures import postgres  # noqa: E402
 from tests.fixtures.canary import (  # noqa: E402
     ArgvLog,

@@ -27,11 +27,11 @@ from bhv360_backup.encryption import parse_identities
 from bhv360_backup.errors import BackupError
 from bhv360_backup.layout import BackupType
 from bhv360_backup.locations import LocalLocation, Location, S3Location
+from bhv360_backup.postgres.client import PgTarget, find_client, server_major
 from bhv360_backup.restore.plan import build_plan
 from bhv360_backup.restore.request import parse_request
 from bhv360_backup.restore.run import RestoreTargets, execute_plan
 from bhv360_backup.restore.storage import FolderSink, SupabaseSink
-from bhv360_backup.sources.postgres import PgTarget, find_client, server_major
 
 log = logging.getLogger("bhv360-backup")
 

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from bhv360_backup.errors import BackupError, ConfigurationError, first_line
-from bhv360_backup.sources.postgres import PgTarget
+from bhv360_backup.postgres.client import PgTarget
 from bhv360_backup.sources.storage import StorageSource
 
 CONFIG_ARTIFACT = "config.json"

@@ -7,16 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 from bhv360_backup.backup import BackupWriter
 from bhv360_backup.locations.base import Location
 from bhv360_backup.manifest import Manifest
-from bhv360_backup.sources.postgres import (
+from bhv360_backup.postgres.client import (
     ChildProcessStream,
     PgTarget,
-    exported_snapshot,
     find_client,
     libpq_environment,
-    pg_dump_argv,
-    pg_dumpall_roles_argv,
     tool_major,
 )
+from bhv360_backup.sources.postgres import exported_snapshot, pg_dump_argv, pg_dumpall_roles_argv
 from bhv360_backup.streams import gzip_json_lines
 from bhv360_backup.verify import pg_archive_check, read_json_lines_artifact
 

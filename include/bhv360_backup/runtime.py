@@ -14,6 +14,7 @@ from bhv360_backup.encryption import parse_identities
 from bhv360_backup.errors import ConfigurationError
 from bhv360_backup.layout import backup_id_for_run
 from bhv360_backup.locations import LocalLocation, Location, ObjectLock, S3Location
+from bhv360_backup.postgres.client import PgTarget
 from bhv360_backup.settings import (
     AGE_IDENTITY_CONN_ID,
     DEFAULTS,
@@ -22,7 +23,6 @@ from bhv360_backup.settings import (
     Settings,
     log_dir,
 )
-from bhv360_backup.sources.postgres import PgTarget
 from bhv360_backup.sources.storage import (
     LocalFolderSource,
     S3StorageSource,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from bhv360_backup.sources.postgres import PgTarget
+from bhv360_backup.postgres.client import PgTarget
 
 S3_REGION = "eu-west-1"
 

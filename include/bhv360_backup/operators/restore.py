@@ -13,6 +13,7 @@ from bhv360_backup import joblog
 from bhv360_backup.alerts import notify_ops
 from bhv360_backup.errors import BackupError, ConfigurationError
 from bhv360_backup.operators.base import LocationsOperator
+from bhv360_backup.postgres.client import PgTarget, find_client, server_major
 from bhv360_backup.restore.plan import RestorePlan, build_plan, resolve
 from bhv360_backup.restore.request import RestoreRequest, parse_request
 from bhv360_backup.restore.run import RestoreTargets, execute_plan
@@ -26,7 +27,6 @@ from bhv360_backup.runtime import (
     pg_target,
 )
 from bhv360_backup.settings import DB_CONN_ID, SUPABASE_CONN_ID, Settings
-from bhv360_backup.sources.postgres import PgTarget, find_client, server_major
 
 REQUEST_FIELDS = ("type", "paths", "target_conn_id", "confirm_overwrite", "dry_run", "supabase_target",
                   "storage_target", "restore_roles", "no_owner")

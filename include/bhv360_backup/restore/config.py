@@ -18,8 +18,8 @@ from psycopg import sql
 
 from bhv360_backup.config import MASK
 from bhv360_backup.errors import BackupError
+from bhv360_backup.postgres.client import PgTarget
 from bhv360_backup.restore.storage import StorageSink
-from bhv360_backup.sources.postgres import PgTarget
 
 PRIMARY_KEY_SQL = """
 SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.sources.postgres import PgTarget, exit_message, libpq_environment
+from bhv360_backup.postgres.client import PgTarget, exit_message, libpq_environment
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ from bhv360_backup.layout import BackupType, artifact_key
 from bhv360_backup.locations.base import Location
 from bhv360_backup.locations.local import LocalLocation, LocalWriter
 from bhv360_backup.manifest import Manifest
+from bhv360_backup.postgres.client import PgTarget, find_client
 from bhv360_backup.restore.config import restore_config
 from bhv360_backup.restore.database import apply_roles, restore_dump
 from bhv360_backup.restore.plan import ComponentPlan, RestorePlan
 from bhv360_backup.restore.request import RestoreRequest
 from bhv360_backup.restore.storage import StorageSink, restore_snapshot
 from bhv360_backup.restore.validate import compare_database, database_stats
-from bhv360_backup.sources.postgres import PgTarget, find_client
 from bhv360_backup.streams import ProgressLog, copy_stream
 from bhv360_backup.verify import plain_chunks, read_back, read_checked_artifact
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from bhv360_backup.postgres.client import PgTarget
+from bhv360_backup.postgres.stats import table_stats
 from bhv360_backup.restore.database import (
     SUPABASE_DATA_SCHEMAS,
     SUPABASE_INTERNAL_SCHEMAS,
     SUPABASE_SKIPPED_TABLES,
 )
-from bhv360_backup.sources.postgres import PgTarget, table_stats
 
 
 def database_stats(target: PgTarget) -> dict[str, dict[str, Any]]:

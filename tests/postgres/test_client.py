@@ -7,7 +7,7 @@ import os
 import pytest
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.sources.postgres import ChildProcessStream
+from bhv360_backup.postgres.client import ChildProcessStream
 
 
 def test_a_child_killed_by_a_signal_says_which_signal():
