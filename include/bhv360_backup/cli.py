@@ -30,7 +30,7 @@ from bhv360_backup.locations import LocalLocation, Location, S3Location
 from bhv360_backup.postgres.client import PgTarget, find_client, server_major
 from bhv360_backup.restore.plan import build_plan
 from bhv360_backup.restore.request import parse_request
-from bhv360_backup.restore.run import RestoreTargets, execute_plan
+from bhv360_backup.restore.run import RestoreTargets, check_targets, execute_plan
 from bhv360_backup.restore.storage import FolderSink, SupabaseSink
 
 log = logging.getLogger("bhv360-backup")
@@ -116,12 +116,14 @@ def command_restore(args: argparse.Namespace) -> int:
                     "config": f"settings rows into the target database, files into {work_dir}"}
     identities = identities_from_env()
     plan = build_plan(request, locations, targets_text, pg_restore, identities)
+    by_name = {location.name: location for location in locations}
+    targets = RestoreTargets(database=database, sink=sink, work_dir=work_dir, identities=identities)
+    check_targets(plan, request, by_name, targets)
     print("\n".join(plan.describe()))
     if request.dry_run:
         print("dry run: validation passed, nothing restored")
         return 0
-    report = execute_plan(plan, request, {location.name: location for location in locations},
-                          RestoreTargets(database=database, sink=sink, work_dir=work_dir, identities=identities))
+    report = execute_plan(plan, request, by_name, targets)
     print(json.dumps({k: v for k, v in report.items() if k != "plan"}, indent=2, default=str))
     return 0
 

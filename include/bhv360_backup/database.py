@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+
+from pyrage.x25519 import Identity
 
 from bhv360_backup.backup import BackupWriter
 from bhv360_backup.locations.base import Location
@@ -16,11 +20,12 @@ from bhv360_backup.postgres.client import (
 )
 from bhv360_backup.sources.postgres import exported_snapshot, pg_dump_argv, pg_dumpall_roles_argv
 from bhv360_backup.streams import gzip_json_lines
-from bhv360_backup.verify import pg_archive_check, read_json_lines_artifact
+from bhv360_backup.verify import pg_archive_check, read_checked_artifact, read_json_lines_artifact
 
 DUMP_ARTIFACT = "database.dump"
 ROLES_ARTIFACT = "roles.sql"
 STORAGE_OBJECTS_ARTIFACT = "storage-objects.jsonl.gz"
+ACCESS_MODEL_ARTIFACT = "access-model.json"
 
 
 def read_storage_objects(location: Location, manifest: Manifest) -> set[tuple[str, str]] | None:
@@ -28,6 +33,30 @@ def read_storage_objects(location: Location, manifest: Manifest) -> set[tuple[st
     if STORAGE_OBJECTS_ARTIFACT not in {a.path for a in manifest.artifacts}:
         return None
     return {tuple(row) for row in read_json_lines_artifact(location, manifest, STORAGE_OBJECTS_ARTIFACT)}
+
+
+def read_access_model(location: Location, manifest: Manifest, identities: Sequence[Identity] = ()) -> dict | None:
+    """The access model a database backup recorded (since 0.3), or None for an older backup."""
+    if ACCESS_MODEL_ARTIFACT not in {a.path for a in manifest.artifacts}:
+        return None
+    return json.loads(read_checked_artifact(location, manifest, ACCESS_MODEL_ARTIFACT, identities))
+
+
+def access_summary(model: dict) -> dict:
+    """What a restore must check before writing, readable without the key: the extensions the
+    database used, the roles owning its objects, and the roles its grants and policies name."""
+    owners: set[str] = set()
+    grantees: set[str] = set()
+    for entry in model["objects"].values():
+        owner = entry.get("owner")
+        owners.update(filter(None, [owner]))
+        grantees.update(filter(None, [entry.get("role")]))
+        for acl in [entry.get("acl", {}), *entry.get("columns", {}).values()]:
+            grantees.update(role for role in acl if role != owner)
+        for policy in entry.get("policies", {}).values():
+            grantees.update(policy["roles"])
+    return {"extensions": model["extensions"], "owners": sorted(owners), "roles": sorted(grantees - {"PUBLIC", "public"}),
+            "objects": len(model["objects"]), "probes": len(model["probes"])}
 
 
 def dump_database(target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, dag_id: str, run_id: str) -> Manifest:
@@ -46,10 +75,11 @@ def dump_database(target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, da
             pg_dumpall = find_client("pg_dumpall", snapshot.server_major, pg_bin_dir)
             pg_restore = find_client("pg_restore", snapshot.server_major, pg_bin_dir)
             with ThreadPoolExecutor(1, thread_name_prefix="table-stats") as counter:
-                stats_future = counter.submit(snapshot.table_stats)
+                stats_future = counter.submit(snapshot.stats_and_access)
                 dump = ChildProcessStream(pg_dump_argv(pg_dump, snapshot.snapshot_id), env, "pg_dump")
                 writer.add(DUMP_ARTIFACT, dump, check=pg_archive_check(pg_restore))
-                stats = stats_future.result()
+                stats, model = stats_future.result()
+            writer.add_bytes(ACCESS_MODEL_ARTIFACT, (json.dumps(model, sort_keys=True, indent=1) + "\n").encode())
             if snapshot.has_storage_objects():
                 writer.add(STORAGE_OBJECTS_ARTIFACT, gzip_json_lines(list(row) for row in snapshot.storage_object_names()))
             writer.add(
@@ -68,6 +98,7 @@ def dump_database(target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, da
                 "snapshot_time": snapshot.snapshot_time,
                 "table_rows": {table: entry["rows"] for table, entry in stats.items()},
                 "table_checksums": {table: entry["checksum"] for table, entry in stats.items() if "checksum" in entry},
+                "access": access_summary(model),
             },
         )
     except BaseException:

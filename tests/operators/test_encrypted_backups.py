@@ -43,7 +43,7 @@ def test_encrypted_database_backup_is_verified_without_the_key_and_restored_with
     assert states == {"dump": "success", "verify": "success", "retention": "success"}
     (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
     manifest = backup_env.local.read_manifest(BackupType.DATABASE, backup_id)
-    assert {a.path for a in manifest.artifacts} == {"database.dump", "roles.sql"}
+    assert {a.path for a in manifest.artifacts} == {"database.dump", "access-model.json", "roles.sql"}
     assert all(a.encryption == "age" and a.plain_size and a.plain_sha256 != a.sha256 for a in manifest.artifacts)
     dump = manifest.artifact("database.dump")
     stored = backup_env.local.path_of(artifact_key(BackupType.DATABASE, backup_id, "database.dump"))

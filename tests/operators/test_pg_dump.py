@@ -55,7 +55,7 @@ def test_backup_lands_in_both_locations_and_restores_equal(backup_env, tmp_path,
     assert backup_env.cloud.list_backups(BackupType.DATABASE) == [backup_id]
     manifest = backup_env.local.read_manifest(BackupType.DATABASE, backup_id)
     assert manifest.to_bytes() == backup_env.cloud.read_manifest(BackupType.DATABASE, backup_id).to_bytes()
-    assert [a.path for a in manifest.artifacts] == ["database.dump", "roles.sql"]
+    assert [a.path for a in manifest.artifacts] == ["database.dump", "access-model.json", "roles.sql"]
     assert manifest.details["table_rows"]["public.staff"] == 3 * 250
     dump = backup_env.local.path_of(artifact_key(BackupType.DATABASE, backup_id, "database.dump"))
     assert stat.S_IMODE(dump.stat().st_mode) == 0o600

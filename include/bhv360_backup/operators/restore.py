@@ -16,7 +16,7 @@ from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.postgres.client import PgTarget, find_client, server_major
 from bhv360_backup.restore.plan import RestorePlan, build_plan, resolve
 from bhv360_backup.restore.request import RestoreRequest, parse_request
-from bhv360_backup.restore.run import RestoreTargets, execute_plan
+from bhv360_backup.restore.run import RestoreMismatch, RestoreTargets, check_targets, execute_plan
 from bhv360_backup.restore.storage import FolderSink, StorageSink, SupabaseSink
 from bhv360_backup.runtime import (
     age_identities,
@@ -127,6 +127,7 @@ class RestoreValidateOperator(LocationsOperator):
                      "storage": targets.sink.describe() if targets.sink else "-",
                      "config": "settings rows into the target database, files into " + str(targets.work_dir)}
         plan = build_plan(request, locations, described, pg_restore, targets.identities, resolution)
+        check_targets(plan, request, {location.name: location for location in locations}, targets)
         for line in plan.describe():
             self.log.info("%s", line)
         if request.dry_run:
@@ -157,9 +158,13 @@ class RestoreOperator(LocationsOperator):
                                     bucket=settings.s3_bucket)
             locations = {location.name: location for location in open_locations(settings, self.aws_conn_id)}
             targets = resolve_targets(request, {c.component for c in plan.components}, settings, context["run_id"])
-            report = execute_plan(plan, request, locations, targets)
             record.locations = sorted({c.location for c in plan.components})
             record.bytes = sum(c.size for c in plan.components)
+            try:
+                report = execute_plan(plan, request, locations, targets)
+            except RestoreMismatch as mismatch:  # the evidence of what differs goes to the job log too
+                record.extra = {"report": {k: v for k, v in mismatch.report.items() if k != "plan"}}
+                raise
             record.extra = {"report": {k: v for k, v in report.items() if k != "plan"}}
         notify_ops(context, f"[bhv360-backup] restore of {plan.type} succeeded", plan.describe(),
                    link=getattr(context["ti"], "log_url", None))

@@ -1,11 +1,17 @@
-"""Restore a database backup with ``pg_restore`` from a verified local file.
+"""Restore a database backup with ``pg_restore`` from a verified local file, then its access model.
 
 Two modes: a plain restore (``--clean --if-exists``, ``--jobs``, optionally ``--no-owner``), and
 ``supabase_target``, which follows Supabase's migration procedure for a fresh project whose
 managed schemas and reserved roles already exist: non-reserved roles, then the schema of the
-non-internal schemas, then the data of all schemas except the internal ones (``auth`` and
-``storage`` data included) with ``session_replication_role = replica``, skipping the migration
-history tables the platform manages.
+non-internal schemas without indexes and keys, the data of all schemas except the internal ones
+(``auth`` and ``storage`` data included) with ``session_replication_role = replica``, then the
+indexes, keys, triggers and policies; the platform's migration history tables are never restored.
+
+Grants are restored in both modes (never ``--no-acl``). Afterwards the target's access model is made
+equal to the one recorded with the backup (grants a fresh project's default privileges widened are
+revoked; policies, RLS flags, function security, default privileges, publications and the project's
+triggers on ``auth``/``storage`` tables set as recorded) and then compared with it, object by object,
+together with the row-visibility probes and the sign-in data: any difference fails the restore.
 """
 
 from __future__ import annotations
@@ -13,35 +19,25 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bhv360_backup.errors import BackupError
+import psycopg
+from psycopg import sql
+
+from bhv360_backup.errors import BackupError, first_line
+from bhv360_backup.postgres import access
 from bhv360_backup.postgres.client import PgTarget, exit_message, libpq_environment
+from bhv360_backup.postgres.supabase import (
+    SUPABASE_DATA_SCHEMAS,
+    SUPABASE_INTERNAL_SCHEMAS,
+    SUPABASE_RESERVED_ROLES,
+    SUPABASE_SKIPPED_TABLES,
+)
 
 log = logging.getLogger(__name__)
-
-# Schemas the Supabase CLI's `db dump` leaves out of the schema dump: the platform owns them.
-SUPABASE_INTERNAL_SCHEMAS = frozenset({
-    "_analytics", "_realtime", "_supavisor", "auth", "cron", "dbdev", "extensions", "graphql",
-    "graphql_public", "information_schema", "net", "pgbouncer", "pgmq", "pgsodium", "pgsodium_masks",
-    "pgtle", "realtime", "repack", "storage", "supabase_functions", "supabase_migrations", "tiger",
-    "tiger_data", "topology", "vault",
-})
-# Of those, the data of these is restored (users, buckets and object rows are the project's data).
-SUPABASE_DATA_SCHEMAS = frozenset({"auth", "storage"})
-# Migration history the platform manages; never restored.
-SUPABASE_SKIPPED_TABLES = frozenset({
-    "auth.schema_migrations", "storage.migrations", "supabase_functions.migrations",
-    "supabase_migrations.schema_migrations",
-})
-# Roles every Supabase project has; roles.sql statements for them are skipped.
-SUPABASE_RESERVED_ROLES = frozenset({
-    "anon", "authenticated", "authenticator", "dashboard_user", "pgbouncer", "pgsodium_keyholder",
-    "pgsodium_keyiduser", "pgsodium_keymaker", "postgres", "service_role", "supabase_admin",
-    "supabase_auth_admin", "supabase_functions_admin", "supabase_read_only_user", "supabase_realtime_admin",
-    "supabase_replication_admin", "supabase_storage_admin",
-})
 
 _TOC_LINE = re.compile(r"^\d+; \d+ \d+ (?P<rest>.+)$")
 _TOC_TYPES = sorted((
@@ -54,6 +50,9 @@ _TOC_TYPES = sorted((
     "PUBLICATION", "SERVER", "COLLATION", "CONVERSION", "CAST", "OPERATOR",
 ), key=len, reverse=True)
 _ROLE_STATEMENT = re.compile(r'^(?:CREATE|ALTER|GRANT .* TO|COMMENT ON) ROLE "?([^"\s;]+)"?|^GRANT .* TO "?([^"\s;]+)"?')
+_DATA_KINDS = ("TABLE DATA", "SEQUENCE SET", "BLOB", "LARGE OBJECT")
+DASHBOARD_EXTENSIONS = "the Supabase dashboard (Database > Extensions)"
+RECONCILE_ROUNDS = 3
 
 
 def toc_entry(line: str) -> tuple[str, str, str] | None:
@@ -69,22 +68,28 @@ def toc_entry(line: str) -> tuple[str, str, str] | None:
     return None
 
 
-def supabase_lists(toc: Iterable[str]) -> tuple[list[str], list[str]]:
-    """The ``--use-list`` lines of the schema step and of the data step."""
+def supabase_lists(toc: Iterable[str], existing_publications: Collection[str] = ()) -> tuple[list[str], list[str]]:
+    """The ``--use-list`` lines of the schema steps and of the data step. Extensions are the platform's
+    (created beforehand, see :func:`missing_extensions`): their entries and those depending on them
+    (their comments) are left out, as are publications the target already has."""
     schema, data = [], []
     for line in toc:
         entry = toc_entry(line)
         if entry is None:
             continue
         kind, namespace, name = entry
-        if kind in ("TABLE DATA", "SEQUENCE SET", "BLOB", "LARGE OBJECT"):
+        if kind in _DATA_KINDS:
             internal = namespace in SUPABASE_INTERNAL_SCHEMAS and namespace not in SUPABASE_DATA_SCHEMAS
             if not internal and f"{namespace}.{name}" not in SUPABASE_SKIPPED_TABLES:
                 data.append(line)
         elif kind == "SCHEMA":
             if name not in SUPABASE_INTERNAL_SCHEMAS and name != "public":
                 schema.append(line)
-        elif kind != "EXTENSION" and namespace not in SUPABASE_INTERNAL_SCHEMAS:
+        elif kind == "EXTENSION" or (kind == "COMMENT" and namespace == "-" and name == "EXTENSION"):
+            continue
+        elif kind == "PUBLICATION" and name in existing_publications:
+            continue
+        elif namespace not in SUPABASE_INTERNAL_SCHEMAS:
             schema.append(line)
     return schema, data
 
@@ -108,11 +113,10 @@ def _run(argv: list[str], env: dict[str, str], what: str) -> str:
     return result.stdout
 
 
-def apply_roles(roles_file: Path, target: PgTarget, psql: str, *, supabase: bool) -> int:
-    """Run roles.sql; roles that already exist are reported, not fatal. Returns the error count."""
-    script = roles_file.read_text()
-    if supabase:
-        script = non_reserved_roles_sql(script)
+def apply_roles(roles_file: Path, target: PgTarget, psql: str) -> int:
+    """Run roles.sql without the reserved roles (never created or altered); roles that already exist
+    are reported, not fatal. Returns the error count."""
+    script = non_reserved_roles_sql(roles_file.read_text())
     with libpq_environment(target) as env:
         result = subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=0", "-f", "-"], input=script, env=env,
                                 capture_output=True, text=True)
@@ -122,23 +126,186 @@ def apply_roles(roles_file: Path, target: PgTarget, psql: str, *, supabase: bool
     return len(errors)
 
 
+# --- before anything is written ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TargetState:
+    """What a restore needs to know about its target before writing: who connects, which roles,
+    extensions and publications exist, and whether it is a Supabase project."""
+
+    user: str
+    superuser: bool
+    roles: frozenset[str]
+    extensions: frozenset[str]
+    available_extensions: frozenset[str]
+    publications: frozenset[str]
+    schemas: frozenset[str]
+
+    @classmethod
+    def read(cls, target: PgTarget) -> TargetState:
+        with target.connect() as connection:
+            def names(query: str) -> frozenset[str]:
+                return frozenset(row[0] for row in connection.execute(query).fetchall())
+
+            user, superuser = connection.execute(
+                "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+            return cls(user, superuser, names("SELECT rolname FROM pg_roles"), names("SELECT extname FROM pg_extension"),
+                       names("SELECT name FROM pg_available_extensions"), names("SELECT pubname FROM pg_publication"),
+                       names("SELECT nspname FROM pg_namespace"))
+
+
+def missing_owners(summary: Mapping[str, Any] | None, state: TargetState) -> list[str]:
+    """Recorded owners the target lacks: their objects stay owned by the restoring user."""
+    return sorted(set(summary["owners"]) - state.roles) if summary else []
+
+
+def missing_extensions(recorded: Sequence[Mapping[str, str]], state: TargetState) -> list[Mapping[str, str]]:
+    return [extension for extension in recorded if extension["name"] not in state.extensions]
+
+
+def preflight(summary: Mapping[str, Any] | None, state: TargetState, *, supabase: bool, restore_roles: bool) -> list[str]:
+    """Every reason the restore would fail part way, found before anything is written. ``summary`` is
+    the manifest's ``access`` (roles and extensions; None for a backup made before 0.3)."""
+    problems = []
+    if supabase and not SUPABASE_DATA_SCHEMAS <= state.schemas:
+        problems.append("supabase_target is set but the target has no auth and storage schemas: it is not a "
+                        "Supabase project (restore without supabase_target)")
+    if summary is None:
+        return problems
+    needed = set(summary["roles"])  # owners that are missing are mapped to the restoring user instead
+    creatable = {role for role in needed if role not in SUPABASE_RESERVED_ROLES} if restore_roles else set()
+    missing = sorted(needed - state.roles - creatable)
+    if missing:
+        reserved = [role for role in missing if role in SUPABASE_RESERVED_ROLES]
+        others = [role for role in missing if role not in SUPABASE_RESERVED_ROLES]
+        if reserved:
+            problems.append(f"the target lacks Supabase's role(s) {', '.join(reserved)}, which the backup's grants "
+                            "and policies name; restore into a Supabase project, or create them there first "
+                            "(a restore never creates or alters Supabase's reserved roles)")
+        if others:
+            problems.append(f"the target lacks the role(s) {', '.join(others)} that the backup's objects name: set "
+                            "restore_roles to create them from the backup's roles.sql, or create them first")
+    for extension in missing_extensions(summary["extensions"], state):
+        if extension["name"] not in state.available_extensions:
+            where = DASHBOARD_EXTENSIONS if supabase else "the server (install its package)"
+            problems.append(f"extension {extension['name']} (in schema {extension['schema']}) is not available on "
+                            f"the target: enable it in {where}")
+    return problems
+
+
+def create_extensions(target: PgTarget, recorded: Sequence[Mapping[str, str]], state: TargetState) -> list[str]:
+    """Create the extensions the backup used that the target lacks, in their recorded schemas; the
+    first write of a Supabase-mode restore, so a refusal leaves the target untouched."""
+    created = []
+    with target.connect(autocommit=True) as connection:
+        for extension in missing_extensions(recorded, state):
+            try:
+                connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(extension["schema"])))
+                connection.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}").format(
+                    sql.Identifier(extension["name"]), sql.Identifier(extension["schema"])))
+            except psycopg.Error as error:
+                raise BackupError(f"extension {extension['name']} is missing in the target and {state.user} may not "
+                                  f"create it ({first_line(error)}): enable it in {DASHBOARD_EXTENSIONS}, then restore "
+                                  "again; nothing else was written") from None
+            created.append(extension["name"])
+    return created
+
+
+# --- pg_restore --------------------------------------------------------------------------------------------------
+
 def restore_dump(
-    dump: Path, target: PgTarget, pg_restore: str, *, jobs: int, no_owner: bool, supabase: bool, work_dir: Path
+    dump: Path, target: PgTarget, pg_restore: str, *, jobs: int, no_owner: bool, supabase: bool, work_dir: Path,
+    state: TargetState | None = None,
 ) -> None:
-    """Restore ``dump`` into ``target``; raise with ``pg_restore``'s own message on failure."""
-    owner = ["--no-owner", "--no-acl"] if no_owner else []
+    """Restore ``dump`` into ``target`` with its grants; raise with ``pg_restore``'s own message on failure."""
+    owner = ["--no-owner"] if no_owner else []
     with libpq_environment(target) as env:
         if not supabase:
             _run([pg_restore, "--clean", "--if-exists", f"--jobs={jobs}", *owner, f"--dbname={target.dbname}",
                   str(dump)], env, "pg_restore")
             return
         toc = _run([pg_restore, "--list", str(dump)], env, "pg_restore --list").splitlines()
-        schema_lines, data_lines = supabase_lists(toc)
+        schema_lines, data_lines = supabase_lists(toc, state.publications if state else ())
         schema_list, data_list = work_dir / "schema.list", work_dir / "data.list"
         schema_list.write_text("\n".join(schema_lines) + "\n")
         data_list.write_text("\n".join(data_lines) + "\n")
-        _run([pg_restore, "--schema-only", "--no-owner", "--no-acl", f"--use-list={schema_list}",
-              f"--dbname={target.dbname}", str(dump)], env, "pg_restore (schema)")
+        database = f"--dbname={target.dbname}"
+        _run([pg_restore, "--section=pre-data", "--no-owner", f"--use-list={schema_list}", database, str(dump)], env,
+             "pg_restore (schema)")
         data_env = {**env, "PGOPTIONS": "-c session_replication_role=replica"}
-        _run([pg_restore, "--data-only", f"--jobs={jobs}", f"--use-list={data_list}", f"--dbname={target.dbname}",
-              str(dump)], data_env, "pg_restore (data)")
+        _run([pg_restore, "--section=data", f"--jobs={jobs}", f"--use-list={data_list}", database, str(dump)],
+             data_env, "pg_restore (data)")
+        _run([pg_restore, "--section=post-data", "--no-owner", f"--jobs={jobs}", f"--use-list={schema_list}", database,
+              str(dump)], env, "pg_restore (indexes, keys, triggers, policies)")
+
+
+# --- the access model after the data is in ----------------------------------------------------------------------
+
+@dataclass
+class AccessCheck:
+    """The evidence of a restore's access check: what was compared and what differs."""
+
+    statements: int = 0
+    statement_errors: list[str] = field(default_factory=list)
+    comparison: access.Comparison = field(default_factory=access.Comparison)
+    probes: int = 0
+    probe_differences: list[str] = field(default_factory=list)
+    sign_in_differences: list[str] = field(default_factory=list)
+
+    @property
+    def differences(self) -> list[str]:
+        return [*self.comparison.differences, *self.probe_differences, *self.sign_in_differences]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.comparison.to_dict(), "reconcile_statements": self.statements,
+                "reconcile_errors": self.statement_errors[:20], "probes_compared": self.probes,
+                "probe_differences": self.probe_differences[:50], "sign_in_differences": self.sign_in_differences}
+
+
+def check_access(
+    target: PgTarget, model: Mapping[str, Any], row_counts: Mapping[str, int], *, supabase: bool, no_owner: bool,
+    reconcile: bool = True,
+) -> AccessCheck:
+    """Make the target's access equal to ``model`` (unless ``reconcile`` is off), then compare it, the
+    row-visibility probes and the sign-in data with what the backup recorded."""
+    scope = access.Scope(supabase=supabase)
+    result = AccessCheck()
+    with target.connect(autocommit=True) as connection:
+        cursor = connection.cursor()
+        user = cursor.execute("SELECT current_user").fetchone()[0]
+        roles = {row[0] for row in cursor.execute("SELECT rolname FROM pg_roles").fetchall()}
+
+        def mapped(owner: str) -> bool:
+            return no_owner or owner not in roles
+
+        failed: set[str] = set()
+
+        if reconcile:
+            # a table-wide REVOKE also takes a column's grants: compute again after each round
+            for _ in range(RECONCILE_ROUNDS):
+                statements = access.reconcile_statements(model, access.capture(cursor), scope, restoring_user=user,
+                                                         mapped_owners=mapped)
+                statements = [s for s in statements if s.as_string(connection) not in failed]
+                if not statements:
+                    break
+                result.statements += len(statements)
+                for statement in statements:
+                    try:
+                        cursor.execute(statement)
+                    except psycopg.Error as error:
+                        failed.add(statement.as_string(connection))
+                        result.statement_errors.append(f"{statement.as_string(connection)}: {first_line(error)}")
+            for problem in result.statement_errors:
+                log.warning("access model: %s", problem)
+        result.comparison = access.compare(model, access.capture(cursor), scope, restoring_user=user,
+                                           mapped_owners=mapped)
+        recorded_probes = {key: value for key, value in model.get("probes", {}).items()
+                           if scope.probes(key.split(" as ")[0])}
+        with connection.transaction():
+            found = access.probe(cursor, row_counts, model.get("probe_users", []), supabase=supabase)
+        result.probes = len(recorded_probes)
+        result.probe_differences = access.compare_probes(recorded_probes, found)
+        if model.get("sign_in"):
+            result.sign_in_differences = access.compare_sign_in(model["sign_in"],
+                                                                access.sign_in_data(cursor, model.get("probe_users", [])))
+    return result

@@ -14,7 +14,7 @@ from typing import Any
 from pyrage.x25519 import Identity
 
 from bhv360_backup.config import CONFIG_ARTIFACT
-from bhv360_backup.database import DUMP_ARTIFACT, ROLES_ARTIFACT
+from bhv360_backup.database import DUMP_ARTIFACT, ROLES_ARTIFACT, read_access_model
 from bhv360_backup.errors import BackupError
 from bhv360_backup.layout import BackupType, artifact_key
 from bhv360_backup.locations.base import Location
@@ -22,7 +22,16 @@ from bhv360_backup.locations.local import LocalLocation, LocalWriter
 from bhv360_backup.manifest import Manifest
 from bhv360_backup.postgres.client import PgTarget, find_client
 from bhv360_backup.restore.config import restore_config
-from bhv360_backup.restore.database import apply_roles, restore_dump
+from bhv360_backup.restore.database import (
+    TargetState,
+    apply_roles,
+    check_access,
+    create_extensions,
+    missing_extensions,
+    missing_owners,
+    preflight,
+    restore_dump,
+)
 from bhv360_backup.restore.plan import ComponentPlan, RestorePlan
 from bhv360_backup.restore.request import RestoreRequest
 from bhv360_backup.restore.storage import StorageSink, restore_snapshot
@@ -31,6 +40,14 @@ from bhv360_backup.streams import ProgressLog, copy_stream
 from bhv360_backup.verify import plain_chunks, read_back, read_checked_artifact
 
 log = logging.getLogger(__name__)
+
+
+class RestoreMismatch(BackupError):
+    """The restore wrote everything, but the target differs from the backup; ``report`` holds the evidence."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -73,31 +90,53 @@ def _ordered(locations: Mapping[str, Location], first: str) -> list[Location]:
 def restore_database_component(
     component: ComponentPlan, request: RestoreRequest, locations: Mapping[str, Location], targets: RestoreTargets
 ) -> dict[str, Any]:
+    """Restore a database backup, then its access model; fail (after the data is in) on any difference
+    in rows, checksums, grants, policies, RLS, row visibility or sign-in data, listed per object."""
     if targets.database is None:
         raise BackupError("no target database for the database restore")
     location = locations[component.location]
     manifest = location.read_manifest(BackupType.DATABASE, component.backup_id)
     major = int(manifest.details["server_version"].split(".")[0])
+    summary = manifest.details.get("access")
+    state = TargetState.read(targets.database)
+    problems = preflight(summary, state, supabase=request.supabase_target, restore_roles=request.restore_roles)
+    if problems:
+        raise BackupError(f"cannot restore database backup {component.backup_id} into "
+                          f"{targets.database.describe()}: " + "; ".join(problems))
     staging = targets.work_dir / "staging"
     staging.mkdir(parents=True, exist_ok=True, mode=0o700)
     started = time.monotonic()
+    report: dict[str, Any] = {"backup_id": component.backup_id, "target": targets.database.describe()}
     try:
         dump = verified_local_file(location, manifest, DUMP_ARTIFACT, staging, targets.identities)
-        roles_errors = None
+        model = read_access_model(location, manifest, targets.identities)
+        if request.supabase_target and summary:
+            report["extensions_created"] = create_extensions(targets.database, summary["extensions"], state)
         if request.restore_roles:
             roles = verified_local_file(location, manifest, ROLES_ARTIFACT, staging, targets.identities)
-            roles_errors = apply_roles(roles, targets.database, find_client("psql", major, targets.pg_bin_dir),
-                                       supabase=request.supabase_target)
+            report["roles_errors"] = apply_roles(roles, targets.database, find_client("psql", major, targets.pg_bin_dir))
+        owners_missing = missing_owners(summary, TargetState.read(targets.database))
+        if owners_missing and not request.no_owner:
+            log.warning("owner role(s) %s missing in the target: their objects stay owned by %s",
+                        ", ".join(owners_missing), state.user)
         restore_dump(dump, targets.database, find_client("pg_restore", major, targets.pg_bin_dir), jobs=targets.jobs,
-                     no_owner=request.no_owner, supabase=request.supabase_target, work_dir=staging)
+                     no_owner=request.no_owner or bool(owners_missing), supabase=request.supabase_target,
+                     work_dir=staging, state=state)
     finally:
         shutil.rmtree(staging / manifest.backup_id, ignore_errors=True)  # downloads and decrypted copies
     problems = compare_database(manifest.details, database_stats(targets.database), supabase=request.supabase_target)
-    report = {"backup_id": component.backup_id, "target": targets.database.describe(),
-              "seconds": round(time.monotonic() - started, 1), "tables": len(manifest.details.get("table_rows", {})),
-              "rows": sum(manifest.details.get("table_rows", {}).values()), "roles_errors": roles_errors}
+    report.update(seconds=round(time.monotonic() - started, 1), tables=len(manifest.details.get("table_rows", {})),
+                  rows=sum(manifest.details.get("table_rows", {}).values()))
+    if model is None:
+        report["access"] = {"checked": False, "reason": "the backup was made before access models were recorded (0.3)"}
+    else:
+        check = check_access(targets.database, model, manifest.details.get("table_rows", {}),
+                             supabase=request.supabase_target, no_owner=request.no_owner)
+        report["access"] = {"checked": True, **check.to_dict()}
+        problems += check.differences
     if problems:
-        raise BackupError(f"restored database does not match backup {component.backup_id}: " + "; ".join(problems[:10]))
+        raise RestoreMismatch(f"restored database does not match backup {component.backup_id}: "
+                              + "; ".join(problems[:20]), report)
     return report
 
 
@@ -131,6 +170,36 @@ def restore_config_component(
         files_folder=targets.work_dir / "config-files", set_variable=targets.set_variable)}
 
 
+def check_targets(
+    plan: RestorePlan, request: RestoreRequest, locations: Mapping[str, Location], targets: RestoreTargets
+) -> None:
+    """Before anything is written: the target database can take the backup's grants, policies and
+    extensions (every problem named together), and the plan notes what the restore will add."""
+    component = plan.component("database")
+    if component is None or targets.database is None:
+        return
+    manifest = locations[component.location].read_manifest(BackupType.DATABASE, component.backup_id)
+    summary = manifest.details.get("access")
+    state = TargetState.read(targets.database)
+    problems = preflight(summary, state, supabase=request.supabase_target, restore_roles=request.restore_roles)
+    if problems:
+        raise BackupError(f"cannot restore database backup {component.backup_id} into "
+                          f"{targets.database.describe()}: " + "; ".join(problems))
+    if summary is None:
+        plan.notes.append(f"database backup {component.backup_id} predates access models: grants are restored, "
+                          "not compared")
+        return
+    missing = [extension["name"] for extension in missing_extensions(summary["extensions"], state)]
+    if missing and request.supabase_target:
+        plan.notes.append(f"will create extension(s) {', '.join(missing)} in the target")
+    owners = missing_owners(summary, state)
+    if owners and not request.no_owner:
+        plan.notes.append(f"owner role(s) {', '.join(owners)} missing in the target: their objects stay owned by "
+                          f"{state.user}")
+    plan.notes.append(f"then checks {summary['objects']} objects' grants, policies and RLS and {summary['probes']} "
+                      "row-visibility probes against the backup")
+
+
 def execute_plan(
     plan: RestorePlan, request: RestoreRequest, locations: Mapping[str, Location], targets: RestoreTargets
 ) -> dict[str, Any]:
@@ -141,10 +210,14 @@ def execute_plan(
         if component is None:
             continue
         log.info("restoring %s backup %s from %s", name, component.backup_id, component.location)
-        if name == "database":
-            report[name] = restore_database_component(component, request, locations, targets)
-        elif name == "storage":
-            report[name] = restore_storage_component(component, locations, targets)
-        else:
-            report[name] = restore_config_component(component, locations, targets)
+        try:
+            if name == "database":
+                report[name] = restore_database_component(component, request, locations, targets)
+            elif name == "storage":
+                report[name] = restore_storage_component(component, locations, targets)
+            else:
+                report[name] = restore_config_component(component, locations, targets)
+        except RestoreMismatch as mismatch:
+            mismatch.report = {**report, name: mismatch.report}
+            raise
     return report

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from bhv360_backup.postgres import access
 from bhv360_backup.postgres.client import PgTarget
 from bhv360_backup.postgres.stats import table_stats
 
@@ -26,6 +27,11 @@ class DatabaseSnapshot:
     def table_stats(self) -> dict[str, dict[str, Any]]:
         """Row counts and small-table checksums in the snapshot; may run while ``pg_dump`` streams."""
         return table_stats(self.cursor)
+
+    def stats_and_access(self) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+        """The table statistics, then the access model with its row-visibility probes, in the snapshot."""
+        stats = self.table_stats()
+        return stats, access.record(self.cursor, {table: entry["rows"] for table, entry in stats.items()})
 
     def has_storage_objects(self) -> bool:
         """Whether the database has Supabase's ``storage.objects`` table."""
