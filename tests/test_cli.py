@@ -73,6 +73,12 @@ def test_an_invalid_request_is_refused_by_name(dr_env):
     assert database_stats(dr_env["target"]) == {}
 
 
+def test_supabase_storage_without_its_url_names_the_missing_variable(dr_env):
+    result = run(dr_env, "restore", "--type", "storage", "--path", "storage=latest", "--supabase")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "set SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY" in result.stderr
+
+
 def test_restore_of_an_encrypted_backup_with_the_key_file(dr_env, s3):
     from pyrage import x25519
 

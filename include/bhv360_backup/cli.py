@@ -104,6 +104,10 @@ def command_restore(args: argparse.Namespace) -> int:
     sink = None
     if "storage" in names or (args.supabase and "config" in names):
         if args.supabase:
+            missing = [name for name in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY") if not os.environ.get(name)]
+            if missing:
+                raise BackupError(f"--supabase restores storage into the project SUPABASE_URL names: set "
+                                  f"{' and '.join(missing)} (in the environment or the --settings file)")
             sink = SupabaseSink(os.environ["SUPABASE_URL"], os.environ["SUPABASE_SERVICE_ROLE_KEY"])
         elif args.storage_folder:
             sink = FolderSink(Path(args.storage_folder))

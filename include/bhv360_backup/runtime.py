@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow.sdk import BaseHook, Context, Variable
 from airflow.sdk.exceptions import AirflowNotFoundException
@@ -128,19 +129,33 @@ def s3_location(settings: Settings, aws_conn_id: str) -> S3Location:
     return S3Location(S3Hook(aws_conn_id=aws_conn_id).get_conn(), settings.s3_bucket, put_args, lock)
 
 
+def supabase_project(conn_id: str) -> tuple[str, str]:
+    """The project URL and service-role key of a Supabase connection (host, password)."""
+    connection = get_connection(conn_id)
+    if not connection.host or not connection.password:
+        raise ConfigurationError(f"Airflow connection '{conn_id}' needs host = project URL and password = "
+                                 "service-role key")
+    return (connection.host if "://" in connection.host else f"https://{connection.host}"), connection.password
+
+
+def same_project(url: str, other: str) -> bool:
+    """Whether two project URLs name the same Supabase project (scheme, case and a trailing slash aside)."""
+    def normal(value: str) -> tuple[str, str]:
+        parts = urlsplit(value)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return f"{(parts.hostname or '').lower()}:{port}", parts.path.rstrip("/")
+
+    return normal(url) == normal(other)
+
+
 def storage_source(settings: Settings, spec: str | None = None) -> StorageSource:
     """The storage source a spec names: ``supabase`` (connection ``bhv360_supabase``),
     ``s3:<aws conn id>`` (an S3-compatible endpoint) or ``folder:<path>``."""
     spec = spec or settings.storage_source
     kind, _, argument = spec.partition(":")
     if kind == "supabase":
-        connection = get_connection(SUPABASE_CONN_ID)
-        if not connection.host or not connection.password:
-            raise ConfigurationError(
-                f"Airflow connection '{SUPABASE_CONN_ID}' needs host = project URL and password = service-role key"
-            )
-        url = connection.host if "://" in connection.host else f"https://{connection.host}"
-        return SupabaseStorageSource(url, connection.password, settings.storage_buckets)
+        url, key = supabase_project(SUPABASE_CONN_ID)
+        return SupabaseStorageSource(url, key, settings.storage_buckets)
     if kind == "s3" and argument:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 

@@ -92,6 +92,9 @@ REFUSALS = {
     "production storage without confirmation": ({"type": "storage", "paths": {"storage": "latest"},
                                                  "storage_target": "supabase"}, None,
                                                 "is the production project"),
+    "production storage by another connection's name": ({"type": "storage", "paths": {"storage": "latest"},
+                                                         "storage_target": "supabase:prod_again"}, None,
+                                                        "storage_target 'supabase:prod_again' is the production project"),
 }
 
 
@@ -103,6 +106,9 @@ def test_refused_requests_leave_the_target_untouched(backup_env, restore_db, dat
     monkeypatch.setenv("AIRFLOW_CONN_NOWHERE_DB", json.dumps({"conn_type": "postgres", "host": "127.0.0.1",
                                                               "port": postgres.free_port(), "schema": "x",
                                                               "login": "postgres"}))
+    project = {"conn_type": "generic", "host": "https://abcd1234.supabase.co", "password": "service-key"}
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_SUPABASE", json.dumps(project))
+    monkeypatch.setenv("AIRFLOW_CONN_PROD_AGAIN", json.dumps({**project, "host": "ABCD1234.supabase.co/"}))
     conf = json.loads(json.dumps(conf).replace("{root}", str(backup_env.root)).replace("{id}", database_backup))
     before = tables(backup_env.db)
     run, states = run_dag(RESTORE, conf)

@@ -20,11 +20,12 @@ from bhv360_backup.restore.run import RestoreMismatch, RestoreTargets, check_tar
 from bhv360_backup.restore.storage import FolderSink, StorageSink, SupabaseSink
 from bhv360_backup.runtime import (
     age_identities,
-    get_connection,
     job_log_dir,
     load_settings,
     open_locations,
     pg_target,
+    same_project,
+    supabase_project,
 )
 from bhv360_backup.settings import DB_CONN_ID, SUPABASE_CONN_ID, Settings
 
@@ -69,12 +70,17 @@ def storage_sink(request: RestoreRequest, settings: Settings, run_id: str) -> St
             raise BackupError(f"storage_target folder {folder} is not empty; restore into a new or empty folder")
         return FolderSink(folder)
     conn_id = spec.partition(":")[2] or SUPABASE_CONN_ID
-    if conn_id == SUPABASE_CONN_ID and not request.confirm_overwrite:
-        raise BackupError("storage_target 'supabase' is the production project (bhv360_supabase): "
-                          "set confirm_overwrite to true, or name another project as 'supabase:<conn id>'")
-    connection = get_connection(conn_id)
-    url = connection.host if "://" in connection.host else f"https://{connection.host}"
-    return SupabaseSink(url, connection.password)
+    url, key = supabase_project(conn_id)
+    production = conn_id == SUPABASE_CONN_ID
+    if not production:
+        try:
+            production = same_project(url, supabase_project(SUPABASE_CONN_ID)[0])
+        except ConfigurationError:
+            production = False
+    if production and not request.confirm_overwrite:
+        raise BackupError(f"storage_target '{spec}' is the production project ({SUPABASE_CONN_ID}, {url}): set "
+                          "confirm_overwrite to true, or name another project as 'supabase:<conn id>'")
+    return SupabaseSink(url, key)
 
 
 def resolve_targets(request: RestoreRequest, plan_components: set[str], settings: Settings, run_id: str) -> RestoreTargets:

@@ -144,11 +144,17 @@ class SupabaseSink(StorageSink):
             timeout=timeout,
         )
         self._existing: dict[tuple[str, str], tuple[int, str]] = {}
+        self._listed: set[str] = set()
 
     def describe(self) -> str:
         return f"Supabase Storage at {self.url}"
 
     def prepare(self, buckets: list[dict[str, Any]]) -> None:
+        """Create missing buckets and learn the objects the target has; a bucket listed once (by the
+        storage step of a full restore) is not listed again (by its config step)."""
+        buckets = [bucket for bucket in buckets if bucket["id"] not in self._listed]
+        if not buckets:
+            return
         present = {bucket.id for bucket in self._source.list_buckets()}
         for bucket in buckets:
             if bucket["id"] not in present:
@@ -161,6 +167,7 @@ class SupabaseSink(StorageSink):
                 log.info("created bucket %s", bucket["id"])
             for obj in self._source.list_objects(bucket["id"]):
                 self._existing[(obj.bucket, obj.path)] = (obj.size, obj.etag)
+            self._listed.add(bucket["id"])
 
     def is_identical(self, entry: IndexEntry) -> bool:
         return entry.md5 is not None and self._existing.get((entry.bucket, entry.path)) == (entry.size, entry.md5)
