@@ -60,3 +60,18 @@ def test_drill_decrypts_encrypted_backups_with_the_identity_connection(backup_en
     line = next(e for e in backup_env.job_log() if e["type"] == "drill")
     assert line["status"] == "success" and line["objects"] == 1 and line["rows"] > 100
     assert drill_databases(backup_env.db) == []
+
+
+def test_the_drill_proves_grants_policies_and_row_visibility(backup_env, restore_db):
+    from tests.fixtures import supabase_db
+
+    supabase_db.make_bhv360_project(backup_env.db)
+    run_dag("bhv360_database_backup")
+
+    run, states = run_dag("bhv360_restore_drill")
+
+    assert states == {"drill": "success"}
+    line = next(e for e in backup_env.job_log() if e["type"] == "drill")
+    assert line["access"]["checked"] and line["access"]["differences"] == []
+    assert line["access"]["objects_compared"] > 20 and line["access"]["probes_compared"] > 10
+    assert line["access"]["probe_differences"] == []

@@ -42,8 +42,12 @@ def model_of(target):
         return access.capture(connection.cursor())
 
 
+def restore_line_of(env, restored_type):
+    return [line for line in env.job_log() if line["type"] == f"restore:{restored_type}"][-1]
+
+
 def restore_line(env):
-    return next(line for line in env.job_log() if line["type"] == "restore:database")
+    return restore_line_of(env, "database")
 
 
 def assert_same_access(source, target, *tables):
@@ -113,3 +117,60 @@ def test_a_grant_altered_after_the_restore_fails_the_check_and_is_named(backup_e
     assert any(d.startswith("table public.organisations: rls") for d in check.differences)
     assert any(d.startswith("public.organisations as authenticated:") for d in check.probe_differences)
     print(json.dumps(check.to_dict())[:500])
+
+
+@pytest.fixture
+def new_project_storage(monkeypatch):
+    """The Storage API of the fresh project a disaster recovery restores into."""
+    from tests.fixtures.supabase_storage import SERVICE_KEY, StorageServer
+
+    server = StorageServer().start()
+    monkeypatch.setenv("AIRFLOW_CONN_NEW_PROJECT", json.dumps({"conn_type": "generic", "host": server.url,
+                                                               "password": SERVICE_KEY}))
+    yield server
+    server.stop()
+
+
+def test_the_dr_runbook_request_restores_into_both_target_shapes(backup_env, storage_api, fresh_project, restore_db,
+                                                                 new_project_storage, monkeypatch):
+    supabase_db.make_bhv360_project(backup_env.db)
+    with supabase_db.connect(backup_env.db) as connection:  # an extension a new project has not enabled
+        connection.execute("CREATE EXTENSION pg_trgm; COMMENT ON EXTENSION pg_trgm IS 'title search';"
+                           "CREATE INDEX incidents_title_trgm ON public.incidents USING gin (title gin_trgm_ops)")
+    storage_api.create_bucket("certificates")
+    for name in ("org-1/anna/BHV basis.pdf", "org-1/bram/BHV basis.pdf"):
+        storage_api.put("certificates", name, b"%PDF " + name.encode(), "application/pdf")
+    run, states = run_dag("bhv360_full_backup")
+    assert states["full_set"] == "success", states
+
+    # the README's disaster-recovery request, as it stands, into a fresh project and its storage
+    monkeypatch.setenv("AIRFLOW_CONN_NEW_PROJECT_DB", connection_json(fresh_project))
+    runbook = {"type": "full", "paths": {"database": "latest", "storage": "latest", "config": "latest"},
+               "target_conn_id": "new_project_db", "supabase_target": True, "storage_target": "supabase:new_project"}
+    run, states = run_dag(RESTORE, runbook)
+    line = restore_line_of(backup_env, "full")
+    assert states == {"validate": "success", "restore": "success"}, line.get("error")
+    assert_same_access(backup_env.db, fresh_project, *TABLES)
+    with supabase_db.connect(fresh_project) as connection:
+        assert connection.execute("SELECT to_regclass('public.incidents_title_trgm') IS NOT NULL").fetchone()[0]
+    assert line["report"]["database"]["extensions_created"] == ["pg_trgm"]
+    assert sorted(key for bucket, key in new_project_storage.objects) == ["org-1/anna/BHV basis.pdf",
+                                                                          "org-1/bram/BHV basis.pdf"]
+    checked = line["report"]["storage_objects"]
+    assert checked["checked"] and (checked["rows_without_file"], checked["files_without_row"]) == (0, 0)
+
+    # the same backup into a plain empty database, storage into a folder
+    monkeypatch.setenv("AIRFLOW_CONN_PLAIN_DB", connection_json(restore_db))
+    run, states = run_dag(RESTORE, {**runbook, "supabase_target": False, "target_conn_id": "plain_db",
+                                    "storage_target": "folder"})
+    assert states == {"validate": "success", "restore": "success"}, restore_line_of(backup_env, "full").get("error")
+    assert_same_access(backup_env.db, restore_db, *TABLES)
+
+
+def test_supabase_target_into_a_plain_database_is_refused_before_writing(backup_env, project_backup, restore_db):
+    run, states = run_dag(RESTORE, {"type": "database", "paths": {"database": "latest"}, "supabase_target": True})
+    assert states == {"validate": "failed", "restore": "upstream_failed"}
+    line = next(e for e in backup_env.job_log() if e["type"].startswith("restore-validation"))
+    assert "it is not a Supabase project" in line["error"]
+    with supabase_db.connect(restore_db) as connection:
+        assert connection.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0

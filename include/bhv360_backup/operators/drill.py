@@ -45,10 +45,13 @@ class RestoreDrillOperator(LocationsOperator):
                                identities=age_identities())
             record.backup_id = ",".join(part["backup_id"] for key, part in report.items() if isinstance(part, dict))
             record.locations = sorted(locations)
+            access = report["database"].get("access", {})
             record.extra = {
                 "restore_seconds": report["seconds"],
                 "rows": report["database"]["rows"],
                 "objects": report.get("storage", {}).get("restored", 0) + report.get("storage", {}).get("identical", 0),
+                "access": {key: access.get(key) for key in ("checked", "objects_compared", "probes_compared",
+                                                            "differences", "probe_differences")},
             }
         self.log.info("restore drill passed: %s", report)
         return report

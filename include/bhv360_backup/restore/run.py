@@ -16,6 +16,7 @@ from pyrage.x25519 import Identity
 from bhv360_backup.config import CONFIG_ARTIFACT
 from bhv360_backup.database import DUMP_ARTIFACT, ROLES_ARTIFACT, read_access_model
 from bhv360_backup.errors import BackupError
+from bhv360_backup.full import storage_cross_check
 from bhv360_backup.layout import BackupType, artifact_key
 from bhv360_backup.locations.base import Location
 from bhv360_backup.locations.local import LocalLocation, LocalWriter
@@ -36,6 +37,7 @@ from bhv360_backup.restore.plan import ComponentPlan, RestorePlan
 from bhv360_backup.restore.request import RestoreRequest
 from bhv360_backup.restore.storage import StorageSink, restore_snapshot
 from bhv360_backup.restore.validate import compare_database, database_stats
+from bhv360_backup.snapshot import read_index
 from bhv360_backup.streams import ProgressLog, copy_stream
 from bhv360_backup.verify import plain_chunks, read_back, read_checked_artifact
 
@@ -220,4 +222,40 @@ def execute_plan(
         except RestoreMismatch as mismatch:
             mismatch.report = {**report, name: mismatch.report}
             raise
+    if plan.component("database") and plan.component("storage"):
+        check_storage_rows(plan, locations, targets, report)
     return report
+
+
+def check_storage_rows(
+    plan: RestorePlan, locations: Mapping[str, Location], targets: RestoreTargets, report: dict[str, Any]
+) -> None:
+    """After a database and storage restore: ``storage.objects`` rows in the target against the restored
+    files (rows without a file, files without a row), as the full backup checked them at backup time.
+    Restored from one full set, the result must equal what the set recorded."""
+    if targets.database is None:
+        return
+    with targets.database.connect() as connection:
+        if connection.execute("SELECT to_regclass('storage.objects')").fetchone()[0] is None:
+            return
+        rows = {tuple(row) for row in connection.execute("SELECT bucket_id, name FROM storage.objects").fetchall()}
+    component = plan.component("storage")
+    location = locations[component.location]
+    manifest = location.read_manifest(BackupType.STORAGE, component.backup_id)
+    files = {(entry.bucket, entry.path) for entry in read_index(location, manifest, targets.identities)}
+    check = storage_cross_check(rows, files)
+    report["storage_objects"] = check
+    if not plan.full_set or any(c.applied_newer for c in plan.components):
+        return  # database and storage from different moments: the difference is reported, not judged
+    recorded = next(location.read_manifest(BackupType.FULL, plan.full_set) for location in locations.values()
+                    if location.has_manifest(BackupType.FULL, plan.full_set))
+    expected = recorded.details["consistency"]["storage_objects"]
+    if not expected.get("checked"):
+        return
+    keys = ("rows_without_file", "files_without_row")
+    if any(check[key] != expected[key] for key in keys):
+        raise RestoreMismatch(
+            "restored storage.objects rows and files differ from full backup " + plan.full_set + ": "
+            + ", ".join(f"{key.replace('_', ' ')} {check[key]} (the backup {expected[key]})" for key in keys)
+            + f"; e.g. {', '.join([*check['examples_rows_without_file'], *check['examples_files_without_row']][:5])}",
+            report)
