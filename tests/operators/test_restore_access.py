@@ -156,6 +156,10 @@ def test_the_dr_runbook_request_restores_into_both_target_shapes(backup_env, sto
     assert line["report"]["database"]["extensions_created"] == ["pg_trgm"]
     assert sorted(key for bucket, key in new_project_storage.objects) == ["org-1/anna/BHV basis.pdf",
                                                                           "org-1/bram/BHV basis.pdf"]
+    listings = [path for method, path in new_project_storage.requests if path.startswith("/storage/v1/object/list/")]
+    # the empty bucket listed once before the upload, its four folder levels once after it to check; the
+    # config step lists nothing again
+    assert len(listings) == 5
     checked = line["report"]["storage_objects"]
     assert checked["checked"] and (checked["rows_without_file"], checked["files_without_row"]) == (0, 0)
 

@@ -23,7 +23,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from bhv360_backup.postgres.supabase import SUPABASE_DATA_SCHEMAS, SUPABASE_INTERNAL_SCHEMAS
+from bhv360_backup.postgres.supabase import (
+    SUPABASE_DATA_SCHEMAS,
+    SUPABASE_INTERNAL_SCHEMAS,
+    SUPABASE_RESERVED_ROLES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -524,9 +528,10 @@ def reconcile_statements(recorded: Mapping[str, Any], actual: Mapping[str, Any],
         if not attributes or kind in ("event trigger", "publication"):
             continue
         if kind == "default privileges":
-            if target is None or entry["acl"] != target["acl"]:
+            reserved = entry["role"] in SUPABASE_RESERVED_ROLES and entry["role"] != restoring_user
+            if not reserved and (target is None or entry["acl"] != target["acl"]):
                 statements += _default_acl_statements(entry, target)
-            continue
+            continue  # a reserved role's defaults are never altered: a difference is reported
         if target is None:
             continue  # a missing object is the restore's failure, named by the comparison
         name = sql_name(key)
