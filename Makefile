@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench lock clean debian-tools
+.PHONY: demo test test-fast lint bench lock clean debian-tools
 
 # The development venv holds the runtime pins, the test tools and the Celery worker's pins (all resolved
 # together); the production image installs requirements.txt alone.
@@ -19,6 +19,11 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-celery.txt pyprojec
 demo: $(STAMP)
 	@$(PY) scripts/check_prereqs.py demo
 	$(PY) -m bhv360_backup.demo
+
+# The fast tier: the package's logic without servers or dag.test() (seconds; CI runs it first).
+test-fast: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -m fast -q
 
 test: $(STAMP) debian-tools
 	@$(PY) scripts/check_prereqs.py test

@@ -31,7 +31,7 @@ from _common import WORK, loopback_s3_client, peak_rss_mb, require_tool, timed
 from pyrage import x25519
 
 from bhv360_backup.demo.servers import MotoS3
-from bhv360_backup.encryption import parse_recipients
+from bhv360_backup.repository.encryption import parse_recipients
 
 BUCKETS = ("certificates", "floor-plans", "incident-photos")
 
@@ -67,10 +67,10 @@ def fill_source(s3: MotoS3, count: int) -> int:
 
 
 def run_snapshot_child(spec: dict) -> None:
-    from bhv360_backup.backup import BackupWriter
-    from bhv360_backup.layout import BackupType
     from bhv360_backup.locations import LocalLocation
-    from bhv360_backup.snapshot import take_snapshot
+    from bhv360_backup.producers.storage import take_snapshot
+    from bhv360_backup.repository.layout import BackupType
+    from bhv360_backup.repository.writer import BackupWriter
     from bhv360_backup.sources.storage import S3StorageSource
 
     client = loopback_s3_client(spec["endpoint"])

@@ -30,8 +30,8 @@ from pyrage import x25519
 
 from bhv360_backup.demo.data import create_demo_database, organisations_for_mb
 from bhv360_backup.demo.servers import MotoS3
-from bhv360_backup.encryption import parse_recipients
 from bhv360_backup.postgres.client import PgTarget
+from bhv360_backup.repository.encryption import parse_recipients
 
 SERVER = PgTarget(host="127.0.0.1", port=5432, dbname="postgres", user="postgres")
 BUCKET = "bench"
@@ -56,10 +56,10 @@ def ensure_database(size_mb: int) -> PgTarget:
 
 def run_backup_child(target: PgTarget, root: Path, s3_conn: str | None, recipient: str | None) -> None:
     """The child side: the package's database backup, as the operator runs it, minus Airflow."""
-    from bhv360_backup.backup import BackupWriter
-    from bhv360_backup.database import dump_database
-    from bhv360_backup.layout import BackupType
     from bhv360_backup.locations import LocalLocation, S3Location
+    from bhv360_backup.producers.database import dump_database
+    from bhv360_backup.repository.layout import BackupType
+    from bhv360_backup.repository.writer import BackupWriter
 
     locations = [LocalLocation(root)]
     if s3_conn:

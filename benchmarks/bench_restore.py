@@ -25,11 +25,12 @@ from pathlib import Path
 from _common import WORK
 from bench_pg_dump import SERVER, ensure_database
 
-from bhv360_backup.backup import BackupWriter
-from bhv360_backup.database import DUMP_ARTIFACT, dump_database
 from bhv360_backup.demo.servers import MotoS3
-from bhv360_backup.layout import BackupType, artifact_key
 from bhv360_backup.locations import LocalLocation, S3Location
+from bhv360_backup.producers.database import dump_database
+from bhv360_backup.repository.database import DUMP_ARTIFACT
+from bhv360_backup.repository.layout import BackupType, artifact_key
+from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.restore.plan import choose_copy
 from bhv360_backup.restore.request import parse_request
 from bhv360_backup.restore.run import RestoreTargets, restore_database_component

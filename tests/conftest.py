@@ -40,6 +40,18 @@ TASK_LOGS.install()
 RECEIVED: dict[str, list[str]] = {"alert e-mails": [], "alert webhook posts": []}
 
 
+# Tests that need none of these are the fast tier (`make test-fast`, `pytest -m fast`): the package's
+# logic on its own, operators' execute() with fakes, formats, plans and rules; no server, no dag.test().
+SERVER_FIXTURES = {"pg_server", "s3_server", "smtp_server", "webhook_server", "storage_api_server", "airflow_db",
+                   "api_server", "celery_deployment", "logical_cluster"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("server"):
+            item.add_marker(pytest.mark.fast)
+
+
 SECRETS = {"database password": DB_PASSWORD, "S3 secret key": SECRET_KEY,
            "Supabase service-role key": SERVICE_KEY, "webhook token": WebhookReceiver.TOKEN,
            "age identity": str(AGE_IDENTITY)}

@@ -10,10 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bhv360_backup.backup import BackupWriter
-from bhv360_backup.database import dump_database
 from bhv360_backup.demo.data import create_demo_database
-from bhv360_backup.layout import BackupType, artifact_key
+from bhv360_backup.producers.database import dump_database
+from bhv360_backup.repository.layout import BackupType, artifact_key
+from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.restore.validate import database_stats
 from tests.conftest import BUCKET
 from tests.fixtures import postgres

@@ -10,8 +10,8 @@ import psycopg
 
 from bhv360_backup.demo.data import create_demo_database
 from bhv360_backup.demo.servers import free_port
-from bhv360_backup.layout import BackupType
-from bhv360_backup.verify import verify_backup
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.verify import verify_backup
 from tests.fixtures.airflow import run_dag
 
 DAG_ID = "bhv360_database_backup"
@@ -143,7 +143,7 @@ def test_s3_stopped_mid_upload(backup_env, monkeypatch):
     from datetime import timedelta
 
     from bhv360_backup.locations import S3Location
-    from bhv360_backup.manifest import utc_now
+    from bhv360_backup.repository.manifest import utc_now
 
     cloud = S3Location(flaky.client(), "bhv360-backups")
     assert cloud.list_backups(BackupType.DATABASE) == [earlier]
@@ -166,8 +166,8 @@ def test_task_process_killed_mid_run(backup_env, tmp_path):
     from datetime import timedelta
     from pathlib import Path
 
-    from bhv360_backup import retention
-    from bhv360_backup.manifest import utc_now
+    from bhv360_backup.repository import retention
+    from bhv360_backup.repository.manifest import utc_now
 
     with psycopg.connect(host=backup_env.db.host, port=backup_env.db.port, user="postgres",
                          dbname=backup_env.db.dbname, autocommit=True) as connection:

@@ -16,11 +16,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.full import protected_components
-from bhv360_backup.layout import ID_PATTERN, BackupType
 from bhv360_backup.locations.base import Location
-from bhv360_backup.manifest import parse_iso
-from bhv360_backup.retention import RetentionPolicy
+from bhv360_backup.repository.layout import ID_PATTERN, BackupType
+from bhv360_backup.repository.manifest import parse_iso
+from bhv360_backup.repository.retention import RetentionPolicy, protected_components
 
 UTC_ZONE = ZoneInfo("UTC")
 # weekday() of the weekly backups: Sunday (storage) and Saturday (full)

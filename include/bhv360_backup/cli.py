@@ -23,11 +23,11 @@ from pathlib import Path
 from pyrage.x25519 import Identity
 
 from bhv360_backup import inventory, streams
-from bhv360_backup.encryption import parse_identities
 from bhv360_backup.errors import BackupError
-from bhv360_backup.layout import BackupType
 from bhv360_backup.locations import LocalLocation, Location, S3Location
 from bhv360_backup.postgres.client import PgTarget, find_client, server_major
+from bhv360_backup.repository.encryption import parse_identities
+from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.restore.plan import build_plan
 from bhv360_backup.restore.request import parse_request
 from bhv360_backup.restore.run import RestoreTargets, check_targets, execute_plan

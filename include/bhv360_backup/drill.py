@@ -15,14 +15,14 @@ from psycopg import sql
 from pyrage.x25519 import Identity
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.layout import BackupType
 from bhv360_backup.locations.base import Location
 from bhv360_backup.postgres.client import PgTarget, find_client, server_major
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.snapshots import read_index
 from bhv360_backup.restore.plan import choose_copy
 from bhv360_backup.restore.request import parse_request
 from bhv360_backup.restore.run import RestoreTargets, restore_database_component, restore_storage_component
 from bhv360_backup.restore.storage import FolderSink
-from bhv360_backup.snapshot import read_index
 
 DEFAULT_SAMPLE = 50
 

@@ -21,17 +21,16 @@ from pathlib import Path
 
 from bhv360_backup import joblog
 from bhv360_backup.errors import BackupError, first_line
-from bhv360_backup.layout import ID_PATTERN, BackupType
 from bhv360_backup.locations.base import Location
-from bhv360_backup.manifest import Manifest, parse_iso
-from bhv360_backup.snapshot import (
-    BLOBS_ROOT,
+from bhv360_backup.repository.blobs import (
     BlobExpectation,
     blob_expectations,
     read_back_blob,
     verify_snapshot_blobs,
 )
-from bhv360_backup.verify import verify_backup
+from bhv360_backup.repository.layout import BLOBS_ROOT, ID_PATTERN, BackupType
+from bhv360_backup.repository.manifest import Manifest, parse_iso
+from bhv360_backup.repository.verify import verify_backup
 
 MAX_AGE = {
     BackupType.DATABASE: timedelta(hours=26),

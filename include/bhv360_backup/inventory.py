@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.layout import BackupType
 from bhv360_backup.locations.base import Location
-from bhv360_backup.manifest import Manifest, iso
-from bhv360_backup.verify import verify_backup
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import Manifest, iso
+from bhv360_backup.repository.verify import verify_backup
 
 
 @dataclass

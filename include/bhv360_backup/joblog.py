@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bhv360_backup.errors import ConfigurationError
-from bhv360_backup.manifest import iso, utc_now
+from bhv360_backup.repository.manifest import iso, utc_now
 
 log = logging.getLogger(__name__)
 

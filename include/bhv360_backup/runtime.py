@@ -11,11 +11,11 @@ from airflow.sdk import BaseHook, Context, Variable
 from airflow.sdk.exceptions import AirflowNotFoundException
 from pyrage.x25519 import Identity
 
-from bhv360_backup.encryption import parse_identities
 from bhv360_backup.errors import ConfigurationError
-from bhv360_backup.layout import backup_id_for_run
 from bhv360_backup.locations import LocalLocation, Location, ObjectLock, S3Location
 from bhv360_backup.postgres.client import PgTarget
+from bhv360_backup.repository.encryption import parse_identities
+from bhv360_backup.repository.layout import backup_id_for_run
 from bhv360_backup.settings import (
     AGE_IDENTITY_CONN_ID,
     DEFAULTS,

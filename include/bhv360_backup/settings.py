@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pyrage.x25519 import Recipient
 
-from bhv360_backup.encryption import parse_recipients
 from bhv360_backup.errors import ConfigurationError
+from bhv360_backup.repository.encryption import parse_recipients
 
 DB_CONN_ID = "bhv360_db"
 RESTORE_DB_CONN_ID = "bhv360_restore_db"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from bhv360_backup.layout import BackupType
-from bhv360_backup.manifest import Artifact, Manifest
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import Artifact, Manifest
 
 
 def make_manifest(backup_id: str, completed_at: datetime | None = None, backup_type=BackupType.DATABASE) -> Manifest:

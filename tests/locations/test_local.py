@@ -5,8 +5,8 @@ import os
 import pytest
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.layout import BackupType
 from bhv360_backup.locations import ArtifactMissing, LocalLocation
+from bhv360_backup.repository.layout import BackupType
 from tests.locations.conftest import make_manifest
 
 

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from bhv360_backup.layout import BackupType
 from bhv360_backup.locations import S3Location
 from bhv360_backup.locations.s3 import MIN_PART_SIZE, part_size
+from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.streams import copy_stream
 from tests.conftest import BUCKET
 from tests.locations.conftest import make_manifest
@@ -57,8 +57,8 @@ def test_scan_and_delete(s3):
 def test_uploads_carry_checksums_encryption_and_object_lock(s3):
     from datetime import datetime, timedelta, timezone
 
-    from bhv360_backup import retention
     from bhv360_backup.locations import BackupLocked, ObjectLock
+    from bhv360_backup.repository import retention
 
     client = s3.client()
     client.create_bucket(Bucket="locked-backups", ObjectLockEnabledForBucket=True,

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from bhv360_backup.demo.data import create_demo_database
-from bhv360_backup.layout import BackupType
+from bhv360_backup.repository.layout import BackupType
 from tests.conftest import connection_json
 from tests.fixtures import postgres
 from tests.fixtures.airflow import run_dag

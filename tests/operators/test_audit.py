@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 from bhv360_backup import audit, joblog
-from bhv360_backup.layout import BackupType
+from bhv360_backup.repository.layout import BackupType
 from tests.fixtures.airflow import run_dag
 from tests.operators.test_health import store
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bhv360_backup.layout import BackupType
-from bhv360_backup.snapshot import read_index, verify_snapshot_blobs
+from bhv360_backup.repository.blobs import verify_snapshot_blobs
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.snapshots import read_index
 from tests.fixtures.airflow import run_dag
 
 DAG_ID = "bhv360_storage_backup"

@@ -8,10 +8,10 @@ import uuid
 import psycopg
 import pytest
 
-from bhv360_backup import retention
-from bhv360_backup.full import protected_components
-from bhv360_backup.layout import BackupType, artifact_key
-from bhv360_backup.manifest import utc_now
+from bhv360_backup.repository import retention
+from bhv360_backup.repository.layout import BackupType, artifact_key
+from bhv360_backup.repository.manifest import utc_now
+from bhv360_backup.repository.retention import protected_components
 from tests.fixtures.airflow import run_dag
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from bhv360_backup.layout import BackupType, artifact_key
+from bhv360_backup.repository.layout import BackupType, artifact_key
 from tests.fixtures.airflow import run_dag
 
 

@@ -11,11 +11,12 @@ import psycopg
 from pyrage import x25519
 
 from bhv360_backup.demo.data import create_demo_database
-from bhv360_backup.layout import BackupType, artifact_key
+from bhv360_backup.repository.blobs import verify_snapshot_blobs
+from bhv360_backup.repository.layout import BackupType, artifact_key
+from bhv360_backup.repository.snapshots import BLOBS_ARTIFACT, INDEX_ARTIFACT, read_blob_rows
 from bhv360_backup.restore.validate import database_stats
-from bhv360_backup.snapshot import BLOBS_ARTIFACT, INDEX_ARTIFACT, read_blob_rows, verify_snapshot_blobs
 from tests.fixtures.airflow import run_dag
-from tests.test_encryption import age_cli
+from tests.repository.test_encryption import age_cli
 
 AGE_HEADER = b"age-encryption.org/v1\n"
 

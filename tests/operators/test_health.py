@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from bhv360_backup import joblog
-from bhv360_backup.layout import BackupType
-from bhv360_backup.manifest import Artifact, Manifest, iso, utc_now
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import Artifact, Manifest, iso, utc_now
 from tests.fixtures.airflow import run_dag
 
 DAG_ID = "bhv360_backup_health"
@@ -32,8 +32,8 @@ def healthy(backup_env):
                              (BackupType.FULL, timedelta(days=2))):
         for location in (backup_env.local, backup_env.cloud):
             ids[backup_type] = store(location, backup_type, age)
-    from bhv360_backup.backup import BackupWriter
-    from bhv360_backup.snapshot import take_snapshot
+    from bhv360_backup.producers.storage import take_snapshot
+    from bhv360_backup.repository.writer import BackupWriter
     from bhv360_backup.sources.storage import LocalFolderSource
 
     source = backup_env.root.parent / "buckets" / "b"

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from bhv360_backup.demo.data import create_demo_database
-from bhv360_backup.layout import BackupType, artifact_key
+from bhv360_backup.repository.layout import BackupType, artifact_key
 from bhv360_backup.restore.validate import database_stats
 from tests.conftest import DB_PASSWORD, TASK_LOGS
 from tests.fixtures import postgres
@@ -97,8 +97,8 @@ def test_retry_reuses_the_finished_backup(backup_env):
     backup_env.cloud.delete_backup(BackupType.DATABASE, backup_id)  # as if the S3 copy had failed
 
     # what a Clear of the dump task runs: the same run's backup id
-    from bhv360_backup.backup import BackupWriter
-    from bhv360_backup.database import dump_database
+    from bhv360_backup.producers.database import dump_database
+    from bhv360_backup.repository.writer import BackupWriter
 
     writer = BackupWriter([backup_env.local, backup_env.cloud], BackupType.DATABASE, backup_id)
     again = dump_database(backup_env.db, writer, pg_bin_dir="", dag_id=dag.dag_id, run_id=run.run_id)

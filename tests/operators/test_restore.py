@@ -7,7 +7,7 @@ import json
 import psycopg
 import pytest
 
-from bhv360_backup.layout import BackupType, artifact_key
+from bhv360_backup.repository.layout import BackupType, artifact_key
 from bhv360_backup.restore.validate import database_stats
 from tests.fixtures import postgres
 from tests.fixtures.airflow import run_dag, xcom_values

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from bhv360_backup.database import read_access_model
-from bhv360_backup.layout import BackupType
 from bhv360_backup.postgres import access
+from bhv360_backup.repository.database import read_access_model
+from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.restore.database import check_access
 from tests.conftest import connection_json
 from tests.fixtures import postgres, supabase_db

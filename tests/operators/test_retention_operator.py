@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 
 from bhv360_backup.errors import ConfigurationError
-from bhv360_backup.layout import BackupType
 from bhv360_backup.locations import LocalLocation
-from bhv360_backup.manifest import utc_now
 from bhv360_backup.operators import retention as operator_module
 from bhv360_backup.operators.retention import RetentionOperator
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import utc_now
 from bhv360_backup.settings import Settings
 from tests.locations.conftest import make_manifest
 

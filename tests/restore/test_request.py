@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bhv360_backup.layout import BackupType
+from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.restore.request import InvalidRequest, parse_request
 
 ROOT, BUCKET = "/var/backups/bhv360", "bhv360-backups"

@@ -9,12 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bhv360_backup.backup import BackupWriter
 from bhv360_backup.errors import BackupError
-from bhv360_backup.layout import BackupType
 from bhv360_backup.locations import LocalLocation, S3Location
+from bhv360_backup.producers.storage import take_snapshot
+from bhv360_backup.repository.blobs import verify_snapshot_blobs
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.snapshots import IndexEntry, read_index
+from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.restore.storage import FolderSink, restore_snapshot, safe_object_path
-from bhv360_backup.snapshot import IndexEntry, read_index, take_snapshot, verify_snapshot_blobs
 from bhv360_backup.sources.storage import S3StorageSource
 from tests.conftest import BUCKET
 

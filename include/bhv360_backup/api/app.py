@@ -126,7 +126,7 @@ def create_app() -> FastAPI:
     def dashboard() -> HTMLResponse:
         from bhv360_backup import joblog
         from bhv360_backup.api.dashboard import render
-        from bhv360_backup.manifest import utc_now
+        from bhv360_backup.repository.manifest import utc_now
 
         entries, locations = current_inventory()
         drills = joblog.read(server_settings().log_dir, "drill")
@@ -137,7 +137,7 @@ def create_app() -> FastAPI:
 
 def current_inventory():
     from bhv360_backup import inventory
-    from bhv360_backup.layout import BackupType
+    from bhv360_backup.repository.layout import BackupType
     from bhv360_backup.runtime import open_locations
     from bhv360_backup.settings import S3_CONN_ID
 

@@ -10,8 +10,8 @@ from typing import Any
 from bhv360_backup.audit import svg_chart
 from bhv360_backup.health import MAX_AGE, format_age
 from bhv360_backup.inventory import InventoryEntry
-from bhv360_backup.layout import BackupType
-from bhv360_backup.manifest import parse_iso
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import parse_iso
 
 # green up to the schedule's interval plus a margin, amber up to the health check's limit, red beyond
 GREEN_SHARE = 0.9

@@ -106,7 +106,7 @@ def _print_storage_runs(log_dir: Path) -> None:
 
 
 def _print_full_set(locations) -> None:
-    from bhv360_backup.layout import BackupType
+    from bhv360_backup.repository.layout import BackupType
 
     ids = locations[0].list_backups(BackupType.FULL)
     if not ids:
@@ -142,7 +142,7 @@ def main() -> int:
         from airflow.dag_processing.dagbag import DagBag
 
         from bhv360_backup import inventory
-        from bhv360_backup.layout import BackupType
+        from bhv360_backup.repository.layout import BackupType
         from bhv360_backup.runtime import open_locations
         from bhv360_backup.settings import S3_CONN_ID, Settings
 

@@ -5,11 +5,12 @@ from bhv360_backup.locations.base import (
     ArtifactMissing,
     ArtifactWriter,
     BackupFolder,
+    BackupLocked,
     Location,
     StoredObject,
 )
 from bhv360_backup.locations.local import LocalLocation
-from bhv360_backup.locations.s3 import BackupLocked, ObjectLock, S3Location
+from bhv360_backup.locations.s3 import ObjectLock, S3Location
 
 __all__ = [
     "CHUNK_SIZE",

@@ -6,10 +6,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.layout import BackupType, manifest_key
-from bhv360_backup.manifest import Manifest
+from bhv360_backup.repository.layout import BackupType, manifest_key
+from bhv360_backup.repository.manifest import Manifest
 
 CHUNK_SIZE = 1 << 20
 STAGING_PREFIX = ".partial-"  # names of a folder's unfinished writes; garbage once a day old
@@ -17,6 +18,10 @@ STAGING_PREFIX = ".partial-"  # names of a folder's unfinished writes; garbage o
 
 class ArtifactMissing(BackupError):
     """The artifact is not in the location."""
+
+
+class BackupLocked(BackupError):
+    """The location keeps the backup until a date (S3 Object Lock); deleting it must wait."""
 
 
 class ArtifactWriter(ABC):
@@ -106,6 +111,11 @@ class Location(ABC):
         """Keep ``key`` locked until at least ``until`` (a blob a new backup reuses); only where
         :meth:`lock_until` is not None."""
         raise BackupError(f"{self.describe()} keeps no Object Lock")
+
+    def local_path(self, key: str) -> Path | None:
+        """The file holding ``key`` when the location is a folder on this host (a restore reads it in
+        place instead of staging a copy); None elsewhere."""
+        return None
 
     def abort_unfinished(self, before: datetime) -> int:
         """Discard uploads started before ``before`` that never completed and that no listing shows

@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.layout import MANIFEST_NAME, BackupType, check_relative_path, is_backup_id, manifest_key
 from bhv360_backup.locations.base import (
     CHUNK_SIZE,
     STAGING_PREFIX,
@@ -19,6 +18,13 @@ from bhv360_backup.locations.base import (
     BackupFolder,
     Location,
     StoredObject,
+)
+from bhv360_backup.repository.layout import (
+    MANIFEST_NAME,
+    BackupType,
+    check_relative_path,
+    is_backup_id,
+    manifest_key,
 )
 
 
@@ -101,6 +107,9 @@ class LocalLocation(Location):
         if not path.resolve().is_relative_to(self._real_root):
             raise BackupError(f"{key!r} leads outside the local backup root {self.root}")
         return path
+
+    def local_path(self, key: str) -> Path | None:
+        return self.path_of(key)
 
     def open_writer(self, key: str, *, durable: bool = True) -> ArtifactWriter:
         return LocalWriter(self.path_of(key), durable=durable)

@@ -13,14 +13,21 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.layout import MANIFEST_NAME, BackupType, backup_dir, check_relative_path, is_backup_id
 from bhv360_backup.locations.base import (
     CHUNK_SIZE,
     ArtifactMissing,
     ArtifactWriter,
     BackupFolder,
+    BackupLocked,
     Location,
     StoredObject,
+)
+from bhv360_backup.repository.layout import (
+    MANIFEST_NAME,
+    BackupType,
+    backup_dir,
+    check_relative_path,
+    is_backup_id,
 )
 
 log = logging.getLogger(__name__)
@@ -43,10 +50,6 @@ def part_size(part_number: int) -> int:
     small dump still goes up in 8 MiB parts.
     """
     return min(MIN_PART_SIZE << ((part_number - 1) // PARTS_PER_SIZE_STEP), MAX_PART_SIZE)
-
-
-class BackupLocked(BackupError):
-    """S3 Object Lock keeps the backup until its retain-until date."""
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from airflow.sdk import Context
 
 from bhv360_backup import audit, joblog
 from bhv360_backup.alerts import email_report
-from bhv360_backup.manifest import utc_now
 from bhv360_backup.operators.base import LocationsOperator
-from bhv360_backup.retention import RetentionPolicy
+from bhv360_backup.repository.manifest import utc_now
+from bhv360_backup.repository.retention import RetentionPolicy
 from bhv360_backup.runtime import load_settings, open_locations
 from bhv360_backup.settings import schedule_timezone
 

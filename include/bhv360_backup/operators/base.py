@@ -8,9 +8,9 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from bhv360_backup import joblog
-from bhv360_backup.backup import BackupWriter
-from bhv360_backup.layout import BackupType
-from bhv360_backup.manifest import Manifest
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import Manifest
+from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.runtime import job_log_dir, load_settings, open_locations, run_backup_id
 from bhv360_backup.settings import S3_CONN_ID, Settings
 

@@ -7,14 +7,14 @@ from typing import Any
 
 from airflow.sdk import Context
 
-from bhv360_backup.backup import BackupWriter
 from bhv360_backup.joblog import JobRecord
-from bhv360_backup.layout import BackupType
-from bhv360_backup.manifest import Manifest
 from bhv360_backup.operators.base import BaseBackupOperator
+from bhv360_backup.producers.storage import take_snapshot
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import Manifest
+from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.runtime import storage_source
 from bhv360_backup.settings import Settings
-from bhv360_backup.snapshot import take_snapshot
 
 
 class BucketSyncOperator(BaseBackupOperator):

@@ -7,12 +7,12 @@ from typing import Any
 
 from airflow.sdk import Context
 
-from bhv360_backup import config
-from bhv360_backup.backup import BackupWriter
 from bhv360_backup.joblog import JobRecord
-from bhv360_backup.layout import BackupType
-from bhv360_backup.manifest import Manifest
 from bhv360_backup.operators.base import BaseBackupOperator
+from bhv360_backup.producers import config
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import Manifest
+from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.runtime import bhv360_variables, looks_secret, pg_target, storage_source
 from bhv360_backup.settings import DB_CONN_ID, Settings
 

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 
 from airflow.sdk import Context
 
-from bhv360_backup.backup import BackupWriter
-from bhv360_backup.full import write_full_set
 from bhv360_backup.joblog import JobRecord
-from bhv360_backup.layout import BackupType
-from bhv360_backup.manifest import Manifest
 from bhv360_backup.operators.base import BaseBackupOperator
+from bhv360_backup.producers.full import write_full_set
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import Manifest
+from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.settings import Settings
 
 

@@ -8,8 +8,8 @@ from airflow.sdk import Context
 
 from bhv360_backup import health, joblog
 from bhv360_backup.alerts import notify_ops
-from bhv360_backup.manifest import utc_now
 from bhv360_backup.operators.base import LocationsOperator
+from bhv360_backup.repository.manifest import utc_now
 from bhv360_backup.runtime import job_log_dir, load_settings, open_locations
 
 

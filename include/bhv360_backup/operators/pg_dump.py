@@ -7,12 +7,12 @@ from typing import Any
 
 from airflow.sdk import Context
 
-from bhv360_backup.backup import BackupWriter
-from bhv360_backup.database import dump_database
 from bhv360_backup.joblog import JobRecord
-from bhv360_backup.layout import BackupType
-from bhv360_backup.manifest import Manifest
 from bhv360_backup.operators.base import BaseBackupOperator
+from bhv360_backup.producers.database import dump_database
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import Manifest
+from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.runtime import pg_target
 from bhv360_backup.settings import DB_CONN_ID, Settings
 

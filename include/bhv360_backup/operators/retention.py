@@ -7,15 +7,16 @@ from typing import Any
 
 from airflow.sdk import Context
 
-from bhv360_backup import joblog, retention
+from bhv360_backup import joblog
 from bhv360_backup.errors import BackupError, first_line
-from bhv360_backup.full import protected_components
-from bhv360_backup.layout import BackupType
-from bhv360_backup.manifest import utc_now
 from bhv360_backup.operators.base import LocationsOperator
+from bhv360_backup.repository import retention
+from bhv360_backup.repository.blobs import collect_garbage
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import utc_now
+from bhv360_backup.repository.retention import protected_components
 from bhv360_backup.runtime import job_log_dir, load_settings, open_locations
 from bhv360_backup.settings import parse_bool
-from bhv360_backup.snapshot import collect_garbage
 
 
 class RetentionOperator(LocationsOperator):

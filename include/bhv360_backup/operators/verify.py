@@ -8,12 +8,12 @@ from typing import Any
 from airflow.sdk import Context
 
 from bhv360_backup.errors import BackupError, IntegrityError
-from bhv360_backup.full import verify_components
-from bhv360_backup.layout import BackupType
 from bhv360_backup.operators.base import LocationsOperator
+from bhv360_backup.repository.blobs import verify_snapshot_blobs
+from bhv360_backup.repository.fullset import verify_components
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.verify import verify_backup
 from bhv360_backup.runtime import load_settings, open_locations, run_backup_id
-from bhv360_backup.snapshot import verify_snapshot_blobs
-from bhv360_backup.verify import verify_backup
 
 
 class VerifyBackupOperator(LocationsOperator):

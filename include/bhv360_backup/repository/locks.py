@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.locations.base import ArtifactMissing, Location
-from bhv360_backup.manifest import iso, parse_iso, utc_now
+from bhv360_backup.repository.manifest import iso, parse_iso, utc_now
 
 log = logging.getLogger(__name__)
 

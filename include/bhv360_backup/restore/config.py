@@ -16,9 +16,9 @@ from typing import Any
 
 from psycopg import sql
 
-from bhv360_backup.config import MASK
 from bhv360_backup.errors import BackupError
 from bhv360_backup.postgres.client import PgTarget
+from bhv360_backup.repository.config import MASK
 from bhv360_backup.restore.storage import StorageSink
 
 PRIMARY_KEY_SQL = """

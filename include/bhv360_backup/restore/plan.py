@@ -14,14 +14,14 @@ from typing import Any
 
 from pyrage.x25519 import Identity
 
-from bhv360_backup.database import DUMP_ARTIFACT
 from bhv360_backup.errors import BackupError, ConfigurationError, first_line
-from bhv360_backup.layout import BackupType
 from bhv360_backup.locations.base import Location
+from bhv360_backup.repository.blobs import verify_snapshot_blobs
+from bhv360_backup.repository.database import DUMP_ARTIFACT
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.verify import pg_archive_check, verify_backup
 from bhv360_backup.restore.request import PathSpec, RestoreRequest
 from bhv360_backup.settings import NEEDS_IDENTITY
-from bhv360_backup.snapshot import verify_snapshot_blobs
-from bhv360_backup.verify import pg_archive_check, verify_backup
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.layout import ID_PATTERN, BackupType, is_backup_id
+from bhv360_backup.repository.layout import ID_PATTERN, BackupType, is_backup_id
 from bhv360_backup.settings import RESTORE_DB_CONN_ID
 
 COMPONENTS = {

@@ -13,15 +13,17 @@ from typing import Any
 
 from pyrage.x25519 import Identity
 
-from bhv360_backup.config import CONFIG_ARTIFACT
-from bhv360_backup.database import DUMP_ARTIFACT, ROLES_ARTIFACT, read_access_model
 from bhv360_backup.errors import BackupError
-from bhv360_backup.full import storage_cross_check
-from bhv360_backup.layout import BackupType, artifact_key
 from bhv360_backup.locations.base import Location
-from bhv360_backup.locations.local import LocalLocation, LocalWriter
-from bhv360_backup.manifest import Manifest
+from bhv360_backup.locations.local import LocalWriter
 from bhv360_backup.postgres.client import PgTarget, find_client
+from bhv360_backup.repository.config import CONFIG_ARTIFACT
+from bhv360_backup.repository.database import DUMP_ARTIFACT, ROLES_ARTIFACT, read_access_model
+from bhv360_backup.repository.fullset import storage_cross_check
+from bhv360_backup.repository.layout import BackupType, artifact_key
+from bhv360_backup.repository.manifest import Manifest
+from bhv360_backup.repository.snapshots import read_index
+from bhv360_backup.repository.verify import plain_chunks, read_back, read_checked_artifact
 from bhv360_backup.restore.config import restore_config
 from bhv360_backup.restore.database import (
     TargetState,
@@ -37,9 +39,7 @@ from bhv360_backup.restore.plan import ComponentPlan, RestorePlan
 from bhv360_backup.restore.request import RestoreRequest
 from bhv360_backup.restore.storage import StorageSink, restore_snapshot
 from bhv360_backup.restore.validate import compare_database, database_stats
-from bhv360_backup.snapshot import read_index
 from bhv360_backup.streams import ProgressLog, copy_stream
-from bhv360_backup.verify import plain_chunks, read_back, read_checked_artifact
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,10 @@ def verified_local_file(
     itself, or a download (decrypted if encrypted) into ``staging``, which the caller removes."""
     key = artifact_key(manifest.type, manifest.backup_id, path)
     artifact = manifest.artifact(path)
-    if isinstance(location, LocalLocation) and not artifact.encrypted:
+    in_place = location.local_path(key)
+    if in_place is not None and not artifact.encrypted:
         read_back(location, key, artifact)
-        return location.path_of(key)
+        return in_place
     target = staging / manifest.backup_id / path
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     result = copy_stream(plain_chunks(location, key, artifact, identities), {"staging": LocalWriter(target)},

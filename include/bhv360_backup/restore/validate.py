@@ -6,7 +6,7 @@ from typing import Any
 
 from bhv360_backup.postgres.client import PgTarget
 from bhv360_backup.postgres.stats import table_stats
-from bhv360_backup.restore.database import (
+from bhv360_backup.postgres.supabase import (
     SUPABASE_DATA_SCHEMAS,
     SUPABASE_INTERNAL_SCHEMAS,
     SUPABASE_SKIPPED_TABLES,

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.layout import BackupType
-from bhv360_backup.locations.base import BackupFolder, Location
-from bhv360_backup.locations.s3 import BackupLocked
-from bhv360_backup.manifest import iso
+from bhv360_backup.locations.base import BackupFolder, BackupLocked, Location
+from bhv360_backup.repository.fullset import COMPONENT_TYPES
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import iso
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +116,26 @@ def apply(
                 continue
         report.deleted.append(decision.backup_id)
     return report
+
+
+def protected_components(
+    location: Location, policy: RetentionPolicy, now: datetime, backup_type: BackupType
+) -> set[str]:
+    """Ids of ``backup_type`` backups that a full set retention keeps still names."""
+    if backup_type not in COMPONENT_TYPES:
+        return set()
+    folders = location.scan(BackupType.FULL)
+    manifests = {}
+    for folder in folders:
+        if folder.complete:
+            try:
+                manifests[folder.backup_id] = location.read_manifest(BackupType.FULL, folder.backup_id)
+            except BackupError as error:
+                raise BackupError(f"full set {folder.backup_id} unreadable, its components' retention is unknown: {error}") from None
+    completed = {backup_id: manifest.completed_at for backup_id, manifest in manifests.items()}
+    kept = [d.backup_id for d in plan(folders, completed, policy, now) if not d.delete and d.backup_id in manifests]
+    return {
+        manifests[backup_id].details["components"][backup_type.value]["backup_id"]
+        for backup_id in kept
+        if backup_type.value in manifests[backup_id].details.get("components", {})
+    }

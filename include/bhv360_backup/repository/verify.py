@@ -13,11 +13,11 @@ from typing import Any
 
 from pyrage.x25519 import Identity
 
-from bhv360_backup.encryption import decrypt
 from bhv360_backup.errors import BackupError, ConfigurationError, IntegrityError
-from bhv360_backup.layout import artifact_key
 from bhv360_backup.locations.base import Location
-from bhv360_backup.manifest import Artifact, Manifest
+from bhv360_backup.repository.encryption import decrypt
+from bhv360_backup.repository.layout import artifact_key
+from bhv360_backup.repository.manifest import Artifact, Manifest
 from bhv360_backup.settings import NEEDS_IDENTITY
 from bhv360_backup.streams import Digest
 

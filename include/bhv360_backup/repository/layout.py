@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from enum import Enum
+
+from pyrage.x25519 import Recipient
 
 from bhv360_backup.errors import BackupError
 
 MANIFEST_NAME = "manifest.json"
+BLOBS_ROOT = "blobs/"
+PLAIN_SPACE = "sha256"
+BLOB_PREFIX = f"{BLOBS_ROOT}{PLAIN_SPACE}/"
 ID_PATTERN = re.compile(r"^(\d{8}T\d{6}Z)(-[a-z0-9]{1,32})?$")
 _ID_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 
@@ -70,3 +76,14 @@ def artifact_key(backup_type: BackupType, backup_id: str, artifact_path: str) ->
 
 def manifest_key(backup_type: BackupType, backup_id: str) -> str:
     return f"{backup_dir(backup_type, backup_id)}/{MANIFEST_NAME}"
+
+
+def blob_key(sha256: str, space: str | None = None) -> str:
+    return f"{BLOBS_ROOT}{space or PLAIN_SPACE}/{sha256[:2]}/{sha256}"
+
+
+def blob_space(recipients: Sequence[Recipient]) -> str | None:
+    """The blob space of blobs encrypted to ``recipients``; None (plain blobs) without recipients."""
+    if not recipients:
+        return None
+    return "age-" + hashlib.sha256("\n".join(sorted(map(str, recipients))).encode()).hexdigest()[:16]

@@ -9,21 +9,16 @@ from datetime import timedelta
 
 import pytest
 
-from bhv360_backup import retention
-from bhv360_backup.backup import BackupWriter
 from bhv360_backup.demo.servers import S3_REGION
 from bhv360_backup.errors import BackupError
-from bhv360_backup.layout import BackupType
 from bhv360_backup.locations import LocalLocation, S3Location
-from bhv360_backup.manifest import utc_now
-from bhv360_backup.snapshot import (
-    BLOB_PREFIX,
-    blob_key,
-    collect_garbage,
-    read_index,
-    take_snapshot,
-    verify_snapshot_blobs,
-)
+from bhv360_backup.producers.storage import take_snapshot
+from bhv360_backup.repository import retention
+from bhv360_backup.repository.blobs import collect_garbage, verify_snapshot_blobs
+from bhv360_backup.repository.layout import BLOB_PREFIX, BackupType, blob_key
+from bhv360_backup.repository.manifest import utc_now
+from bhv360_backup.repository.snapshots import read_index
+from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.sources.storage import LocalFolderSource, SupabaseStorageSource
 from tests.conftest import BUCKET
 from tests.fixtures.supabase_storage import SERVICE_KEY
@@ -331,7 +326,7 @@ def test_retry_copies_a_finished_snapshot_with_its_blobs_to_the_other_location(t
 def test_a_snapshot_without_the_blob_rows_of_0_2_still_verifies_dedupes_and_collects(storage_api, locations):
     import dataclasses
 
-    from bhv360_backup.snapshot import BLOBS_ARTIFACT
+    from bhv360_backup.repository.snapshots import BLOBS_ARTIFACT
 
     fill(storage_api)
     source = SupabaseStorageSource(storage_api.url, SERVICE_KEY)

@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from pyrage.x25519 import Identity
-
-from bhv360_backup.backup import BackupWriter
-from bhv360_backup.locations.base import Location
-from bhv360_backup.manifest import Manifest
 from bhv360_backup.postgres.client import (
     ChildProcessStream,
     PgTarget,
@@ -18,28 +12,17 @@ from bhv360_backup.postgres.client import (
     libpq_environment,
     tool_major,
 )
+from bhv360_backup.repository.database import (
+    ACCESS_MODEL_ARTIFACT,
+    DUMP_ARTIFACT,
+    ROLES_ARTIFACT,
+    STORAGE_OBJECTS_ARTIFACT,
+)
+from bhv360_backup.repository.manifest import Manifest
+from bhv360_backup.repository.verify import pg_archive_check
+from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.sources.postgres import exported_snapshot, pg_dump_argv, pg_dumpall_roles_argv
 from bhv360_backup.streams import gzip_json_lines
-from bhv360_backup.verify import pg_archive_check, read_checked_artifact, read_json_lines_artifact
-
-DUMP_ARTIFACT = "database.dump"
-ROLES_ARTIFACT = "roles.sql"
-STORAGE_OBJECTS_ARTIFACT = "storage-objects.jsonl.gz"
-ACCESS_MODEL_ARTIFACT = "access-model.json"
-
-
-def read_storage_objects(location: Location, manifest: Manifest) -> set[tuple[str, str]] | None:
-    """The ``storage.objects`` names a database backup recorded, or None if it recorded none."""
-    if STORAGE_OBJECTS_ARTIFACT not in {a.path for a in manifest.artifacts}:
-        return None
-    return {tuple(row) for row in read_json_lines_artifact(location, manifest, STORAGE_OBJECTS_ARTIFACT)}
-
-
-def read_access_model(location: Location, manifest: Manifest, identities: Sequence[Identity] = ()) -> dict | None:
-    """The access model a database backup recorded (since 0.3), or None for an older backup."""
-    if ACCESS_MODEL_ARTIFACT not in {a.path for a in manifest.artifacts}:
-        return None
-    return json.loads(read_checked_artifact(location, manifest, ACCESS_MODEL_ARTIFACT, identities))
 
 
 def access_summary(model: dict) -> dict:

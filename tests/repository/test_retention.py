@@ -4,9 +4,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bhv360_backup import retention
-from bhv360_backup.layout import BackupType
 from bhv360_backup.locations import LocalLocation, S3Location
+from bhv360_backup.repository import retention
+from bhv360_backup.repository.layout import BackupType
 from tests.conftest import BUCKET
 from tests.locations.conftest import make_manifest
 
@@ -22,7 +22,7 @@ def store(location, days_ago):
     return backup_id
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.server)])
 def location(request, tmp_path):
     if request.param == "local":
         return LocalLocation(tmp_path)

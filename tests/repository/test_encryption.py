@@ -11,8 +11,8 @@ import tracemalloc
 import pytest
 from pyrage import x25519
 
-from bhv360_backup.encryption import decrypt, encrypt, parse_identities, parse_recipients
 from bhv360_backup.errors import ConfigurationError, IntegrityError
+from bhv360_backup.repository.encryption import decrypt, encrypt, parse_identities, parse_recipients
 
 IDENTITY = x25519.Identity.generate()
 

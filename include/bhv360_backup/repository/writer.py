@@ -12,14 +12,14 @@ from typing import Any
 
 from pyrage.x25519 import Recipient
 
-from bhv360_backup import encryption
-from bhv360_backup.encryption import AGE
 from bhv360_backup.errors import BackupError, first_line
-from bhv360_backup.layout import BackupType, artifact_key
 from bhv360_backup.locations.base import ArtifactWriter, Location
-from bhv360_backup.manifest import Artifact, Manifest, utc_now
+from bhv360_backup.repository import encryption
+from bhv360_backup.repository.encryption import AGE
+from bhv360_backup.repository.layout import BackupType, artifact_key
+from bhv360_backup.repository.manifest import Artifact, Manifest, utc_now
+from bhv360_backup.repository.verify import ContentCheck, check_while_streaming, read_back
 from bhv360_backup.streams import CopyResult, Digest, ProgressLog, copy_stream
-from bhv360_backup.verify import ContentCheck, check_while_streaming, read_back
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ a section whose source cannot be read fails the backup with the section's name.
 from __future__ import annotations
 
 import base64
-import json
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,11 +21,8 @@ from psycopg import sql
 
 from bhv360_backup.errors import BackupError, ConfigurationError, first_line
 from bhv360_backup.postgres.client import PgTarget
+from bhv360_backup.repository.config import CONFIG_FORMAT, MASK
 from bhv360_backup.sources.storage import StorageSource
-
-CONFIG_ARTIFACT = "config.json"
-CONFIG_FORMAT = 1
-MASK = "***"
 
 DATABASE_QUERIES = {
     "extensions": """
@@ -159,8 +155,3 @@ def config_document(
         "airflow_variables": _section("airflow_variables", lambda: variables_section(variables, is_secret)),
         "files": _section("files", lambda: files_section(paths)),
     }
-
-
-def encode(document: Mapping[str, Any]) -> bytes:
-    """Canonical JSON: sorted keys, fixed indentation, so equal documents are equal bytes."""
-    return (json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False, default=str) + "\n").encode()

@@ -1,0 +1,33 @@
+"""The database backup format: ``database.dump`` (pg_dump's custom format, restorable with the seed's
+``pg_restore -d CONN FILE``), ``roles.sql``, ``access-model.json`` (who may read what, and what each API
+role sees), and ``storage-objects.jsonl.gz`` (the names in ``storage.objects``, for the full set)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from pyrage.x25519 import Identity
+
+from bhv360_backup.locations.base import Location
+from bhv360_backup.repository.manifest import Manifest
+from bhv360_backup.repository.verify import read_checked_artifact, read_json_lines_artifact
+
+DUMP_ARTIFACT = "database.dump"
+ROLES_ARTIFACT = "roles.sql"
+STORAGE_OBJECTS_ARTIFACT = "storage-objects.jsonl.gz"
+ACCESS_MODEL_ARTIFACT = "access-model.json"
+
+
+def read_storage_objects(location: Location, manifest: Manifest) -> set[tuple[str, str]] | None:
+    """The ``storage.objects`` names a database backup recorded, or None if it recorded none."""
+    if STORAGE_OBJECTS_ARTIFACT not in {a.path for a in manifest.artifacts}:
+        return None
+    return {tuple(row) for row in read_json_lines_artifact(location, manifest, STORAGE_OBJECTS_ARTIFACT)}
+
+
+def read_access_model(location: Location, manifest: Manifest, identities: Sequence[Identity] = ()) -> dict | None:
+    """The access model a database backup recorded (since 0.3), or None for an older backup."""
+    if ACCESS_MODEL_ARTIFACT not in {a.path for a in manifest.artifacts}:
+        return None
+    return json.loads(read_checked_artifact(location, manifest, ACCESS_MODEL_ARTIFACT, identities))
