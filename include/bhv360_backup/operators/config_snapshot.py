@@ -10,6 +10,7 @@ from airflow.sdk import Context
 from bhv360_backup.joblog import JobRecord
 from bhv360_backup.operators.base import BaseBackupOperator
 from bhv360_backup.producers import config
+from bhv360_backup.repository.config import CONFIG_ARTIFACT, encode
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import Manifest
 from bhv360_backup.repository.writer import BackupWriter
@@ -45,7 +46,7 @@ class ConfigSnapshotOperator(BaseBackupOperator):
             is_secret=looks_secret,
             paths=settings.config_paths,
         )
-        writer.add_bytes(config.CONFIG_ARTIFACT, config.encode(document))
+        writer.add_bytes(CONFIG_ARTIFACT, encode(document))
         writer.verify()
         return writer.publish(
             dag_id=self.dag_id,
