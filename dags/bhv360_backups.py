@@ -24,7 +24,11 @@ from bhv360_backup.operators.retention import RetentionOperator
 from bhv360_backup.operators.verify import VerifyBackupOperator
 
 #          DAG id                     type        cron         run timeout          made by                     task   doc
-backup_dag("bhv360_database_backup", "database", "0 1 * * *", timedelta(hours=6), PgDumpOperator, "dump", DATABASE_DOC)
+database = backup_dag("bhv360_database_backup", "database", "0 1 * * *", timedelta(hours=6), PgDumpOperator, "dump",
+                      DATABASE_DOC)
+# the incremental segments no kept database backup needs any more go with the database backups
+database.get_task("retention") >> RetentionOperator(task_id="retention_incremental", backup_type="incremental",
+                                                    dag=database)
 backup_dag("bhv360_config_backup", "config", "0 2 * * *", timedelta(hours=1), ConfigSnapshotOperator, "snapshot", CONFIG_DOC)
 backup_dag("bhv360_storage_backup", "storage", "0 3 * * 0", timedelta(hours=20), BucketSyncOperator, "sync", STORAGE_DOC)
 

@@ -52,7 +52,14 @@ with bhv360_dag(
         "restore_roles": Param(False, type="boolean", title="Restore roles",
                                description="Apply the backup's roles.sql first."),
         "no_owner": Param(True, type="boolean", title="No owner",
-                          description="pg_restore --no-owner --no-acl."),
+                          description="pg_restore --no-owner: objects are owned by the restoring user (grants are "
+                                      "always restored)."),
+        "point_in_time": Param(None, type=["null", "string"], format="date-time", title="Point in time",
+                               description="Restore the state as it was at this moment (ISO 8601 with a zone): the "
+                                           "newest backups before it plus the incremental segments up to it."),
+        "accept_earlier_point": Param(False, type="boolean", title="Accept an earlier point",
+                                      description="When the incremental chain cannot reach the point in time (a gap, "
+                                                  "a schema change), restore the last exact moment before it."),
     },
 ):
     chain(RestoreValidateOperator(task_id="validate"), RestoreOperator(task_id="restore"))

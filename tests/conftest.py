@@ -118,6 +118,26 @@ def pg_database(pg_server: PgTarget):
 
 
 @pytest.fixture(scope="session")
+def logical_cluster():
+    """A throwaway cluster with wal_level = logical (the shared server runs with replica)."""
+    from bhv360_backup.demo.servers import ThrowawayCluster
+
+    cluster = ThrowawayCluster(settings={"wal_level": "logical", "max_replication_slots": "30",
+                                         "max_wal_senders": "30"})
+    yield cluster.target
+    cluster.stop()
+
+
+@pytest.fixture
+def logical_db(logical_cluster):
+    """A database of its own on the logical cluster; its replication slots go with it."""
+    target = postgres.create_database(logical_cluster, "bhv360_source")
+    yield target
+    postgres.drop_slots(target)
+    postgres.drop_database(target)
+
+
+@pytest.fixture(scope="session")
 def s3_server():
     server = S3Server().start()
     yield server

@@ -23,7 +23,8 @@ from bhv360_backup.repository.retention import RetentionPolicy, protected_compon
 
 UTC_ZONE = ZoneInfo("UTC")
 # weekday() of the weekly backups: Sunday (storage) and Saturday (full)
-SCHEDULE_DAYS = {BackupType.DATABASE: None, BackupType.CONFIG: None, BackupType.STORAGE: 6, BackupType.FULL: 5}
+SCHEDULE_DAYS = {BackupType.DATABASE: None, BackupType.CONFIG: None, BackupType.STORAGE: 6, BackupType.FULL: 5,
+                 BackupType.INCREMENTAL: None}  # incremental: a day counts once it has a segment
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--id", help="only this backup id")
     verify.set_defaults(run=command_verify)
     restore = sub.add_parser("restore", help="validated restore, as the bhv360_restore DAG does")
-    restore.add_argument("--type", required=True, choices=[t.value for t in BackupType])
+    restore.add_argument("--type", required=True, choices=["database", "storage", "config", "full"])
     restore.add_argument("--path", action="append", default=[], metavar="COMPONENT=PATH",
                          help="e.g. database=latest, storage=20261122T020000Z (repeat per component)")
     restore.add_argument("--storage-folder", help="restore storage objects into this folder")

@@ -47,3 +47,21 @@ time and the storage listing's start and end, and a cross-check of `storage.obje
 snapshot. The set exists only when all three components are complete. Retention keeps the
 components of every kept full set.
 """
+
+INCREMENTAL_DOC = """
+### Incremental backup (every `bhv360_incremental_interval_minutes` minutes, default 5)
+
+Reads the changes committed in `bhv360_db` since the last run from the logical replication slot
+`bhv360_incremental_slot` (built-in `test_decoding` plugin, no publication) and writes them as one
+segment, whole transactions in commit order, to both locations (`incremental/<id>/`), with the Storage
+objects those changes created or changed. The slot moves only after both copies verified: a failed run
+loses nothing, the next one captures the same changes again. A restore with `point_in_time` replays the
+segments over the newest database backup before that moment.
+
+* **capture**: checks what the source needs (wal_level logical, a REPLICATION role, a free slot, the
+  direct connection), creates the slot on its first run, writes, verifies, publishes, moves the slot.
+* **schema_changed** / **new_chain**: after a schema or access change, a database backup starts a new chain.
+
+Segments a kept database backup needs are kept; the database DAG's retention removes the others.
+Switch off: set `bhv360_incremental_interval_minutes` to 0 and drop the slot (`bhv360-backup drop-slot`).
+"""

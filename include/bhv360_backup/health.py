@@ -37,6 +37,7 @@ MAX_AGE = {
     BackupType.CONFIG: timedelta(hours=26),
     BackupType.STORAGE: timedelta(days=8),
     BackupType.FULL: timedelta(days=8),
+    BackupType.INCREMENTAL: timedelta(minutes=15),  # three capture intervals of 5 minutes
 }
 DRILL_MAX_AGE = timedelta(days=8)
 DEEP_CHECK_CYCLE_DAYS = 7

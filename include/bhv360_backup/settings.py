@@ -42,6 +42,9 @@ DEFAULTS = {
     "bhv360_config_paths": "",
     "bhv360_health_green_summary": "false",
     "bhv360_age_recipients": "",
+    "bhv360_incremental_interval_minutes": "5",
+    "bhv360_incremental_slot": "bhv360_backup",
+    "bhv360_incremental_max_retained_mb": "2048",
 }
 
 VariableGetter = Callable[[str, str], str]
@@ -66,6 +69,24 @@ def task_queue() -> str:
     """The executor queue of every task, read at parse time from ``AIRFLOW_VAR_BHV360_QUEUE``: with the
     Celery or Kubernetes executor, pin the tasks to the workers that can write the local location."""
     return environment_variable("bhv360_queue", "default").strip() or "default"
+
+
+def incremental_interval() -> int:
+    """Minutes between incremental captures (0: switched off), read at parse time from the environment
+    (``AIRFLOW_VAR_BHV360_INCREMENTAL_INTERVAL_MINUTES``) since it shapes a schedule."""
+    raw = environment_variable("bhv360_incremental_interval_minutes", DEFAULTS["bhv360_incremental_interval_minutes"])
+    try:
+        minutes = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"variable bhv360_incremental_interval_minutes must be a whole number, got {raw!r}") from None
+    if not 0 <= minutes <= 60:
+        raise ConfigurationError(f"variable bhv360_incremental_interval_minutes must be 0 (off) to 60, got {minutes}")
+    return minutes
+
+
+def incremental_cron() -> str | None:
+    minutes = incremental_interval()
+    return f"*/{minutes} * * * *" if minutes else None
 
 
 def _positive_int(name: str, raw: str) -> int:
@@ -93,6 +114,13 @@ def parse_bool(raw: object, what: str) -> bool:
     if text in FALSE_WORDS:
         return False
     raise ConfigurationError(f"{what} must be true or false, got {raw!r}")
+
+
+def _slot_name(raw: str) -> str:
+    if not re.fullmatch(r"[a-z0-9_]{1,63}", raw):
+        raise ConfigurationError(f"variable bhv360_incremental_slot: {raw!r} is not a replication slot name "
+                                 "(lower-case letters, digits and underscores)")
+    return raw
 
 
 def _names(raw: str) -> tuple[str, ...]:
@@ -152,6 +180,13 @@ class Settings:
     config_paths: tuple[str, ...]
     health_green_summary: bool
     age_recipients: tuple[Recipient, ...] = ()
+    incremental_interval_minutes: int = 5
+    incremental_slot: str = "bhv360_backup"
+    incremental_max_retained_mb: int = 2048
+
+    @property
+    def incremental(self) -> bool:
+        return self.incremental_interval_minutes > 0
 
     @classmethod
     def load(cls, get: VariableGetter = environment_variable) -> Settings:
@@ -195,6 +230,9 @@ class Settings:
                                                             "variable bhv360_health_green_summary"), False),
             age_recipients=checked(lambda: parse_recipients(value("bhv360_age_recipients"),
                                                             "variable bhv360_age_recipients"), ()),
+            incremental_interval_minutes=checked(incremental_interval, 5),
+            incremental_slot=checked(lambda: _slot_name(value("bhv360_incremental_slot")), "bhv360_backup"),
+            incremental_max_retained_mb=positive("bhv360_incremental_max_retained_mb"),
         )
         if problems:
             raise ConfigurationError("; ".join(problems))

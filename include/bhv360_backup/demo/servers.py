@@ -41,7 +41,7 @@ def _pg_bin(tool: str) -> str | None:
 class ThrowawayCluster:
     """``initdb`` + ``pg_ctl`` in a temporary folder: trust auth on 127.0.0.1 and a free port."""
 
-    def __init__(self, parent: Path | None = None) -> None:
+    def __init__(self, parent: Path | None = None, settings: dict[str, str] | None = None) -> None:
         initdb, self.pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
         if not initdb or not self.pg_ctl:
             raise RuntimeError("no PostgreSQL server on 127.0.0.1:5432 and no initdb/pg_ctl to start one")
@@ -56,7 +56,8 @@ class ThrowawayCluster:
         # no pipes: the server started by pg_ctl could keep them open and block the read forever
         result = subprocess.run(
             [*self.run_as, self.pg_ctl, "-D", str(self.folder / "data"), "-l", str(self.folder / "log"), "-w",
-             "-o", f"-h 127.0.0.1 -p {self.port} -k {self.folder}", "start"],
+             "-o", " ".join([f"-h 127.0.0.1 -p {self.port} -k {self.folder}",
+                             *(f"-c {name}={value}" for name, value in (settings or {}).items())]), "start"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         if result.returncode != 0:

@@ -43,4 +43,5 @@ class PgDumpOperator(BaseBackupOperator):
             pg_bin_dir=settings.pg_bin_dir,
             dag_id=self.dag_id,
             run_id=context["run_id"],
+            slot=settings.incremental_slot if settings.incremental else None,
         )

@@ -14,7 +14,6 @@ from bhv360_backup.repository import retention
 from bhv360_backup.repository.blobs import collect_garbage
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import utc_now
-from bhv360_backup.repository.retention import protected_components
 from bhv360_backup.runtime import job_log_dir, load_settings, open_locations
 from bhv360_backup.settings import parse_bool
 
@@ -53,7 +52,7 @@ class RetentionOperator(LocationsOperator):
             failures = []
             for location in open_locations(settings, self.aws_conn_id):
                 try:
-                    protected = protected_components(location, policy, now, backup_type)
+                    protected = retention.protected_by_others(location, policy, now, backup_type)
                     report = retention.apply(
                         location, backup_type, policy, now, dry_run=dry_run, protected=protected
                     )
@@ -62,7 +61,7 @@ class RetentionOperator(LocationsOperator):
                     continue
                 failures += [f"{location.name}: {problem}" for problem in report.errors]
                 results[location.name] = {"deleted": report.deleted, "kept": len(report.kept)}
-                if backup_type == BackupType.STORAGE:
+                if backup_type in (BackupType.STORAGE, BackupType.INCREMENTAL):
                     gc = collect_garbage(location, now, dry_run=dry_run)
                     results[location.name]["blobs_removed"] = gc.removed
                     if gc.skipped_reason:

@@ -42,7 +42,9 @@ def access_summary(model: dict) -> dict:
             "objects": len(model["objects"]), "probes": len(model["probes"])}
 
 
-def dump_database(target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, dag_id: str, run_id: str) -> Manifest:
+def dump_database(
+    target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, dag_id: str, run_id: str, slot: str | None = None
+) -> Manifest:
     """Dump ``target`` into every location of ``writer``; return the published manifest.
 
     The dump and the row counts in the manifest come from the same exported snapshot, so a
@@ -53,7 +55,7 @@ def dump_database(target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, da
     if reused is not None:
         return reused
     try:
-        with exported_snapshot(target) as snapshot, libpq_environment(target) as env:
+        with exported_snapshot(target, slot) as snapshot, libpq_environment(target) as env:
             pg_dump = find_client("pg_dump", snapshot.server_major, pg_bin_dir)
             pg_dumpall = find_client("pg_dumpall", snapshot.server_major, pg_bin_dir)
             pg_restore = find_client("pg_restore", snapshot.server_major, pg_bin_dir)
@@ -82,6 +84,7 @@ def dump_database(target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, da
                 "table_rows": {table: entry["rows"] for table, entry in stats.items()},
                 "table_checksums": {table: entry["checksum"] for table, entry in stats.items() if "checksum" in entry},
                 "access": access_summary(model),
+                **({"chain": snapshot.chain} if snapshot.chain else {}),
             },
         )
     except BaseException:

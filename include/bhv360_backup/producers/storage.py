@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.locations.base import Location
-from bhv360_backup.repository.blobs import BlobStore, copy_snapshot_blobs
+from bhv360_backup.repository.blobs import BlobStore, StoredBlob, copy_snapshot_blobs
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.locks import shared_lock
 from bhv360_backup.repository.manifest import Manifest, iso, utc_now
@@ -100,6 +100,28 @@ def take_snapshot(
         raise
 
 
+def copy_object(source: StorageSource, blobs: BlobStore, obj: ObjectInfo) -> IndexEntry:
+    """Stream one object into the blob store (retrying what is worth retrying); its index entry. Raises
+    :class:`ObjectGone` when the object was deleted at the source since it was listed."""
+
+    def attempt() -> tuple[StoredBlob, str | None, str | None, str]:
+        md5 = hashlib.md5(usedforsecurity=False)
+        try:
+            opened = source.open_object(obj)
+            blob = blobs.store(md5.update(chunk) or chunk for chunk in opened.chunks)
+        except (ObjectGone, TransientSourceError, BackupError):
+            raise
+        except Exception as error:  # noqa: BLE001 - a dropped connection or timeout mid-stream
+            raise TransientSourceError(f"{obj.bucket}/{obj.path}: {first_line(error)}") from None
+        return blob, opened.content_type, opened.cache_control, md5.hexdigest()
+
+    blob, content_type, cache_control, md5 = with_retries(attempt, f"{obj.bucket}/{obj.path}")
+    return IndexEntry(obj.bucket, obj.path, blob.sha256, blob.size, obj.content_type or content_type,
+                      obj.cache_control or cache_control, obj.etag, obj.updated_at, md5, blobs.space,
+                      blob.stored_size if blobs.space else None, blob.locked_until,
+                      blob.stored_sha256 if blobs.space else None)
+
+
 def _snapshot(
     source: StorageSource, writer: BackupWriter, *, dag_id: str, run_id: str, parallelism: int
 ) -> tuple[Manifest, SnapshotStats]:
@@ -119,19 +141,8 @@ def _snapshot(
     lock = threading.Lock()
 
     def transfer(obj: ObjectInfo) -> None:
-        def attempt() -> tuple[str, int, str | None, str | None, str]:
-            md5 = hashlib.md5(usedforsecurity=False)
-            try:
-                opened = source.open_object(obj)
-                blob = blobs.store(md5.update(chunk) or chunk for chunk in opened.chunks)
-            except (ObjectGone, TransientSourceError, BackupError):
-                raise
-            except Exception as error:  # noqa: BLE001 - a dropped connection or timeout mid-stream
-                raise TransientSourceError(f"{obj.bucket}/{obj.path}: {first_line(error)}") from None
-            return blob, opened.content_type, opened.cache_control, md5.hexdigest()
-
         try:
-            blob, content_type, cache_control, md5 = with_retries(attempt, f"{obj.bucket}/{obj.path}")
+            entry = copy_object(source, blobs, obj)
         except ObjectGone:
             with lock:
                 stats.skipped += 1
@@ -141,14 +152,10 @@ def _snapshot(
             with lock:
                 failures.append(f"{obj.bucket}/{obj.path}: {first_line(error)}")
             return
-        entry = IndexEntry(obj.bucket, obj.path, blob.sha256, blob.size, obj.content_type or content_type,
-                           obj.cache_control or cache_control, obj.etag, obj.updated_at, md5, blobs.space,
-                           blob.stored_size if blobs.space else None, blob.locked_until,
-                           blob.stored_sha256 if blobs.space else None)
         with lock:
             entries[(obj.bucket, obj.path)] = entry
             stats.downloaded += 1
-            stats.bytes_transferred += blob.size
+            stats.bytes_transferred += entry.size
 
     def reuse(obj: ObjectInfo, row: dict) -> None:
         entry = blobs.keep_locked(IndexEntry.reuse(obj, row))

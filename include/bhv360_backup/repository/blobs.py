@@ -119,6 +119,9 @@ class BlobStore:
         return replace(entry, locked_until=iso(until))
 
 
+BLOB_TYPES = (BackupType.STORAGE, BackupType.INCREMENTAL)  # the backups whose objects live in the blob store
+
+
 def _stored_blobs(location: Location, manifest: Manifest) -> dict[str, int]:
     """The blob keys a snapshot references, with their stored sizes."""
     return {blob_key(row["sha256"], row.get("space")): stored_size(row) for row in read_blob_rows(location, manifest)}
@@ -126,7 +129,7 @@ def _stored_blobs(location: Location, manifest: Manifest) -> dict[str, int]:
 
 def copy_snapshot_blobs(manifest: Manifest, source: Location, target: Location) -> None:
     """Copy the blobs a snapshot references that ``target`` lacks (before its index and manifest)."""
-    if manifest.type != BackupType.STORAGE:
+    if manifest.type not in BLOB_TYPES:
         return
     present = {item.key: item.size for item in target.iter_objects(BLOBS_ROOT)}
     for key, size in _stored_blobs(source, manifest).items():
@@ -213,13 +216,14 @@ def collect_garbage(location: Location, now: datetime, *, dry_run: bool, run_id:
             report.skipped_reason = f"another run holds a lock: {others[0].describe()}"
             return report
         referenced: set[str] = set()
-        for backup_id in location.list_backups(BackupType.STORAGE):
-            try:
-                manifest = location.read_manifest(BackupType.STORAGE, backup_id)
-                referenced.update(_stored_blobs(location, manifest))
-            except BackupError as error:
-                report.skipped_reason = f"snapshot {backup_id} unreadable: {error}"
-                return report
+        for backup_type in BLOB_TYPES:
+            for backup_id in location.list_backups(backup_type):
+                try:
+                    manifest = location.read_manifest(backup_type, backup_id)
+                    referenced.update(_stored_blobs(location, manifest))
+                except BackupError as error:
+                    report.skipped_reason = f"{backup_type.value} backup {backup_id} unreadable: {error}"
+                    return report
         garbage = [item for item in location.iter_objects(BLOBS_ROOT) if _is_garbage(item, referenced, now)]
         for start in range(0, len(garbage), DELETE_BATCH):
             if others := lock.others():

@@ -27,6 +27,7 @@ class BackupType(str, Enum):
     CONFIG = "config"
     STORAGE = "storage"
     FULL = "full"
+    INCREMENTAL = "incremental"  # a segment of the database's change stream (and the files it names)
 
     @classmethod
     def parse(cls, value: str) -> BackupType:

@@ -12,6 +12,7 @@ from bhv360_backup.locations.base import BackupFolder, BackupLocked, Location
 from bhv360_backup.repository.fullset import COMPONENT_TYPES
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import iso
+from bhv360_backup.repository.segments import lsn_position
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,37 @@ def apply(
                 continue
         report.deleted.append(decision.backup_id)
     return report
+
+
+def protected_segments(location: Location, policy: RetentionPolicy, now: datetime) -> set[str]:
+    """Ids of incremental segments a kept database backup still needs: every segment that ends after the
+    oldest kept backup's place in the change stream (a replay from it reads them)."""
+    folders = location.scan(BackupType.DATABASE)
+    starts, completed = {}, {}
+    for folder in folders:
+        if folder.complete:
+            manifest = location.read_manifest(BackupType.DATABASE, folder.backup_id)
+            completed[folder.backup_id] = manifest.completed_at
+            point = manifest.details.get("chain") or {}
+            if point.get("exists"):
+                starts[folder.backup_id] = lsn_position(point["confirmed_flush_lsn"])
+    kept = [d.backup_id for d in plan(folders, completed, policy, now) if not d.delete and d.backup_id in starts]
+    if not kept:
+        return set()
+    oldest = min(starts[backup_id] for backup_id in kept)
+    needed = set()
+    for backup_id in location.list_backups(BackupType.INCREMENTAL):
+        if lsn_position(location.read_manifest(BackupType.INCREMENTAL, backup_id).details["end_lsn"]) > oldest:
+            needed.add(backup_id)
+    return needed
+
+
+def protected_by_others(location: Location, policy: RetentionPolicy, now: datetime, backup_type: BackupType) -> set[str]:
+    """Backups of ``backup_type`` that other kept backups need: a kept full set's components, the segments
+    after a kept database backup."""
+    if backup_type == BackupType.INCREMENTAL:
+        return protected_segments(location, policy, now)
+    return protected_components(location, policy, now, backup_type)
 
 
 def protected_components(

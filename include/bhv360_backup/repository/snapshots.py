@@ -103,6 +103,8 @@ def stored_size(row: dict) -> int:
 def read_blob_rows(location: Location, manifest: Manifest) -> Iterator[dict]:
     """The name-free rows of a stored snapshot: readable without a key."""
     if BLOBS_ARTIFACT not in {artifact.path for artifact in manifest.artifacts}:
+        if INDEX_ARTIFACT not in {artifact.path for artifact in manifest.artifacts}:
+            return iter(())  # an incremental segment that stored no object
         # a snapshot made before blobs.jsonl.gz existed: its index is plain and holds the same rows
         return (entry.blob_row() for entry in read_index(location, manifest))
     return read_json_lines_artifact(location, manifest, BLOBS_ARTIFACT)

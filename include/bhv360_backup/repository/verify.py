@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import queue
 import subprocess
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -153,9 +153,21 @@ def read_checked_artifact(
 def read_json_lines_artifact(
     location: Location, manifest: Manifest, path: str, identities: Sequence[Identity] = ()
 ) -> Iterator[Any]:
-    """The rows of a checked gzip-compressed JSON-lines artifact."""
-    for line in gzip.decompress(read_checked_artifact(location, manifest, path, identities)).splitlines():
-        yield json.loads(line)
+    """The rows of a gzip-compressed JSON-lines artifact, streamed in bounded memory; the artifact's size
+    and sha256 are checked when the last row has been read (a damaged copy raises then)."""
+    key = artifact_key(manifest.type, manifest.backup_id, path)
+    decompressor = zlib.decompressobj(31)
+    pending = b""
+    for chunk in plain_chunks(location, key, manifest.artifact(path), identities):
+        pending += decompressor.decompress(chunk)
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line:
+                yield json.loads(line)
+    pending += decompressor.flush()
+    for line in pending.split(b"\n"):
+        if line:
+            yield json.loads(line)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pyrage.x25519 import Identity
@@ -19,7 +20,9 @@ from bhv360_backup.locations.base import Location
 from bhv360_backup.repository.blobs import verify_snapshot_blobs
 from bhv360_backup.repository.database import DUMP_ARTIFACT
 from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import parse_iso
 from bhv360_backup.repository.verify import pg_archive_check, verify_backup
+from bhv360_backup.restore.pitr import chain_base, plan_chain
 from bhv360_backup.restore.request import PathSpec, RestoreRequest
 from bhv360_backup.settings import NEEDS_IDENTITY
 
@@ -35,6 +38,7 @@ class ComponentPlan:
     size: int
     fallback_reason: str | None = None
     applied_newer: bool = False
+    chain: dict[str, Any] | None = None  # the incremental segments replayed after it (ChainPlan)
 
 
 @dataclass
@@ -62,6 +66,12 @@ class RestorePlan:
             newer = ", newer than the full set" if c.applied_newer else ""
             lines.append(f"  {c.component} backup {c.backup_id} ({c.size:,} bytes, completed {c.completed_at}{newer})"
                          f" from {source} into {self.targets.get(c.component, '?')}")
+            if c.chain:
+                moment = c.chain["until"] or c.chain["reaches"]
+                lines.append(f"  then {len(c.chain['segments'])} incremental segment(s): the result reflects every "
+                             f"transaction committed up to {moment or 'the backup'}"
+                             + (f" (the chain reaches {c.chain['reaches']})" if c.chain["until"] else "")
+                             + (f"; stops early: {c.chain['stop']}" if c.chain["stop"] else ""))
         lines += [f"  note: {note}" for note in self.notes]
         return lines
 
@@ -138,14 +148,65 @@ class Resolution:
     chosen: dict[str, tuple[str, PathSpec]]
     full_set: str | None = None
     notes: list[str] = field(default_factory=list)
+    until: datetime | None = None  # a point-in-time restore's moment
 
     @property
     def backup_ids(self) -> str:
         return ",".join(backup_id for backup_id, _ in self.chosen.values())
 
 
+def _data_time(manifest: Any) -> datetime:
+    """When a backup's data was taken: the database snapshot, the storage listing's start, else completion."""
+    details = manifest.details
+    moment = (details.get("chain") or {}).get("snapshot_at") or details.get("snapshot_time") \
+        or details.get("listing_started_at")
+    return parse_iso(moment) if moment else manifest.completed_at
+
+
+def newest_before(locations: Sequence[Location], backup_type: BackupType, until: datetime) -> str | None:
+    """The newest backup of a type whose data was taken at or before ``until``."""
+    ids = sorted({backup_id for location in locations for backup_id in _listed(location, backup_type)}, reverse=True)
+    for backup_id in ids:
+        if backup_id[:16] > until.strftime("%Y%m%dT%H%M%SZ"):
+            continue
+        for location in locations:
+            try:
+                if _data_time(location.read_manifest(backup_type, backup_id)) <= until:
+                    return backup_id
+                break
+            except BackupError:
+                continue
+    return None
+
+
+def _listed(location: Location, backup_type: BackupType) -> list[str]:
+    try:
+        return location.list_backups(backup_type)
+    except Exception as error:  # noqa: BLE001 - one unreachable location must not block a restore
+        log.warning("cannot list %s backups in %s: %s", backup_type.value, location.name, error)
+        return []
+
+
+def _resolve_at(request: RestoreRequest, locations: Sequence[Location], until: datetime) -> Resolution:
+    resolution = Resolution({}, until=until)
+    for name, spec in request.paths.items():
+        backup_type = BackupType(name)
+        if spec.kind != "latest":
+            resolution.chosen[name] = (spec.backup_id, spec)
+            continue
+        backup_id = (chain_base(locations, until) if backup_type == BackupType.DATABASE else None) \
+            or newest_before(locations, backup_type, until)
+        if backup_id is None:
+            raise BackupError(f"there is no {name} backup made before {until.isoformat()} in any location")
+        resolution.chosen[name] = (backup_id, spec)
+    return resolution
+
+
 def resolve(request: RestoreRequest, locations: Sequence[Location]) -> Resolution:
-    """Resolve ``latest`` and paths to backup ids; a full ``latest`` takes the newest set and newer components."""
+    """Resolve ``latest`` and paths to backup ids; a full ``latest`` takes the newest set and newer components;
+    with ``point_in_time``, the newest backups made before that moment."""
+    if request.point_in_time is not None:
+        return _resolve_at(request, locations, request.point_in_time)
     if not (request.type == BackupType.FULL and all(spec.kind == "latest" for spec in request.paths.values())):
         return Resolution({name: (resolve_id(locations, BackupType(name), spec), spec)
                            for name, spec in request.paths.items()})
@@ -177,8 +238,31 @@ def build_plan(
     for name, (backup_id, spec) in resolution.chosen.items():
         plan = choose_copy(_ordered(locations, spec), BackupType(name), backup_id, pg_restore, identities)
         plan.applied_newer = any(note.startswith(f"{name}: applying") for note in resolution.notes)
+        if name == "database" and (resolution.until is not None or spec.kind == "latest"):
+            plan.chain = _database_chain(plan, request, locations, resolution, resolution.notes)
         plans.append(plan)
     return RestorePlan(request.type.value, plans, targets, resolution.full_set, resolution.notes)
+
+
+def _database_chain(component: ComponentPlan, request: RestoreRequest, locations: Sequence[Location],
+                    resolution: Resolution, notes: list[str]) -> dict[str, Any] | None:
+    """The incremental segments after the database backup: up to ``point_in_time``, or with ``latest``
+    as far as they go (the newest captured moment)."""
+    by_name = {location.name: location for location in locations}
+    manifest = by_name[component.location].read_manifest(BackupType.DATABASE, component.backup_id)
+    has_chain = (manifest.details.get("chain") or {}).get("exists")
+    if not has_chain:
+        if resolution.until is None:
+            return None
+        if not request.accept_earlier_point:
+            plan_chain(manifest, by_name, resolution.until, accept_earlier=False)  # raises, naming why
+        notes.append(f"database: backup {component.backup_id} has no incremental chain; restoring it as of "
+                     f"{manifest.details.get('snapshot_time')} (accept_earlier_point)")
+        return None
+    chain = plan_chain(manifest, by_name, resolution.until, accept_earlier=request.accept_earlier_point)
+    if resolution.until is None and not chain.segments:
+        return None
+    return chain.to_dict()
 
 
 def _full_set_components(locations: Sequence[Location], full_id: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,11 +25,11 @@ COMPONENTS = {
     BackupType.FULL: ("database", "storage", "config"),
 }
 KNOWN_FIELDS = {"type", "paths", "target_conn_id", "confirm_overwrite", "dry_run", "supabase_target",
-                "storage_target", "restore_roles", "no_owner"}
+                "storage_target", "restore_roles", "no_owner", "point_in_time", "accept_earlier_point"}
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 MAX_PATH = 1024
 _FLAGS = {"confirm_overwrite": False, "dry_run": False, "supabase_target": False, "restore_roles": False,
-          "no_owner": True}
+          "no_owner": True, "accept_earlier_point": False}
 
 _PATH_SCHEMA = {
     "description": "'latest', a backup id, a path in the local root, or s3://<bucket>/<type>/<id>",
@@ -47,11 +48,13 @@ REQUEST_SCHEMA: dict[str, Any] = {
         for backup_type, components in COMPONENTS.items()
     ],
     "properties": {
-        "type": {"type": "string", "enum": [t.value for t in BackupType]},
+        "type": {"type": "string", "enum": [t.value for t in COMPONENTS]},
         "paths": {"type": "object", "additionalProperties": False,
                   "properties": {name: _PATH_SCHEMA for name in ("database", "storage", "config")}},
         "target_conn_id": {"type": "string", "pattern": _CONN_ID.pattern},
         "storage_target": {"type": "string", "description": "'folder', 'folder:/path', 'supabase' or 'supabase:<conn id>'"},
+        "point_in_time": {"type": ["string", "null"], "format": "date-time",
+                          "description": "ISO 8601 with a zone: restore the state as it was at that moment"},
         **{name: {"type": "boolean", "default": default} for name, default in _FLAGS.items()},
     },
 }
@@ -88,9 +91,12 @@ class RestoreRequest:
     restore_roles: bool = False
     no_owner: bool = True
     raw_paths: dict[str, str] = field(default_factory=dict)
+    point_in_time: datetime | None = None
+    accept_earlier_point: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["point_in_time"] = self.point_in_time.isoformat() if self.point_in_time else None
         data["type"] = self.type.value
         data["paths"] = dict(self.raw_paths)
         del data["raw_paths"]
@@ -159,7 +165,7 @@ def parse_request(body: Any, *, backup_root: str, bucket: str) -> RestoreRequest
         problems.append(f"unknown field(s): {', '.join(map(str, unknown))}")
     raw_type = body.get("type")
     backup_type = None
-    if not isinstance(raw_type, str) or raw_type not in {t.value for t in BackupType}:
+    if not isinstance(raw_type, str) or raw_type not in {t.value for t in COMPONENTS}:
         problems.append(f"type must be one of database, storage, config, full; got {raw_type!r}")
     else:
         backup_type = BackupType(raw_type)
@@ -202,6 +208,7 @@ def parse_request(body: Any, *, backup_root: str, bucket: str) -> RestoreRequest
         problems.append("storage_target must be 'folder', 'folder:/absolute/path', 'supabase' or 'supabase:<conn id>'")
         storage_target = "folder"
     flags = {name: _flag(body, name, problems, default) for name, default in _FLAGS.items()}
+    point_in_time = _moment(body.get("point_in_time"), problems)
     if problems or backup_type is None:
         raise InvalidRequest(problems)
     return RestoreRequest(
@@ -210,5 +217,27 @@ def parse_request(body: Any, *, backup_root: str, bucket: str) -> RestoreRequest
         target_conn_id=target,
         storage_target=storage_target,
         raw_paths={k: v for k, v in raw_paths.items() if k in paths},
+        point_in_time=point_in_time,
         **flags,
     )
+
+
+def _moment(value: Any, problems: list[str]) -> datetime | None:
+    """``point_in_time``: ISO 8601 with a zone (``2026-11-26T14:05:00+01:00``), or absent."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        problems.append(f"point_in_time must be an ISO 8601 time with a zone, got {value!r}")
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        problems.append(f"point_in_time {value[:60]!r} is not an ISO 8601 time (e.g. 2026-11-26T14:05:00+01:00)")
+        return None
+    if moment.tzinfo is None:
+        problems.append(f"point_in_time {value[:60]!r} has no zone: add one (Z, +01:00) so the moment is unambiguous")
+        return None
+    if moment > datetime.now(timezone.utc) + timedelta(minutes=5):
+        problems.append(f"point_in_time {value[:60]!r} is in the future")
+        return None
+    return moment.astimezone(timezone.utc)

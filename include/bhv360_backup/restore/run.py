@@ -35,6 +35,7 @@ from bhv360_backup.restore.database import (
     preflight,
     restore_dump,
 )
+from bhv360_backup.restore.pitr import ChainPlan, ReplayMismatch, replay
 from bhv360_backup.restore.plan import ComponentPlan, RestorePlan
 from bhv360_backup.restore.request import RestoreRequest
 from bhv360_backup.restore.storage import StorageSink, restore_snapshot
@@ -140,6 +141,16 @@ def restore_database_component(
     if problems:
         raise RestoreMismatch(f"restored database does not match backup {component.backup_id}: "
                               + "; ".join(problems[:20]), report)
+    if component.chain:
+        chain = ChainPlan.from_dict(component.chain)
+        try:
+            replayed = replay(targets.database, manifest, chain, locations, targets.identities)
+        except ReplayMismatch as mismatch:
+            raise RestoreMismatch(f"point-in-time replay over backup {component.backup_id}: {mismatch}", report) from None
+        report["point_in_time"] = {"until": chain.until, "chain_reaches": chain.reaches,
+                                   "reflects": replayed.reached or manifest.details["chain"]["snapshot_at"],
+                                   **replayed.to_dict()}
+        report["seconds"] = round(time.monotonic() - started, 1)
     return report
 
 

@@ -12,6 +12,7 @@ import psycopg
 from bhv360_backup.postgres import access
 from bhv360_backup.postgres.client import PgTarget
 from bhv360_backup.postgres.stats import table_stats
+from bhv360_backup.sources.changes import schema_fingerprint, slot_state
 
 
 @dataclass
@@ -23,6 +24,7 @@ class DatabaseSnapshot:
     server_major: int
     server_version: str
     cursor: psycopg.Cursor = field(repr=False)
+    chain: dict[str, Any] | None = None
 
     def table_stats(self) -> dict[str, dict[str, Any]]:
         """Row counts and small-table checksums in the snapshot; may run while ``pg_dump`` streams."""
@@ -43,8 +45,9 @@ class DatabaseSnapshot:
 
 
 @contextlib.contextmanager
-def exported_snapshot(target: PgTarget) -> Iterator[DatabaseSnapshot]:
-    """Open a repeatable-read transaction and export its snapshot."""
+def exported_snapshot(target: PgTarget, slot: str | None = None) -> Iterator[DatabaseSnapshot]:
+    """Open a repeatable-read transaction and export its snapshot; with ``slot``, record where the snapshot
+    stands in that slot's change stream (see :func:`chain_point`)."""
     with target.connect(autocommit=True) as connection:
         with connection.cursor() as cursor:
             cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -60,6 +63,8 @@ def exported_snapshot(target: PgTarget) -> Iterator[DatabaseSnapshot]:
                 cursor=cursor,
             )
             try:
+                if slot:
+                    snapshot.chain = chain_point(cursor, slot)
                 yield snapshot
             except BaseException:
                 # the server may be gone with the dump's error in flight: keep that error, not the rollback's
@@ -67,6 +72,24 @@ def exported_snapshot(target: PgTarget) -> Iterator[DatabaseSnapshot]:
                     cursor.execute("ROLLBACK")
                 raise
             cursor.execute("ROLLBACK")
+
+
+def chain_point(cursor: psycopg.Cursor, slot: str) -> dict[str, Any]:
+    """Where a dump's snapshot stands in the change stream, so incremental segments can be replayed over
+    it exactly: the slot's confirmed position (every change the dump lacks is in the segments from
+    there), the snapshot itself (a decoded transaction is already in the dump if and only if it is
+    visible in it), the precise snapshot time, and the schema fingerprint the chain starts from."""
+    state = slot_state(cursor, slot)
+    point: dict[str, Any] = {"slot": slot, "exists": state.exists}
+    if not state.exists:
+        return point
+    xmin, xmax, xip, at = cursor.execute(
+        "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint, "
+        "ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(s) x), "
+        "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+        "FROM pg_current_snapshot() s").fetchone()
+    return {**point, "confirmed_flush_lsn": state.confirmed_flush_lsn, "snapshot_at": at,
+            "snapshot": {"xmin": xmin, "xmax": xmax, "xip": list(xip)}, "fingerprint": schema_fingerprint(cursor)}
 
 
 def pg_dump_argv(pg_dump: str, snapshot_id: str | None) -> list[str]:

@@ -1,0 +1,172 @@
+"""Committed changes of a database, read from a logical replication slot with the built-in
+``test_decoding`` output plugin through SQL (``pg_logical_slot_peek_changes`` and
+``pg_replication_slot_advance``).
+
+Why ``test_decoding``: it ships with PostgreSQL, is allowed by the default ``output_plugin_libraries``,
+and needs no publication, so it changes nothing for the application (a ``FOR ALL TABLES`` publication
+makes every UPDATE and DELETE on a table without a replica identity fail). Its text lines carry each
+value in its type's text form, which a replay casts back with ``'<text>'::<type>``. The line format is
+PostgreSQL's own and stable (its regression tests pin it); this module parses it.
+
+A line is ``BEGIN <xid>``, ``COMMIT <xid> (at <timestamp>)``, or
+``table <schema>.<name>: INSERT|UPDATE|DELETE: <column>[<type>]:<value> …`` (an UPDATE whose key changed,
+or of a table with REPLICA IDENTITY FULL, has ``old-key: … new-tuple: …``; a DELETE of a table without a
+replica identity has ``(no-tuple-data)``), or ``table <a>, <b>: TRUNCATE: [restart_seqs] [cascade]``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+UNCHANGED_TOAST = "unchanged-toast-datum"
+_BARE = re.compile(r"[^\s\[\].:,\"]+")
+_COMMIT = re.compile(r"^COMMIT (\d+) \(at (.+)\)$")
+
+
+class ChangeFormatError(ValueError):
+    """A line this parser does not understand: the capture stops rather than guess."""
+
+
+class _Line:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.at = 0
+
+    def fail(self, what: str) -> ChangeFormatError:
+        return ChangeFormatError(f"{what} at character {self.at} of a change line: {self.text[:200]!r}")
+
+    def expect(self, literal: str) -> None:
+        if not self.text.startswith(literal, self.at):
+            raise self.fail(f"expected {literal!r}")
+        self.at += len(literal)
+
+    def peek(self, literal: str) -> bool:
+        return self.text.startswith(literal, self.at)
+
+    def identifier(self) -> str:
+        if self.peek('"'):
+            end = self.at + 1
+            parts = []
+            while True:
+                close = self.text.find('"', end)
+                if close < 0:
+                    raise self.fail("unterminated quoted identifier")
+                parts.append(self.text[end:close])
+                if self.text.startswith('"', close + 1):
+                    parts.append('"')
+                    end = close + 2
+                    continue
+                self.at = close + 1
+                return "".join(parts)
+        match = _BARE.match(self.text, self.at)
+        if not match:
+            raise self.fail("expected an identifier")
+        self.at = match.end()
+        return match.group()
+
+    def table(self) -> tuple[str, str]:
+        schema = self.identifier()
+        self.expect(".")
+        return schema, self.identifier()
+
+    def value(self) -> str | None:
+        if self.peek("'"):
+            parts, position = [], self.at + 1
+            while True:
+                close = self.text.find("'", position)
+                if close < 0:
+                    raise self.fail("unterminated quoted value")
+                parts.append(self.text[position:close])
+                if self.text.startswith("'", close + 1):
+                    parts.append("'")
+                    position = close + 2
+                    continue
+                self.at = close + 1
+                return "".join(parts)
+        end = self.text.find(" ", self.at)
+        end = len(self.text) if end < 0 else end
+        token, self.at = self.text[self.at:end], end
+        return None if token == "null" else token
+
+    def columns(self, stop: str | None = None) -> tuple[list[list[Any]], list[str]]:
+        """``[[name, type, value], …]`` and the names of unchanged TOASTed columns, up to ``stop`` or the end."""
+        columns: list[list[Any]] = []
+        unchanged: list[str] = []
+        while self.at < len(self.text) and not (stop and self.peek(stop)):
+            name = self.identifier()
+            self.expect("[")
+            end = self.text.find("]:", self.at)
+            if end < 0:
+                raise self.fail("expected ]: after a column's type")
+            column_type, self.at = self.text[self.at:end], end + 2
+            if self.peek(UNCHANGED_TOAST):
+                self.at += len(UNCHANGED_TOAST)
+                unchanged.append(name)
+            else:
+                columns.append([name, column_type, self.value()])
+            if self.peek(" "):
+                self.at += 1
+        return columns, unchanged
+
+
+def parse_timestamp(text: str) -> datetime:
+    """A commit time as the server prints it (``2026-11-26 22:52:02.05982+00``)."""
+    text = text.strip()
+    match = re.match(r"^(.*[+-]\d\d)(:?\d\d)?$", text)
+    if match and not match.group(2):
+        text = match.group(1) + ":00"
+    moment = datetime.fromisoformat(text.replace(" ", "T", 1))
+    if moment.tzinfo is None:
+        raise ChangeFormatError(f"commit time without a zone: {text!r}")
+    return moment
+
+
+def parse(data: str) -> dict[str, Any]:
+    """One ``test_decoding`` line as a change: ``{"begin": xid}``, ``{"commit": xid, "time": …}``,
+    ``{"op": "insert"|"update"|"delete", "table": [schema, name], "new"/"old_key": [[name, type, value]…],
+    "unchanged": [names]}`` or ``{"op": "truncate", "tables": […], "restart_seqs": bool, "cascade": bool}``."""
+    if data.startswith("BEGIN "):
+        return {"begin": int(data[6:])}
+    if data.startswith("COMMIT "):
+        match = _COMMIT.match(data)
+        if not match:
+            raise ChangeFormatError(f"a COMMIT line without its time (include-timestamp is off?): {data!r}")
+        return {"commit": int(match.group(1)), "time": parse_timestamp(match.group(2)).isoformat()}
+    line = _Line(data)
+    line.expect("table ")
+    tables = [line.table()]
+    while line.peek(", "):
+        line.at += 2
+        tables.append(line.table())
+    line.expect(": ")
+    for action in ("INSERT", "UPDATE", "DELETE", "TRUNCATE"):
+        if line.peek(action + ":"):
+            line.at += len(action) + 1
+            break
+    else:
+        raise line.fail("expected INSERT, UPDATE, DELETE or TRUNCATE")
+    rest = line.text[line.at:].strip()
+    if action == "TRUNCATE":
+        flags = set(rest.split()) - {"(no-flags)"}
+        return {"op": "truncate", "tables": [list(t) for t in tables], "restart_seqs": "restart_seqs" in flags,
+                "cascade": "cascade" in flags}
+    change: dict[str, Any] = {"op": action.lower(), "table": list(tables[0])}
+    if line.peek(" "):
+        line.at += 1
+    if rest == "(no-tuple-data)":
+        change["old_key"] = None
+        return change
+    if action == "UPDATE" and line.peek("old-key: "):
+        line.at += len("old-key: ")
+        change["old_key"], _ = line.columns(stop="new-tuple: ")
+        line.expect("new-tuple: ")
+    columns, unchanged = line.columns()
+    if action == "DELETE":
+        change["old_key"] = columns
+    else:
+        change["new"] = columns
+        if unchanged:
+            change["unchanged"] = unchanged
+    return change

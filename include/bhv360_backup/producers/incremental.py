@@ -1,0 +1,144 @@
+"""The incremental backup: one segment of committed database changes (and the Storage objects they
+created or changed) since the slot's confirmed position, written to every location before the slot
+moves (the operator moves it, after every copy verified). A run that fails leaves the slot where it
+was: the next run captures the same changes again (see ``repository.segments`` for the format)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timezone
+from typing import Any
+
+from bhv360_backup.errors import BackupError, first_line
+from bhv360_backup.producers.storage import copy_object
+from bhv360_backup.repository.blobs import BlobStore, copy_snapshot_blobs
+from bhv360_backup.repository.locks import shared_lock
+from bhv360_backup.repository.manifest import Manifest
+from bhv360_backup.repository.segments import CHANGES_ARTIFACT, OBJECTS_ARTIFACT, SEGMENT_BLOBS_ARTIFACT
+from bhv360_backup.repository.writer import BackupWriter
+from bhv360_backup.sources.changes import PLUGIN, ChangeSource, changed_tables
+from bhv360_backup.sources.storage import ObjectGone, ObjectInfo, StorageSource
+from bhv360_backup.streams import gzip_json_lines
+
+log = logging.getLogger(__name__)
+
+STORAGE_OBJECTS = ("storage", "objects")
+
+
+@dataclass
+class SegmentStats:
+    transactions: int = 0
+    changes: int = 0
+    tables: dict[str, int] = field(default_factory=dict)
+    first_commit: str | None = None
+    last_commit: str | None = None
+    without_key: dict[str, str] = field(default_factory=dict)  # table -> first commit time it was inexact
+    objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # the last event per object
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"transactions": self.transactions, "changes": self.changes, "tables": self.tables,
+                "first_commit_time": self.first_commit, "last_commit_time": self.last_commit,
+                "not_exact": self.without_key}
+
+
+def _value(columns: list[list[Any]] | None, name: str) -> Any:
+    return next((value for column, _, value in columns or [] if column == name), None)
+
+
+def _counted(changes: Iterator[dict[str, Any]], stats: SegmentStats, keys: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The changes as they stream to the segment, counted, with the Storage object events noted."""
+    pending: list[dict[str, Any]] = []
+    for change in changes:
+        if "commit" in change:
+            stats.transactions += 1
+            stats.first_commit = stats.first_commit or change["time"]
+            stats.last_commit = change["time"]
+            for event in pending:
+                stats.objects[(event["bucket"], event["path"]) if event["path"] else ("", event["id"])] = {
+                    **event, "commit_time": change["time"]}
+            pending.clear()
+        elif "op" in change:
+            stats.changes += 1
+            for schema, name in change.get("tables") or [change["table"]]:
+                table = f"{schema}.{name}"
+                stats.tables[table] = stats.tables.get(table, 0) + 1
+                key = keys.get(table, {})
+                if change["op"] in ("update", "delete") and not key.get("columns") and key.get("identity") != "f":
+                    stats.without_key.setdefault(table, stats.last_commit or "")
+            if change.get("table") == list(STORAGE_OBJECTS):
+                pending.append(_object_event(change))
+        yield change
+
+
+def _object_event(change: dict[str, Any]) -> dict[str, Any]:
+    tuple_ = change.get("new") or change.get("old_key") or []
+    action = "delete" if change["op"] == "delete" else "put"
+    return {"action": action, "id": _value(tuple_, "id"), "bucket": _value(tuple_, "bucket_id"),
+            "path": _value(tuple_, "name")}
+
+
+def _store_objects(stats: SegmentStats, storage: StorageSource, blobs: BlobStore) -> tuple[list[dict], list[dict]]:
+    """Copy every object the segment's transactions put into the blob store; the object events (with
+    names) and the blob rows (without)."""
+    events, blob_rows = [], []
+    for event in sorted(stats.objects.values(), key=lambda e: (e["commit_time"], e["bucket"] or "", e["path"] or "")):
+        if event["action"] == "put" and event["bucket"] and event["path"]:
+            obj = ObjectInfo(event["bucket"], event["path"], 0, "", event["commit_time"])
+            try:
+                entry = copy_object(storage, blobs, obj)
+            except ObjectGone:
+                events.append({**event, "action": "gone"})  # deleted again before the capture: its delete follows
+                continue
+            events.append({**event, **entry.row()})
+            blob_rows.append(entry.blob_row())
+        else:
+            events.append(event)
+    return events, blob_rows
+
+
+def capture_segment(
+    source: ChangeSource, writer: BackupWriter, *, dag_id: str, run_id: str,
+    storage: Callable[[], StorageSource] | None = None, previous_schema: dict[str, str] | None = None,
+) -> Manifest:
+    """Write the changes committed since the slot's confirmed position as one segment in every live
+    location of ``writer`` and publish it; the slot is not moved here. A retry reuses the segment an
+    earlier try of the run completed."""
+    reused = writer.resume(copy_extra=copy_snapshot_blobs)
+    if reused is not None:
+        return reused
+    source.check()
+    created = source.ensure_slot()
+    start = source.state().confirmed_flush_lsn
+    seen = source.observe()
+    stats = SegmentStats()
+    try:
+        with shared_lock(writer.live, run_id):
+            writer.add(CHANGES_ARTIFACT, gzip_json_lines(_counted(source.changes(seen["lsn"]), stats, seen["keys"])))
+            storage_summary: dict[str, Any] = {"objects": 0}
+            if stats.objects:
+                if storage is None:
+                    raise BackupError("storage.objects changed but no storage source is configured to copy the files")
+                events, blob_rows = _store_objects(stats, storage(), BlobStore(writer))
+                for location in writer.live:
+                    location.flush()
+                writer.add(OBJECTS_ARTIFACT, gzip_json_lines(events))
+                writer.add(SEGMENT_BLOBS_ARTIFACT, gzip_json_lines(blob_rows), encrypt=False)
+                storage_summary = {"objects": len(events), "stored": len(blob_rows),
+                                   "deleted": sum(e["action"] == "delete" for e in events),
+                                   "bytes": sum(row["size"] for row in blob_rows)}
+            writer.verify()
+            changed = changed_tables(previous_schema, seen["schema"]) if previous_schema is not None else []
+            return writer.publish(dag_id=dag_id, run_id=run_id, details={
+                "source": source.describe(), "slot": source.slot, "plugin": PLUGIN, "slot_created": created,
+                "start_lsn": start, "end_lsn": seen["lsn"], "captured_until": seen["time"].astimezone(timezone.utc).isoformat(),
+                **stats.to_dict(), "keys": seen["keys"], "sequences": seen["sequences"],
+                "fingerprint": seen["fingerprint"], "schema": seen["schema"],
+                **({"schema_changed": {"tables": changed}} if changed else {}),
+                "storage": storage_summary,
+            })
+    except BaseException as error:
+        log.error("incremental capture %s failed: %s", writer.backup_id, first_line(error))
+        writer.discard()
+        raise

@@ -1,0 +1,282 @@
+"""Point-in-time recovery: the chain of incremental segments after a database backup, and their replay.
+
+A decoded transaction is in the dump if and only if it is visible in the dump's snapshot (recorded with
+the backup): the replay applies every other transaction of the chain, whole, in commit order, up to the
+last one committed at or before the moment asked for, and checks each change as it goes (an update or
+delete must touch exactly one row, an insert must not collide). It stops, at the last exact point and
+saying why, before a change it cannot replay exactly: a table without a primary key or replica
+identity, or a schema or access change (which the chain itself marks).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from pyrage.x25519 import Identity
+
+from bhv360_backup.errors import BackupError, first_line
+from bhv360_backup.locations.base import Location
+from bhv360_backup.postgres.client import PgTarget
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import Manifest, parse_iso
+from bhv360_backup.repository.segments import Segment, build_chain, lsn_position, read_changes
+from bhv360_backup.repository.verify import verify_backup
+from bhv360_backup.sources.changes import snapshot_visible
+
+log = logging.getLogger(__name__)
+
+_TYPE = re.compile(r'^[A-Za-z0-9_ ."\[\](),]+$')
+
+
+class ReplayMismatch(BackupError):
+    """The chain does not fit the restored database: it is not the one the segments follow."""
+
+
+def segments_in(locations: Sequence[Location]) -> dict[str, dict[str, Manifest]]:
+    """Every complete segment's manifest, by id, per location that has it."""
+    found: dict[str, dict[str, Manifest]] = {}
+    for location in locations:
+        try:
+            ids = location.list_backups(BackupType.INCREMENTAL)
+        except Exception as error:  # noqa: BLE001 - the other location may hold them
+            log.warning("cannot list incremental segments in %s: %s", location.name, first_line(error))
+            continue
+        for backup_id in ids:
+            try:
+                found.setdefault(backup_id, {})[location.name] = location.read_manifest(BackupType.INCREMENTAL, backup_id)
+            except BackupError as error:
+                log.warning("segment %s in %s unreadable: %s", backup_id, location.name, first_line(error))
+    return found
+
+
+def intact_copy(manifests: Mapping[str, Manifest], locations: Mapping[str, Location]) -> str | None:
+    """The first location whose copy of a segment reads back whole (sha256 of every artifact)."""
+    for name, manifest in manifests.items():
+        if not verify_backup(locations[name], manifest, deep=True):
+            return name
+    return None
+
+
+@dataclass
+class ChainPlan:
+    """A replay's plan: the segments and the location of each intact copy, and the moment it reaches."""
+
+    base_id: str
+    segments: list[tuple[str, str]]  # (segment id, location)
+    reaches: str | None
+    until: str | None
+    damaged: list[str] = field(default_factory=list)
+    stop: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"base": self.base_id, "segments": [list(pair) for pair in self.segments], "reaches": self.reaches,
+                "until": self.until, "damaged": self.damaged, "stop": self.stop}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChainPlan:
+        return cls(data["base"], [tuple(pair) for pair in data["segments"]], data["reaches"], data["until"],
+                   data.get("damaged", []), data.get("stop"))
+
+
+def plan_chain(base: Manifest, locations: Mapping[str, Location], until: datetime | None, *,
+               accept_earlier: bool) -> ChainPlan:
+    """The segments that take ``base`` to ``until`` (or as far as they go), each with an intact copy.
+    A gap (a segment missing or damaged in every location) or a schema change before ``until`` is
+    refused, naming where the chain stops, unless ``accept_earlier``."""
+    point = base.details.get("chain") or {}
+    if not point.get("exists"):
+        raise BackupError(f"database backup {base.backup_id} has no incremental chain (no capture slot existed when "
+                          "it was made): restore it without a point in time, or choose a later backup")
+    found = segments_in(list(locations.values()))
+    damaged: list[str] = []
+    while True:
+        candidates = [Segment.of(next(iter(copies.values()))) for segment_id, copies in found.items()
+                      if segment_id not in damaged]
+        chain = build_chain(candidates, point["confirmed_flush_lsn"], point.get("fingerprint"), until)
+        bad = next((segment for segment in chain.segments
+                    if intact_copy(found[segment.backup_id], locations) is None), None)
+        if bad is None:
+            break
+        damaged.append(bad.backup_id)
+    stop = chain.gap or chain.schema_change
+    if damaged and chain.gap:
+        stop = f"{chain.gap}; damaged in every location: {', '.join(damaged)}"
+    if stop and until is not None and not accept_earlier:
+        reached = chain.reaches.isoformat() if chain.reaches else point.get("snapshot_at")
+        raise BackupError(f"cannot restore database backup {base.backup_id} to {until.isoformat()}: {stop}. The chain "
+                          f"reaches {reached}; set accept_earlier_point to restore that moment instead")
+    return ChainPlan(base.backup_id, [(segment.backup_id, intact_copy(found[segment.backup_id], locations))
+                                      for segment in chain.segments],
+                     chain.reaches.isoformat() if chain.reaches else None, until.isoformat() if until else None,
+                     damaged, stop)
+
+
+@dataclass
+class ReplayReport:
+    segments: int = 0
+    transactions: int = 0
+    changes: int = 0
+    in_the_dump: int = 0
+    reached: str | None = None
+    stopped: str | None = None
+    sequences: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _cast(value_type: str) -> sql.Composable:
+    if not _TYPE.match(value_type):
+        raise ReplayMismatch(f"a recorded column type is not a type name: {value_type!r}")
+    return sql.SQL(value_type)
+
+
+def _table(table: Sequence[str]) -> sql.Composable:
+    return sql.SQL("{}.{}").format(sql.Identifier(table[0]), sql.Identifier(table[1]))
+
+
+def _match(columns: list[list[Any]], full: bool) -> tuple[sql.Composable, list[Any]]:
+    """A WHERE clause finding one row by its key (or, for REPLICA IDENTITY FULL, by every old value)."""
+    if full:
+        condition = sql.SQL(" AND ").join(sql.SQL("{}::text IS NOT DISTINCT FROM %s::text").format(sql.Identifier(name))
+                                          for name, _, _ in columns)
+    else:
+        condition = sql.SQL(" AND ").join(sql.SQL("{} = %s::{}").format(sql.Identifier(name), _cast(kind))
+                                          for name, kind, _ in columns)
+    return condition, [value for _, _, value in columns]
+
+
+def _statement(change: Mapping[str, Any], keys: Mapping[str, Any]) -> tuple[sql.Composable, list[Any], bool] | str:
+    """The SQL that replays one change, its parameters and whether it must touch exactly one row; or,
+    when it cannot be replayed exactly, why."""
+    if change["op"] == "truncate":
+        return (sql.SQL("TRUNCATE {}{}{}").format(sql.SQL(", ").join(map(_table, change["tables"])),
+                                                   sql.SQL(" RESTART IDENTITY" if change["restart_seqs"] else ""),
+                                                   sql.SQL(" CASCADE" if change["cascade"] else "")), [], False)
+    table = _table(change["table"])
+    name = ".".join(change["table"])
+    if change["op"] == "insert":
+        columns = change["new"]
+        return (sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            table, sql.SQL(", ").join(sql.Identifier(column) for column, _, _ in columns),
+            sql.SQL(", ").join(sql.SQL("%s::{}").format(_cast(kind)) for _, kind, _ in columns)),
+            [value for _, _, value in columns], False)
+    key = keys.get(name, {})
+    full = key.get("identity") == "f"
+    old = change.get("old_key")
+    if old is None and change["op"] == "update" and key.get("columns"):
+        old = [column for column in change["new"] if column[0] in key["columns"]]
+    if not old:
+        return f"table {name} has no primary key or replica identity, so its {change['op']} cannot be replayed exactly"
+    where, where_params = _match(old, full and change.get("old_key") is not None)
+    target = sql.SQL("(SELECT ctid FROM {} WHERE {} LIMIT 1)").format(table, where) if full else where
+    condition = sql.SQL("ctid = {}").format(target) if full else target
+    if change["op"] == "delete":
+        return sql.SQL("DELETE FROM {} WHERE {}").format(table, condition), where_params, True
+    sets = change["new"]
+    return (sql.SQL("UPDATE {} SET {} WHERE {}").format(
+        table, sql.SQL(", ").join(sql.SQL("{} = %s::{}").format(sql.Identifier(column), _cast(kind))
+                                  for column, kind, _ in sets), condition),
+        [value for _, _, value in sets] + where_params, True)
+
+
+def replay(target: PgTarget, base: Manifest, plan: ChainPlan, locations: Mapping[str, Location],
+           identities: Sequence[Identity] = ()) -> ReplayReport:
+    """Apply the planned segments' transactions that the dump lacks, up to ``plan.until``; set every
+    sequence to its value at the end of the last segment applied."""
+    snapshot = base.details["chain"]["snapshot"]
+    until = parse_iso(plan.until) if plan.until else None
+    report = ReplayReport(stopped=plan.stop)
+    applied_position = 0
+    sequences: dict[str, int] = {}
+    with target.connect() as connection:
+        connection.execute("SET session_replication_role = replica")  # the source ran the triggers and checks
+        connection.commit()
+        cursor = connection.cursor()
+        for segment_id, location_name in plan.segments:
+            manifest = locations[location_name].read_manifest(BackupType.INCREMENTAL, segment_id)
+            keys = manifest.details.get("keys", {})
+            sequences = manifest.details.get("sequences", {})  # at the segment's end: never behind its rows
+            skip, statements = False, 0
+            for change in read_changes(locations[location_name], manifest, identities):
+                if "begin" in change:
+                    skip, statements = snapshot_visible(snapshot, change["begin"]), 0
+                    if skip:
+                        report.in_the_dump += 1
+                elif "commit" in change:
+                    commit_time = datetime.fromisoformat(change["time"])
+                    if skip or lsn_position(change["lsn"]) <= applied_position:
+                        connection.rollback()
+                    elif until is not None and commit_time > until:
+                        connection.rollback()
+                        return _finish(cursor, connection, report, sequences)
+                    else:
+                        connection.commit()
+                        applied_position = lsn_position(change["lsn"])
+                        report.transactions += 1
+                        report.changes += statements
+                        report.reached = change["time"]
+                elif not skip:
+                    built = _statement(change, keys)
+                    if isinstance(built, str):
+                        connection.rollback()
+                        report.stopped = f"{built} (a transaction committed after {report.reached or 'the dump'})"
+                        return _finish(cursor, connection, report, sequences)
+                    statement, params, exactly_one = built
+                    try:
+                        cursor.execute(statement, params)
+                    except psycopg.Error as error:
+                        connection.rollback()
+                        raise ReplayMismatch(f"segment {segment_id}: replaying a change of "
+                                             f"{'.'.join(change.get('table') or [])} failed: {first_line(error)}") from None
+                    if exactly_one and cursor.rowcount != 1:
+                        connection.rollback()
+                        raise ReplayMismatch(f"segment {segment_id}: an {change['op']} of {'.'.join(change['table'])} "
+                                             f"found {cursor.rowcount} rows, not 1: the segments do not follow this "
+                                             "backup")
+                    statements += 1
+            report.segments += 1
+        return _finish(cursor, connection, report, sequences)
+
+
+def _finish(cursor: psycopg.Cursor, connection: psycopg.Connection, report: ReplayReport,
+            sequences: Mapping[str, int]) -> ReplayReport:
+    """Sequences are not in the change stream: each is set to the value the last segment recorded (the
+    value at its capture, never behind the rows replayed)."""
+    for name, value in sequences.items():
+        schema, _, sequence = name.partition(".")
+        exists = cursor.execute("SELECT to_regclass(%s) IS NOT NULL",
+                                [sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(sequence))
+                                 .as_string(connection)]).fetchone()[0]
+        if exists:
+            cursor.execute("SELECT setval(%s::regclass, %s)", [sql.SQL("{}.{}").format(
+                sql.Identifier(schema), sql.Identifier(sequence)).as_string(connection), value])
+            report.sequences += 1
+    connection.commit()
+    return report
+
+
+def chain_base(locations: Sequence[Location], until: datetime | None) -> str | None:
+    """The newest database backup made before ``until`` that starts an incremental chain."""
+    best: tuple[str, str] | None = None
+    for location in locations:
+        try:
+            ids = location.list_backups(BackupType.DATABASE)
+        except Exception:  # noqa: BLE001, S112 - the other location may list them
+            continue
+        for backup_id in ids:
+            try:
+                point = location.read_manifest(BackupType.DATABASE, backup_id).details.get("chain") or {}
+            except BackupError:
+                continue
+            if point.get("exists") and (until is None or parse_iso(point["snapshot_at"]) <= until):
+                if best is None or point["snapshot_at"] > best[0]:
+                    best = (point["snapshot_at"], backup_id)
+    return best[1] if best else None

@@ -1,0 +1,214 @@
+"""PostgreSQL as a source of committed changes: a logical replication slot the package creates and owns,
+read with ``test_decoding`` through SQL and moved forward only when the caller says so.
+
+What the source needs (checked before every capture, each missing thing named): ``wal_level = logical``;
+a role with the ``REPLICATION`` attribute (or a superuser) to create and read the slot; a free
+replication slot; a direct connection (not a transaction pooler). No publication is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from bhv360_backup.errors import ConfigurationError
+from bhv360_backup.postgres import access
+from bhv360_backup.postgres.changes import parse
+from bhv360_backup.postgres.client import PgTarget
+
+PLUGIN = "test_decoding"
+PEEK_OPTIONS = ["include-xids", "1", "include-timestamp", "1", "skip-empty-xacts", "1"]
+SUPABASE_TRANSACTION_POOLER_PORT = 6543
+FETCH_ROWS = 2000
+
+KEYS_SQL = """
+SELECT n.nspname, c.relname, c.relreplident::text,
+       coalesce((SELECT array_agg(a.attname ORDER BY array_position(i.indkey, a.attnum))
+                 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                 WHERE i.indrelid = c.oid AND ((c.relreplident = 'd' AND i.indisprimary)
+                                               OR (c.relreplident = 'i' AND i.indisreplident))), '{}')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+"""
+COLUMNS_SQL = """
+SELECT n.nspname || '.' || c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+ORDER BY 1, a.attnum
+"""
+
+
+@dataclass(frozen=True)
+class SlotState:
+    name: str
+    exists: bool
+    confirmed_flush_lsn: str | None = None
+    restart_lsn: str | None = None
+    active: bool = False
+    retained_bytes: int = 0
+    plugin: str | None = None
+
+
+def slot_state(cursor: psycopg.Cursor, slot: str) -> SlotState:
+    row = cursor.execute(
+        "SELECT confirmed_flush_lsn::text, restart_lsn::text, active, plugin, "
+        "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint "
+        "FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()", [slot]).fetchone()
+    if row is None:
+        return SlotState(slot, False)
+    return SlotState(slot, True, row[0], row[1], row[2], row[4], row[3])
+
+
+class ChangeSource:
+    """The slot ``slot`` of ``target``'s database."""
+
+    def __init__(self, target: PgTarget, slot: str) -> None:
+        self.target = target
+        self.slot = slot
+
+    def describe(self) -> str:
+        return f"slot {self.slot} of {self.target.describe()}"
+
+    def problems(self, cursor: psycopg.Cursor) -> list[str]:
+        """What the source lacks for change capture, each named with how to give it."""
+        problems = []
+        if self.target.port == SUPABASE_TRANSACTION_POOLER_PORT:
+            problems.append(f"{self.target.describe()} is Supabase's transaction pooler (port 6543): use the direct "
+                            "connection (Project Settings > Database > Connection string > Direct, port 5432)")
+        wal_level = cursor.execute("SHOW wal_level").fetchone()[0]
+        if wal_level != "logical":
+            problems.append(f"the source's wal_level is {wal_level}, change capture needs logical (set wal_level = "
+                            "logical and restart the server; on hosted Supabase it is logical already)")
+        superuser, replication = cursor.execute(
+            "SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user").fetchone()
+        if not (superuser or replication):
+            user = cursor.execute("SELECT current_user").fetchone()[0]
+            problems.append(f"role {user} may not create or read a replication slot: give it the REPLICATION "
+                            f"attribute (ALTER ROLE {user} WITH REPLICATION) or connect as a role that has it")
+        state = slot_state(cursor, self.slot)
+        if state.exists and state.plugin != PLUGIN:
+            problems.append(f"replication slot {self.slot} exists with output plugin {state.plugin}, not {PLUGIN}: "
+                            f"drop it (SELECT pg_drop_replication_slot('{self.slot}')) or name another slot")
+        if not state.exists:
+            free = cursor.execute("SELECT current_setting('max_replication_slots')::int - "
+                                  "(SELECT count(*) FROM pg_replication_slots)").fetchone()[0]
+            if free < 1:
+                problems.append("max_replication_slots is used up: raise it, or drop a slot no longer used")
+        return problems
+
+    def check(self) -> None:
+        with self.target.connect() as connection:
+            problems = self.problems(connection.cursor())
+        if problems:
+            raise ConfigurationError(f"incremental backups cannot read {self.describe()}: " + "; ".join(problems))
+
+    def ensure_slot(self) -> bool:
+        """Create the slot if it does not exist; True when it was created now."""
+        with self.target.connect(autocommit=True) as connection:
+            if slot_state(connection.cursor(), self.slot).exists:
+                return False
+            connection.execute("SELECT pg_create_logical_replication_slot(%s, %s)", [self.slot, PLUGIN])
+            return True
+
+    def state(self) -> SlotState:
+        with self.target.connect() as connection:
+            return slot_state(connection.cursor(), self.slot)
+
+    def observe(self) -> dict[str, Any]:
+        """Where the capture will read up to, and what is true there: the WAL position and server time,
+        the key columns of every table, every sequence's value, and a fingerprint of the schema and the
+        access model (a change in it breaks the exactness of a replay past it)."""
+        with self.target.connect() as connection, connection.transaction():
+            cursor = connection.cursor()
+            cursor.execute("SET LOCAL TIME ZONE 'UTC'")
+            # the clock first: a commit stamped before it has its commit record before the position read after
+            now, lsn = cursor.execute("SELECT clock_timestamp(), pg_current_wal_lsn()::text").fetchone()
+            keys = {f"{schema}.{name}": {"identity": identity, "columns": list(columns)}
+                    for schema, name, identity, columns in cursor.execute(KEYS_SQL).fetchall()}
+            sequences = {f"{schema}.{name}": value for schema, name, value in cursor.execute(
+                "SELECT schemaname, sequencename, last_value FROM pg_sequences WHERE last_value IS NOT NULL")}
+            schema = schema_digests(cursor)
+        return {"lsn": lsn, "time": now, "keys": keys, "sequences": sequences, "schema": schema,
+                "fingerprint": fingerprint_of(schema)}
+
+    def changes(self, upto_lsn: str) -> Iterator[dict[str, Any]]:
+        """Every change committed before ``upto_lsn`` that the slot has not confirmed, in commit order,
+        streamed (``begin`` and ``commit`` carry the LSN of their line)."""
+        with self.target.connect() as connection, connection.transaction():
+            with connection.cursor(name="bhv360_changes") as cursor:
+                cursor.itersize = FETCH_ROWS
+                cursor.execute(sql.SQL("SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, %s, NULL, {})")
+                               .format(sql.SQL(", ").join(map(sql.Literal, PEEK_OPTIONS))), [self.slot, upto_lsn])
+                for lsn, data in cursor:
+                    change = parse(data)
+                    if "begin" in change or "commit" in change:
+                        change["lsn"] = lsn
+                    yield change
+
+    def advance(self, lsn: str) -> None:
+        """Confirm everything before ``lsn``: the source may now recycle that WAL."""
+        with self.target.connect(autocommit=True) as connection:
+            connection.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", [self.slot, lsn])
+
+    def drop(self) -> bool:
+        with self.target.connect(autocommit=True) as connection:
+            if not slot_state(connection.cursor(), self.slot).exists:
+                return False
+            connection.execute("SELECT pg_drop_replication_slot(%s)", [self.slot])
+            return True
+
+
+ACCESS_MODEL_KEY = "(grants, policies and RLS)"
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def schema_digests(cursor: psycopg.Cursor) -> dict[str, str]:
+    """A digest of every table's columns (name, type, not null), and one of the access model: what a
+    replay of decoded rows relies on staying the same."""
+    tables: dict[str, list] = {}
+    for table, column, column_type, not_null in cursor.execute(COLUMNS_SQL).fetchall():
+        tables.setdefault(table, []).append([column, column_type, not_null])
+    digests = {table: _digest(columns) for table, columns in tables.items()}
+    digests[ACCESS_MODEL_KEY] = _digest(access.capture(cursor)["objects"])
+    return digests
+
+
+def fingerprint_of(digests: dict[str, str]) -> str:
+    return _digest(digests)
+
+
+def schema_fingerprint(cursor: psycopg.Cursor) -> str:
+    return fingerprint_of(schema_digests(cursor))
+
+
+def changed_tables(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """What a schema change touched: tables added, dropped or altered, or the access model."""
+    return sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name))
+
+
+def position_of(lsn: str) -> int:
+    """An LSN (``16/B374D848``) as a number, for ordering."""
+    high, _, low = lsn.partition("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+def snapshot_visible(snapshot: dict[str, Any], xid: int) -> bool:
+    """Whether transaction ``xid`` (32-bit, as decoded) is visible in a recorded ``pg_current_snapshot()``
+    (``xmin``, ``xmax``, ``xip`` as 64-bit numbers): committed before the snapshot was taken."""
+    xmin, xmax = snapshot["xmin"], snapshot["xmax"]
+    base = (xmax & ~0xFFFFFFFF) | xid
+    full = min((base - (1 << 32), base, base + (1 << 32)), key=lambda value: abs(value - xmax))  # nearest epoch
+    if full < xmin:
+        return True
+    return full < xmax and full not in set(snapshot["xip"])

@@ -1,0 +1,57 @@
+"""Parsing test_decoding's lines, as a PostgreSQL 15 server printed them (no server needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bhv360_backup.postgres.changes import ChangeFormatError, parse
+
+INSERT = ("table public.a: INSERT: id[integer]:1 n[numeric]:1.23456789012345678901234567890 big[text]:'x''y' "
+          "j[jsonb]:'{\"k\": [1, 2]}' b[bytea]:'\\x00ff' ts[timestamp with time zone]:'2026-11-26 22:52:02.051896+00' "
+          "arr[integer[]]:'{1,2}' \"Odd Col\"[text]:'it''s \"x\" y' f[double precision]:NaN ok[boolean]:true "
+          "v[character varying]:'a b' nothing[text]:null")
+
+
+def test_begin_and_commit():
+    assert parse("BEGIN 728") == {"begin": 728}
+    assert parse("COMMIT 728 (at 2026-11-26 22:52:02.05982+00)") == {"commit": 728,
+                                                                      "time": "2026-11-26T22:52:02.059820+00:00"}
+    assert parse("COMMIT 9 (at 2026-03-29 03:00:00.5+02)")["time"] == "2026-03-29T03:00:00.500000+02:00"
+
+
+def test_an_insert_keeps_every_value_as_text_with_its_type():
+    change = parse(INSERT)
+    assert change["op"] == "insert" and change["table"] == ["public", "a"]
+    assert change["new"] == [
+        ["id", "integer", "1"], ["n", "numeric", "1.23456789012345678901234567890"], ["big", "text", "x'y"],
+        ["j", "jsonb", '{"k": [1, 2]}'], ["b", "bytea", "\\x00ff"],
+        ["ts", "timestamp with time zone", "2026-11-26 22:52:02.051896+00"], ["arr", "integer[]", "{1,2}"],
+        ["Odd Col", "text", 'it\'s "x" y'], ["f", "double precision", "NaN"], ["ok", "boolean", "true"],
+        ["v", "character varying", "a b"], ["nothing", "text", None]]
+
+
+def test_updates_with_and_without_a_key_change_and_an_unchanged_toasted_value():
+    plain = parse("table public.a: UPDATE: id[integer]:1 big[text]:unchanged-toast-datum n[numeric]:2")
+    assert plain == {"op": "update", "table": ["public", "a"], "new": [["id", "integer", "1"], ["n", "numeric", "2"]],
+                     "unchanged": ["big"]}
+    moved = parse('table public."Weird Table": UPDATE: old-key: id[integer]:1 new-tuple: id[integer]:2 '
+                  "m[\"My Mood\"]:'sad' t[text]:'line1\nline2'")
+    assert moved["table"] == ["public", "Weird Table"] and moved["old_key"] == [["id", "integer", "1"]]
+    assert moved["new"] == [["id", "integer", "2"], ["m", '"My Mood"', "sad"], ["t", "text", "line1\nline2"]]
+
+
+def test_deletes_and_truncates():
+    assert parse("table public.a: DELETE: id[integer]:1") == {"op": "delete", "table": ["public", "a"],
+                                                            "old_key": [["id", "integer", "1"]]}
+    assert parse("table public.nopk: DELETE: (no-tuple-data)")["old_key"] is None
+    assert parse('table public.nopk, public."Weird Table": TRUNCATE: restart_seqs cascade') == {
+        "op": "truncate", "tables": [["public", "nopk"], ["public", "Weird Table"]], "restart_seqs": True,
+        "cascade": True}
+    assert parse("table s.t: TRUNCATE: (no-flags)")["restart_seqs"] is False
+
+
+@pytest.mark.parametrize("line", ["table public.a INSERT: id[integer]:1", "table public.a: MERGE: x[int]:1",
+                                  "table public.a: INSERT: id[integer]:'open", "COMMIT 7"])
+def test_a_line_it_does_not_understand_stops_the_capture(line):
+    with pytest.raises(ChangeFormatError):
+        parse(line)

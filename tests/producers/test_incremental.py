@@ -1,0 +1,236 @@
+"""Incremental backups against a real cluster with wal_level = logical: segments in both locations, a
+chain from a dump taken while transactions committed, and restores to three moments compared table by
+table with what the source held then."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import psycopg
+import pytest
+
+from bhv360_backup.errors import BackupError
+from bhv360_backup.locations import LocalLocation, S3Location
+from bhv360_backup.producers.database import dump_database
+from bhv360_backup.producers.incremental import capture_segment
+from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import parse_iso
+from bhv360_backup.repository.writer import BackupWriter
+from bhv360_backup.restore.plan import build_plan
+from bhv360_backup.restore.request import parse_request
+from bhv360_backup.restore.run import RestoreTargets, execute_plan
+from bhv360_backup.sources.changes import ChangeSource
+from tests.conftest import AGE_IDENTITY, BUCKET
+from tests.fixtures import postgres
+
+SLOT = "bhv360_backup"
+TABLES = ("public.incidents", "public.big", "public.log_lines", "public.filler", "public.counters")
+_ids = (f"20261120T{h:02d}{m:02d}00Z" for h in range(24) for m in range(60))
+
+SCHEMA = """
+CREATE TABLE incidents (id bigserial PRIMARY KEY, org int NOT NULL, title text, notes text,
+                        at timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE TABLE big (id int PRIMARY KEY, kind text, payload text);
+CREATE TABLE log_lines (line text);
+CREATE TABLE filler (id int PRIMARY KEY, v text);
+CREATE TABLE counters (name text PRIMARY KEY, n numeric);
+CREATE SEQUENCE certificate_numbers;
+INSERT INTO filler SELECT g, md5(g::text) FROM generate_series(1, 200000) g;
+INSERT INTO big VALUES (1, 'scan', (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 4000) g));
+INSERT INTO counters VALUES ('drills', 0.1234567890123456789);
+"""
+
+
+def run(target, *statements):
+    with psycopg.connect(host=target.host, port=target.port, user=target.user, dbname=target.dbname,
+                         autocommit=True) as connection:
+        for statement in statements:
+            connection.execute(statement)
+        return connection.execute("SELECT clock_timestamp()").fetchone()[0]
+
+
+def state(target) -> dict[str, tuple[int, str]]:
+    """Every table's row count and a checksum of its rows, in one snapshot."""
+    with psycopg.connect(host=target.host, port=target.port, user=target.user, dbname=target.dbname) as connection:
+        connection.execute("SET TIME ZONE 'UTC'")
+        return {table: connection.execute(
+            f"SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') FROM {table} t").fetchone()
+            for table in TABLES}
+
+
+@pytest.fixture(params=["plain", pytest.param("encrypted", marks=pytest.mark.server)])
+def repo(request, tmp_path, s3):
+    recipients = (AGE_IDENTITY.to_public(),) if request.param == "encrypted" else ()
+    identities = (AGE_IDENTITY,) if request.param == "encrypted" else ()
+    return [LocalLocation(tmp_path / "backups"), S3Location(s3.client(), BUCKET)], recipients, identities
+
+
+def capture(source, locations, recipients, *, advance=True):
+    writer = BackupWriter(locations, BackupType.INCREMENTAL, next(_ids), recipients)
+    previous = None
+    for location in writer.live:
+        ids = location.list_backups(BackupType.INCREMENTAL)
+        if ids:
+            previous = location.read_manifest(BackupType.INCREMENTAL, ids[-1]).details["schema"]
+            break
+    manifest = capture_segment(source, writer, dag_id="t", run_id=f"t{writer.backup_id}", previous_schema=previous)
+    writer.raise_for_failures()
+    if advance:
+        source.advance(manifest.details["end_lsn"])
+    return manifest
+
+
+def restore_to(logical_cluster, locations, identities, moment, tmp_path, accept_earlier=False):
+    target = postgres.create_database(logical_cluster, "bhv360_pitr")
+    body = {"type": "database", "paths": {"database": "latest"}, "accept_earlier_point": accept_earlier}
+    if moment is not None:
+        body["point_in_time"] = moment.isoformat()
+    request = parse_request(body, backup_root=str(locations[0].root), bucket=BUCKET)
+    plan = build_plan(request, locations, {}, None, identities)
+    report = execute_plan(plan, request, {location.name: location for location in locations},
+                          RestoreTargets(database=target, sink=None, work_dir=tmp_path / f"work-{target.dbname}",
+                                         identities=identities))
+    return target, plan, report
+
+
+def test_restores_to_three_moments_equal_the_source_then(logical_db, logical_cluster, repo, tmp_path):
+    locations, recipients, identities = repo
+    run(logical_db, SCHEMA)
+    source = ChangeSource(logical_db, SLOT)
+    capture(source, locations, recipients)  # creates the slot: the chain can start at the next dump
+
+    # a transaction open across the dump, and others committing while it runs
+    spanning = psycopg.connect(host=logical_db.host, port=logical_db.port, user="postgres", dbname=logical_db.dbname)
+    spanning.execute("INSERT INTO incidents (org, title) VALUES (9, 'begun before the dump')")
+    stop = threading.Event()
+
+    def writer():
+        for n in itertools.count():
+            if stop.is_set():
+                return
+            run(logical_db, f"INSERT INTO incidents (org, title) VALUES ({n % 3}, 'during the dump {n}')")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(0.2)
+    try:
+        base = dump_database(logical_db, BackupWriter(locations, BackupType.DATABASE, next(_ids), recipients),
+                             pg_bin_dir="", dag_id="t", run_id="t", slot=SLOT)
+    finally:
+        stop.set()
+        thread.join()
+    spanning.commit()
+    spanning.close()
+    assert base.details["chain"]["exists"] and base.details["chain"]["snapshot"]["xip"] is not None
+    capture(source, locations, recipients)
+    t1 = run(logical_db, "SELECT 1")
+    state1 = state(logical_db)
+
+    run(logical_db, "UPDATE incidents SET notes = 'evacuated' WHERE org = 1",
+        "DELETE FROM incidents WHERE org = 2",
+        "UPDATE big SET kind = 'scan, checked' WHERE id = 1",  # the TOASTed payload stays as it was
+        "INSERT INTO big VALUES (2, 'plan', repeat('floor ', 50000))",
+        "UPDATE counters SET n = n * 3",
+        "INSERT INTO log_lines VALUES ('drill started'), (NULL)",
+        "SELECT nextval('certificate_numbers') FROM generate_series(1, 7)")
+    t2 = run(logical_db, "SELECT 1")
+    state2 = state(logical_db)
+    run(logical_db, "UPDATE big SET payload = payload || ' annotated' WHERE id = 2",
+        "UPDATE incidents SET id = id + 100000 WHERE org = 0 AND id % 2 = 0")  # a key changes
+    capture(source, locations, recipients)
+    run(logical_db, "TRUNCATE log_lines", "INSERT INTO incidents (org, title) VALUES (5, 'after the last moment')")
+    t3 = run(logical_db, "SELECT 1")
+    state3 = state(logical_db)
+    run(logical_db, "INSERT INTO incidents (org, title) VALUES (6, 'after t3')")
+    capture(source, locations, recipients)
+
+    for moment, expected in ((t1, state1), (t2, state2), (t3, state3)):
+        target, plan, report = restore_to(logical_cluster, locations, identities, moment, tmp_path)
+        try:
+            assert state(target) == expected, f"restored to {moment}"
+            replayed = report["database"]["point_in_time"]
+            assert replayed["stopped"] is None and parse_iso(replayed["reflects"]) <= moment
+            assert replayed["in_the_dump"] >= 1  # the dump's own transactions were not applied twice
+        finally:
+            postgres.drop_database(target)
+
+    target, plan, report = restore_to(logical_cluster, locations, identities, None, tmp_path)  # latest
+    try:
+        assert state(target) == state(logical_db)  # the newest captured moment
+        with psycopg.connect(host=target.host, port=target.port, user="postgres", dbname=target.dbname) as c:
+            assert c.execute("SELECT last_value FROM certificate_numbers").fetchone()[0] >= 7
+    finally:
+        postgres.drop_database(target)
+
+
+@pytest.mark.server
+def test_a_capture_killed_before_moving_the_slot_is_captured_again_and_replays_exactly(
+        logical_db, logical_cluster, repo, tmp_path):
+    locations, recipients, identities = repo
+    run(logical_db, SCHEMA)
+    source = ChangeSource(logical_db, SLOT)
+    capture(source, locations, recipients)
+    dump_database(logical_db, BackupWriter(locations, BackupType.DATABASE, next(_ids), recipients), pg_bin_dir="",
+                  dag_id="t", run_id="t", slot=SLOT)
+    run(logical_db, "INSERT INTO incidents (org, title) VALUES (1, 'a'), (1, 'b')", "UPDATE counters SET n = 2")
+    written = capture(source, locations, recipients, advance=False)  # killed between writing and moving the slot
+    run(logical_db, "DELETE FROM incidents WHERE title = 'a'")
+    again = capture(source, locations, recipients)
+    assert again.details["start_lsn"] == written.details["start_lsn"]  # the same changes, captured again
+    target, plan, report = restore_to(logical_cluster, locations, identities, None, tmp_path)
+    try:
+        assert state(target) == state(logical_db)
+    finally:
+        postgres.drop_database(target)
+
+
+@pytest.mark.server
+def test_a_schema_change_stops_the_chain_and_a_table_without_a_key_stops_the_replay(
+        logical_db, logical_cluster, repo, tmp_path):
+    locations, recipients, identities = repo
+    run(logical_db, SCHEMA)
+    source = ChangeSource(logical_db, SLOT)
+    capture(source, locations, recipients)
+    dump_database(logical_db, BackupWriter(locations, BackupType.DATABASE, next(_ids), recipients), pg_bin_dir="",
+                  dag_id="t", run_id="t", slot=SLOT)
+    run(logical_db, "INSERT INTO incidents (org, title) VALUES (1, 'kept')", "INSERT INTO log_lines VALUES ('x')")
+    before_change = run(logical_db, "SELECT 1")
+    expected = state(logical_db)
+    capture(source, locations, recipients)
+    run(logical_db, "ALTER TABLE incidents ADD COLUMN severity int", "INSERT INTO incidents (org, severity) VALUES (1, 3)")
+    changed = capture(source, locations, recipients)
+    assert changed.details["schema_changed"]["tables"] == ["public.incidents"]
+    later = run(logical_db, "SELECT 1")
+
+    with pytest.raises(BackupError, match="the schema or the access model changed.*public.incidents.*accept_earlier_point"):
+        restore_to(logical_cluster, locations, identities, later, tmp_path)
+    target, plan, report = restore_to(logical_cluster, locations, identities, later, tmp_path, accept_earlier=True)
+    try:
+        assert state(target) == expected and parse_iso(plan.components[0].chain["reaches"]) >= before_change
+    finally:
+        postgres.drop_database(target)
+
+    run(logical_db, "UPDATE log_lines SET line = 'y'")  # no key: the update cannot be replayed exactly
+    dump_database(logical_db, BackupWriter(locations, BackupType.DATABASE, next(_ids), recipients), pg_bin_dir="",
+                  dag_id="t", run_id="t", slot=SLOT)
+    run(logical_db, "INSERT INTO incidents (org, title) VALUES (2, 'fine')")
+    exact_until = state(logical_db)
+    run(logical_db, "DELETE FROM log_lines")
+    segment = capture(source, locations, recipients)
+    assert "public.log_lines" in segment.details["not_exact"]
+    target, plan, report = restore_to(logical_cluster, locations, identities, None, tmp_path)
+    try:
+        assert "public.log_lines has no primary key or replica identity" in report["database"]["point_in_time"]["stopped"]
+        assert state(target) == exact_until
+    finally:
+        postgres.drop_database(target)
+
+
+def test_a_source_without_logical_decoding_is_refused_naming_what_it_lacks(pg_database, repo):
+    locations, recipients, _ = repo
+    writer = BackupWriter(locations, BackupType.INCREMENTAL, next(_ids), recipients)
+    with pytest.raises(BackupError, match="wal_level is replica, change capture needs logical"):
+        capture_segment(ChangeSource(pg_database, SLOT), writer, dag_id="t", run_id="t")
+    assert all(location.scan(BackupType.INCREMENTAL) == [] for location in locations)
