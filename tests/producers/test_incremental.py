@@ -234,3 +234,61 @@ def test_a_source_without_logical_decoding_is_refused_naming_what_it_lacks(pg_da
     with pytest.raises(BackupError, match="wal_level is replica, change capture needs logical"):
         capture_segment(ChangeSource(pg_database, SLOT), writer, dag_id="t", run_id="t")
     assert all(location.scan(BackupType.INCREMENTAL) == [] for location in locations)
+
+
+def test_storage_objects_between_snapshots_and_a_storage_restore_to_a_point_in_time(
+        logical_db, logical_cluster, storage_api, repo, tmp_path):
+    from bhv360_backup.producers.storage import take_snapshot
+    from bhv360_backup.restore.storage import FolderSink
+    from bhv360_backup.sources.storage import SupabaseStorageSource
+    from tests.fixtures.supabase_storage import SERVICE_KEY
+
+    locations, recipients, identities = repo
+    run(logical_db, "CREATE SCHEMA storage", "CREATE TABLE storage.objects (id uuid PRIMARY KEY, bucket_id text, "
+                    "name text, metadata jsonb, UNIQUE (bucket_id, name))")
+    storage = lambda: SupabaseStorageSource(storage_api.url, SERVICE_KEY)  # noqa: E731
+
+    def upload(name, data):
+        storage_api.put("certificates", name, data, "application/pdf")
+        object_id = storage_api.objects[("certificates", name)]["id"]
+        run(logical_db, f"INSERT INTO storage.objects VALUES ('{object_id}', 'certificates', '{name}', '{{}}')")
+
+    def remove(name):
+        object_id = storage_api.objects[("certificates", name)]["id"]
+        storage_api.delete("certificates", name)
+        run(logical_db, f"DELETE FROM storage.objects WHERE id = '{object_id}'")
+
+    storage_api.create_bucket("certificates")
+    upload("org-1/anna.pdf", b"%PDF anna")
+    upload("org-1/bram.pdf", b"%PDF bram")
+    source = ChangeSource(logical_db, SLOT)
+    capture(source, locations, recipients)
+    take_snapshot(storage(), BackupWriter(locations, BackupType.STORAGE, next(_ids), recipients), dag_id="t", run_id="t")
+
+    def capture_with_files():
+        writer = BackupWriter(locations, BackupType.INCREMENTAL, next(_ids), recipients)
+        manifest = capture_segment(source, writer, dag_id="t", run_id=writer.backup_id, storage=storage)
+        source.advance(manifest.details["end_lsn"])
+        return manifest
+
+    upload("org-2/chris.pdf", b"%PDF chris, uploaded after the snapshot")
+    t1 = run(logical_db, "SELECT 1")
+    remove("org-1/anna.pdf")  # in the snapshot: named only by its id in the change stream
+    t2 = run(logical_db, "SELECT 1")
+    segment = capture_with_files()
+    assert segment.details["storage"] == {"objects": 2, "stored": 1, "deleted": 1, "bytes": 39}
+
+    def restored_at(moment):
+        folder = tmp_path / f"restored-{moment.timestamp()}"
+        request = parse_request({"type": "storage", "paths": {"storage": "latest"}, "point_in_time": moment.isoformat()},
+                                backup_root=str(locations[0].root), bucket=BUCKET)
+        plan = build_plan(request, locations, {}, None, identities)
+        execute_plan(plan, request, {location.name: location for location in locations},
+                     RestoreTargets(database=None, sink=FolderSink(folder), work_dir=tmp_path / "work",
+                                    identities=identities))
+        return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+    assert restored_at(t1) == {"certificates/org-1/anna.pdf": b"%PDF anna", "certificates/org-1/bram.pdf": b"%PDF bram",
+                               "certificates/org-2/chris.pdf": b"%PDF chris, uploaded after the snapshot"}
+    assert restored_at(t2) == {"certificates/org-1/bram.pdf": b"%PDF bram",
+                               "certificates/org-2/chris.pdf": b"%PDF chris, uploaded after the snapshot"}

@@ -85,7 +85,7 @@ def _store_objects(stats: SegmentStats, storage: StorageSource, blobs: BlobStore
     events, blob_rows = [], []
     for event in sorted(stats.objects.values(), key=lambda e: (e["commit_time"], e["bucket"] or "", e["path"] or "")):
         if event["action"] == "put" and event["bucket"] and event["path"]:
-            obj = ObjectInfo(event["bucket"], event["path"], 0, "", event["commit_time"])
+            obj = ObjectInfo(event["bucket"], event["path"], 0, "", event["commit_time"], id=event["id"])
             try:
                 entry = copy_object(storage, blobs, obj)
             except ObjectGone:

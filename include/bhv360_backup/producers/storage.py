@@ -119,7 +119,7 @@ def copy_object(source: StorageSource, blobs: BlobStore, obj: ObjectInfo) -> Ind
     return IndexEntry(obj.bucket, obj.path, blob.sha256, blob.size, obj.content_type or content_type,
                       obj.cache_control or cache_control, obj.etag, obj.updated_at, md5, blobs.space,
                       blob.stored_size if blobs.space else None, blob.locked_until,
-                      blob.stored_sha256 if blobs.space else None)
+                      blob.stored_sha256 if blobs.space else None, obj.id)
 
 
 def _snapshot(

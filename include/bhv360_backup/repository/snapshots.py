@@ -31,8 +31,8 @@ def source_fingerprint(bucket: str, path: str, etag: str, size: int, updated_at:
     return hashlib.sha256(json.dumps([bucket, path, etag, size, updated_at]).encode()).hexdigest()
 
 
-_NAMES = ("bucket", "path", "etag", "updated_at")
-_OMITTED_WHEN_EMPTY = ("locked_until", "stored_sha256")  # fields added in 0.3: older indexes stay as they were
+_NAMES = ("bucket", "path", "etag", "updated_at", "object_id")
+_OMITTED_WHEN_EMPTY = ("locked_until", "stored_sha256", "object_id")  # fields added in 0.3: older indexes stay as they were
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class IndexEntry:
     stored_size: int | None = None
     locked_until: str | None = None  # the Object Lock date of its blob in a locked location
     stored_sha256: str | None = None  # of an encrypted blob's stored bytes: verifiable without the key
+    object_id: str | None = None  # the source's id of the object (Supabase: storage.objects.id)
 
     @property
     def blob_key(self) -> str:
@@ -80,10 +81,16 @@ class IndexEntry:
         return {"source": self.source, **{name: value for name, value in self.row().items() if name not in _NAMES}}
 
     @classmethod
+    def from_row(cls, row: dict) -> IndexEntry:
+        """The entry in a row that may carry more (an incremental segment's object event)."""
+        return cls(**{name: row[name] for name in _FIELDS if name in row})
+
+    @classmethod
     def reuse(cls, obj: ObjectInfo, row: dict) -> IndexEntry:
         """The entry of an unchanged object, from the blob row its fingerprint found."""
         fields = {key: value for key, value in row.items() if key != "source"}
-        return cls(bucket=obj.bucket, path=obj.path, etag=obj.etag, updated_at=obj.updated_at, **fields)
+        return cls(bucket=obj.bucket, path=obj.path, etag=obj.etag, updated_at=obj.updated_at, object_id=obj.id,
+                   **fields)
 
 
 _FIELDS = tuple(f.name for f in fields(IndexEntry))

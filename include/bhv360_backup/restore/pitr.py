@@ -26,7 +26,14 @@ from bhv360_backup.locations.base import Location
 from bhv360_backup.postgres.client import PgTarget
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import Manifest, parse_iso
-from bhv360_backup.repository.segments import Segment, build_chain, lsn_position, read_changes
+from bhv360_backup.repository.segments import (
+    Segment,
+    build_chain,
+    lsn_position,
+    read_changes,
+    read_object_events,
+)
+from bhv360_backup.repository.snapshots import IndexEntry
 from bhv360_backup.repository.verify import verify_backup
 from bhv360_backup.sources.changes import snapshot_visible
 
@@ -85,21 +92,17 @@ class ChainPlan:
                    data.get("damaged", []), data.get("stop"))
 
 
-def plan_chain(base: Manifest, locations: Mapping[str, Location], until: datetime | None, *,
-               accept_earlier: bool) -> ChainPlan:
-    """The segments that take ``base`` to ``until`` (or as far as they go), each with an intact copy.
-    A gap (a segment missing or damaged in every location) or a schema change before ``until`` is
-    refused, naming where the chain stops, unless ``accept_earlier``."""
-    point = base.details.get("chain") or {}
-    if not point.get("exists"):
-        raise BackupError(f"database backup {base.backup_id} has no incremental chain (no capture slot existed when "
-                          "it was made): restore it without a point in time, or choose a later backup")
-    found = segments_in(list(locations.values()))
+def _intact_chain(base: Manifest, locations: Mapping[str, Location], found: Mapping[str, dict[str, Manifest]],
+                  from_lsn: str, fingerprint: str | None, since: str | None, until: datetime | None, *,
+                  accept_earlier: bool) -> ChainPlan:
+    """The chain from ``from_lsn`` through segments with an intact copy (a damaged one is left out and the
+    chain rebuilt without it). A gap or a schema change before ``until`` is refused, naming where the
+    chain stops, unless ``accept_earlier``."""
     damaged: list[str] = []
     while True:
         candidates = [Segment.of(next(iter(copies.values()))) for segment_id, copies in found.items()
                       if segment_id not in damaged]
-        chain = build_chain(candidates, point["confirmed_flush_lsn"], point.get("fingerprint"), until)
+        chain = build_chain(candidates, from_lsn, fingerprint, until)
         bad = next((segment for segment in chain.segments
                     if intact_copy(found[segment.backup_id], locations) is None), None)
         if bad is None:
@@ -109,13 +112,69 @@ def plan_chain(base: Manifest, locations: Mapping[str, Location], until: datetim
     if damaged and chain.gap:
         stop = f"{chain.gap}; damaged in every location: {', '.join(damaged)}"
     if stop and until is not None and not accept_earlier:
-        reached = chain.reaches.isoformat() if chain.reaches else point.get("snapshot_at")
-        raise BackupError(f"cannot restore database backup {base.backup_id} to {until.isoformat()}: {stop}. The chain "
-                          f"reaches {reached}; set accept_earlier_point to restore that moment instead")
+        reached = chain.reaches.isoformat() if chain.reaches else since
+        raise BackupError(f"cannot restore {base.type.value} backup {base.backup_id} to {until.isoformat()}: {stop}. "
+                          f"The chain reaches {reached}; set accept_earlier_point to restore that moment instead")
     return ChainPlan(base.backup_id, [(segment.backup_id, intact_copy(found[segment.backup_id], locations))
                                       for segment in chain.segments],
                      chain.reaches.isoformat() if chain.reaches else None, until.isoformat() if until else None,
                      damaged, stop)
+
+
+def plan_chain(base: Manifest, locations: Mapping[str, Location], until: datetime | None, *,
+               accept_earlier: bool) -> ChainPlan:
+    """The segments that take database backup ``base`` to ``until`` (or as far as they go)."""
+    point = base.details.get("chain") or {}
+    if not point.get("exists"):
+        raise BackupError(f"database backup {base.backup_id} has no incremental chain (no capture slot existed when "
+                          "it was made): restore it without a point in time, or choose a later backup")
+    return _intact_chain(base, locations, segments_in(list(locations.values())), point["confirmed_flush_lsn"],
+                         point.get("fingerprint"), point.get("snapshot_at"), until, accept_earlier=accept_earlier)
+
+
+def plan_storage_chain(snapshot: Manifest, locations: Mapping[str, Location], until: datetime | None, *,
+                       accept_earlier: bool) -> ChainPlan | None:
+    """The segments whose object events follow a storage snapshot: from the one that captured the moment
+    its listing started; None when no segment does."""
+    found = segments_in(list(locations.values()))
+    started = parse_iso(snapshot.details["listing_started_at"])
+    segments = sorted((Segment.of(next(iter(copies.values()))) for copies in found.values()),
+                      key=lambda segment: segment.start)
+    first = next((segment for segment in segments if segment.captured_until > started), None)
+    if first is None:
+        return None
+    return _intact_chain(snapshot, locations, found, first.start_lsn, None, snapshot.details["listing_started_at"],
+                         until, accept_earlier=accept_earlier)
+
+
+def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPlan, locations: Mapping[str, Location],
+               identities: Sequence[Identity] = ()) -> tuple[list[IndexEntry], list[str]]:
+    """The snapshot's objects moved on to ``plan.until`` by the segments' object events (puts and deletes
+    committed after its listing started); a delete whose object cannot be named is returned apart."""
+    started = parse_iso(snapshot.details["listing_started_at"])
+    until = parse_iso(plan.until) if plan.until else None
+    by_name = {(entry.bucket, entry.path): entry for entry in entries}
+    by_id = {entry.object_id: (entry.bucket, entry.path) for entry in entries if entry.object_id}
+    unnamed: list[str] = []
+    for segment_id, location_name in plan.segments:
+        manifest = locations[location_name].read_manifest(BackupType.INCREMENTAL, segment_id)
+        for event in read_object_events(locations[location_name], manifest, identities):
+            moment = datetime.fromisoformat(event["commit_time"])
+            if until is not None and moment > until:
+                return list(by_name.values()), unnamed
+            if moment <= started:
+                continue
+            name = (event["bucket"], event["path"]) if event.get("path") else by_id.get(event.get("id"))
+            if event["action"] == "put":
+                by_name[name] = IndexEntry.from_row(event)
+                if event.get("id"):
+                    by_id[event["id"]] = name
+            elif event["action"] == "delete":
+                if name is None:
+                    unnamed.append(str(event.get("id")))
+                else:
+                    by_name.pop(name, None)
+    return list(by_name.values()), unnamed
 
 
 @dataclass

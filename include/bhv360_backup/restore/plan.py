@@ -22,7 +22,7 @@ from bhv360_backup.repository.database import DUMP_ARTIFACT
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import parse_iso
 from bhv360_backup.repository.verify import pg_archive_check, verify_backup
-from bhv360_backup.restore.pitr import chain_base, plan_chain
+from bhv360_backup.restore.pitr import chain_base, plan_chain, plan_storage_chain
 from bhv360_backup.restore.request import PathSpec, RestoreRequest
 from bhv360_backup.settings import NEEDS_IDENTITY
 
@@ -240,6 +240,8 @@ def build_plan(
         plan.applied_newer = any(note.startswith(f"{name}: applying") for note in resolution.notes)
         if name == "database" and (resolution.until is not None or spec.kind == "latest"):
             plan.chain = _database_chain(plan, request, locations, resolution, resolution.notes)
+        if name == "storage" and (resolution.until is not None or spec.kind == "latest"):
+            plan.chain = _storage_chain(plan, request, locations, resolution)
         plans.append(plan)
     return RestorePlan(request.type.value, plans, targets, resolution.full_set, resolution.notes)
 
@@ -261,6 +263,17 @@ def _database_chain(component: ComponentPlan, request: RestoreRequest, locations
         return None
     chain = plan_chain(manifest, by_name, resolution.until, accept_earlier=request.accept_earlier_point)
     if resolution.until is None and not chain.segments:
+        return None
+    return chain.to_dict()
+
+
+def _storage_chain(component: ComponentPlan, request: RestoreRequest, locations: Sequence[Location],
+                   resolution: Resolution) -> dict[str, Any] | None:
+    """The object events after the storage snapshot, up to ``point_in_time`` or as far as they go."""
+    by_name = {location.name: location for location in locations}
+    snapshot = by_name[component.location].read_manifest(BackupType.STORAGE, component.backup_id)
+    chain = plan_storage_chain(snapshot, by_name, resolution.until, accept_earlier=request.accept_earlier_point)
+    if chain is None or (resolution.until is None and not chain.segments):
         return None
     return chain.to_dict()
 

@@ -35,7 +35,7 @@ from bhv360_backup.restore.database import (
     preflight,
     restore_dump,
 )
-from bhv360_backup.restore.pitr import ChainPlan, ReplayMismatch, replay
+from bhv360_backup.restore.pitr import ChainPlan, ReplayMismatch, objects_at, replay
 from bhv360_backup.restore.plan import ComponentPlan, RestorePlan
 from bhv360_backup.restore.request import RestoreRequest
 from bhv360_backup.restore.storage import StorageSink, restore_snapshot
@@ -156,17 +156,31 @@ def restore_database_component(
 
 def restore_storage_component(
     component: ComponentPlan, locations: Mapping[str, Location], targets: RestoreTargets,
-    only: set[tuple[str, str]] | None = None,
+    only: set[tuple[str, str]] | None = None, rows: set[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
+    """Restore a storage snapshot, moved on to a point in time by its chain's object events when planned;
+    ``rows``: the ``storage.objects`` names of the database restored with it, which say which objects
+    exist at that moment (deletes included, named or not)."""
     if targets.sink is None:
         raise BackupError("no storage target for the storage restore")
     ordered = _ordered(locations, component.location)
     manifest = ordered[0].read_manifest(BackupType.STORAGE, component.backup_id)
     started = time.monotonic()
+    entries, extra = None, {}
+    if component.chain:
+        chain = ChainPlan.from_dict(component.chain)
+        entries, unnamed = objects_at(list(read_index(ordered[0], manifest, targets.identities)), manifest, chain,
+                                      locations, targets.identities)
+        extra = {"point_in_time": {"until": chain.until, "chain_reaches": chain.reaches, "segments": len(chain.segments),
+                                   "objects": len(entries), "unnamed_deletes": unnamed[:20] if rows is None else []}}
+        if rows is not None:  # the restored database says which objects exist at that moment
+            known = {(entry.bucket, entry.path) for entry in entries}
+            extra["storage_objects"] = storage_cross_check(rows, known)
+            entries = [entry for entry in entries if (entry.bucket, entry.path) in rows]
     result = restore_snapshot(manifest, ordered, targets.sink, parallelism=targets.parallelism, only=only,
-                              identities=targets.identities)
+                              identities=targets.identities, entries=entries)
     report = {"backup_id": component.backup_id, "target": targets.sink.describe(),
-              "seconds": round(time.monotonic() - started, 1), **result.to_dict()}
+              "seconds": round(time.monotonic() - started, 1), **result.to_dict(), **extra}
     problems = result.failed + result.refused + result.check_problems
     if problems:
         raise BackupError(f"storage restore of {component.backup_id} incomplete: " + "; ".join(problems[:10]))
@@ -228,15 +242,26 @@ def execute_plan(
             if name == "database":
                 report[name] = restore_database_component(component, request, locations, targets)
             elif name == "storage":
-                report[name] = restore_storage_component(component, locations, targets)
+                rows = restored_rows(targets) if plan.component("database") and component.chain else None
+                report[name] = restore_storage_component(component, locations, targets, rows=rows)
             else:
                 report[name] = restore_config_component(component, locations, targets)
         except RestoreMismatch as mismatch:
             mismatch.report = {**report, name: mismatch.report}
             raise
-    if plan.component("database") and plan.component("storage"):
+    if plan.component("database") and plan.component("storage") and not plan.component("storage").chain:
         check_storage_rows(plan, locations, targets, report)
     return report
+
+
+def restored_rows(targets: RestoreTargets) -> set[tuple[str, str]] | None:
+    """The ``storage.objects`` names in the restored database, or None when it has no such table."""
+    if targets.database is None:
+        return None
+    with targets.database.connect() as connection:
+        if connection.execute("SELECT to_regclass('storage.objects')").fetchone()[0] is None:
+            return None
+        return {tuple(row) for row in connection.execute("SELECT bucket_id, name FROM storage.objects").fetchall()}
 
 
 def check_storage_rows(
@@ -245,19 +270,16 @@ def check_storage_rows(
     """After a database and storage restore: ``storage.objects`` rows in the target against the restored
     files (rows without a file, files without a row), as the full backup checked them at backup time.
     Restored from one full set, the result must equal what the set recorded."""
-    if targets.database is None:
+    rows = restored_rows(targets)
+    if rows is None:
         return
-    with targets.database.connect() as connection:
-        if connection.execute("SELECT to_regclass('storage.objects')").fetchone()[0] is None:
-            return
-        rows = {tuple(row) for row in connection.execute("SELECT bucket_id, name FROM storage.objects").fetchall()}
     component = plan.component("storage")
     location = locations[component.location]
     manifest = location.read_manifest(BackupType.STORAGE, component.backup_id)
     files = {(entry.bucket, entry.path) for entry in read_index(location, manifest, targets.identities)}
     check = storage_cross_check(rows, files)
     report["storage_objects"] = check
-    if not plan.full_set or any(c.applied_newer for c in plan.components):
+    if not plan.full_set or any(c.applied_newer or c.chain for c in plan.components):
         return  # database and storage from different moments: the difference is reported, not judged
     recorded = next(location.read_manifest(BackupType.FULL, plan.full_set) for location in locations.values()
                     if location.has_manifest(BackupType.FULL, plan.full_set))

@@ -216,10 +216,11 @@ def restore_snapshot(
     parallelism: int = 8,
     only: set[tuple[str, str]] | None = None,
     identities: Sequence[Identity] = (),
+    entries: Sequence[IndexEntry] | None = None,
 ) -> StorageRestoreResult:
-    """Restore every object of the snapshot (or those in ``only``) into ``sink`` and check the result;
-    an encrypted snapshot is decrypted with ``identities``."""
-    index = read_index(locations[0], manifest, identities)
+    """Restore every object of the snapshot (or ``entries``, the snapshot moved on to a point in time; or
+    those in ``only``) into ``sink`` and check the result; encrypted objects are decrypted with ``identities``."""
+    index = read_index(locations[0], manifest, identities) if entries is None else entries
     entries = [e for e in index if only is None or (e.bucket, e.path) in only]
     sink.prepare(manifest.details.get("buckets", []))
     result = StorageRestoreResult()

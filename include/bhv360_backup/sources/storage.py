@@ -58,6 +58,7 @@ class ObjectInfo:
     updated_at: str
     content_type: str | None = None
     cache_control: str | None = None
+    id: str | None = None  # Supabase's storage.objects id, which names a deleted object in the change stream
 
 
 @dataclass
@@ -266,6 +267,7 @@ class SupabaseStorageSource(StorageSource):
                         updated_at=entry.get("updated_at") or meta.get("lastModified") or "",
                         content_type=meta.get("mimetype"),
                         cache_control=meta.get("cacheControl"),
+                        id=entry.get("id"),
                     )
                 if len(page) < SUPABASE_PAGE:
                     break
