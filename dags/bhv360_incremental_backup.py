@@ -18,5 +18,6 @@ with bhv360_dag("bhv360_incremental_backup", cron=incremental_cron(), timeout=ti
     chain(
         capture,
         ShortCircuitOperator(task_id="schema_changed", python_callable=schema_changed, op_args=[capture.output]),
-        TriggerDagRunOperator(task_id="new_chain", trigger_dag_id="bhv360_database_backup"),
+        TriggerDagRunOperator(task_id="new_chain", trigger_dag_id="bhv360_database_backup", logical_date=None,
+                              run_after=None),
     )

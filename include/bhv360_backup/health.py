@@ -14,10 +14,11 @@ on the snapshot's slot.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from bhv360_backup import joblog
 from bhv360_backup.errors import BackupError, first_line
@@ -116,6 +117,7 @@ class HealthReport:
     findings: list[Finding] = field(default_factory=list)
     deep_checked: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # location -> type -> ids
     blobs_read: dict[str, int] = field(default_factory=dict)
+    slot: dict[str, Any] | None = None
 
 
 @dataclass
@@ -165,12 +167,18 @@ def _check_blobs(
 
 
 def check(
-    locations: Sequence[Location], now: datetime, log_dir: Path, *, cycle: int = DEEP_CHECK_CYCLE_DAYS
+    locations: Sequence[Location], now: datetime, log_dir: Path, *, cycle: int = DEEP_CHECK_CYCLE_DAYS,
+    max_age: Mapping[BackupType, timedelta] | None = None,
 ) -> HealthReport:
-    """The state table, the findings, and what was read back in full (for the job log)."""
+    """The state table, the findings, and what was read back in full (for the job log). ``max_age``
+    overrides how old the newest backup of a type may be (incremental: three capture intervals; a type
+    mapped to None is not expected at all)."""
     report = HealthReport()
     history = History.read(log_dir)
+    ages = {**MAX_AGE, **(max_age or {})}
     for backup_type in BackupType:
+        if ages.get(backup_type) is None:
+            continue
         ids_by_location: dict[str, set[str]] = {}
         for location in locations:
             try:
@@ -184,7 +192,7 @@ def check(
                 report.findings.append(Finding(backup_type.value, "no complete backup", location.name))
                 report.rows.append(Row(backup_type.value, location.name, "-", "-", 0, "MISSING"))
                 continue
-            _check_type(report, location, backup_type, ids, now, cycle, history)
+            _check_type(report, location, backup_type, ids, now, cycle, history, ages[backup_type])
         if len(ids_by_location) == len(locations) > 1:
             union = set.union(*ids_by_location.values())
             for name, ids in ids_by_location.items():
@@ -197,7 +205,7 @@ def check(
 
 def _check_type(
     report: HealthReport, location: Location, backup_type: BackupType, ids: list[str], now: datetime, cycle: int,
-    history: History,
+    history: History, max_age: timedelta,
 ) -> None:
     newest_id = ids[-1]
     last_checked = {backup_id: moment for (where, kind, backup_id), moment in history.checked.items()
@@ -236,14 +244,33 @@ def _check_type(
         if problems and backup_id != newest_id:
             report.rows.append(Row(backup_type.value, location.name, backup_id, "", 0, "DAMAGED"))
     state = "ok"
-    if age is not None and age > MAX_AGE[backup_type]:
+    if age is not None and age > max_age:
         state = "STALE"
         report.findings.append(Finding(backup_type.value, f"newest backup is {format_age(age)} old (allowed "
-                                       f"{format_age(MAX_AGE[backup_type])})", location.name, newest_id))
+                                       f"{format_age(max_age)})", location.name, newest_id))
     if problems_by_id.get(newest_id):
         state = "DAMAGED"
     report.rows.append(Row(backup_type.value, location.name, newest_id, format_age(age) if age else "-",
                            newest.size if newest else 0, state))
+
+
+def check_slot(report: HealthReport, state: Any, max_retained_bytes: int, interval: timedelta) -> None:
+    """The capture slot exists and holds back no more WAL than allowed: a stalled capture makes the
+    source keep its WAL and, in the end, fill its disk."""
+    if not state.exists:
+        report.findings.append(Finding("incremental", f"replication slot {state.name} does not exist: no change "
+                                       "is being captured (the incremental DAG creates it on its next run)"))
+        report.rows.append(Row("slot", "source", state.name, "-", 0, "MISSING"))
+        return
+    retained = f"{state.retained_bytes / 1e6:,.0f} MB WAL held"
+    if state.retained_bytes > max_retained_bytes:
+        report.findings.append(Finding("incremental", f"replication slot {state.name} holds {retained[:-9]} of WAL "
+                                       f"(allowed {max_retained_bytes / 1e6:,.0f} MB): the capture is stalled or "
+                                       "falling behind; the source keeps WAL until it catches up"))
+    report.rows.append(Row("slot", "source", state.name, "active" if state.active else "inactive", 0,
+                           "ok" if state.retained_bytes <= max_retained_bytes else "BEHIND"))
+    report.slot = {"name": state.name, "active": state.active, "retained_bytes": state.retained_bytes,
+                   "confirmed_flush_lsn": state.confirmed_flush_lsn}
 
 
 def _check_drill(report: HealthReport, log_dir: Path, now: datetime) -> None:

@@ -26,7 +26,8 @@ def store(location, backup_type, age, data=b"backup bytes"):
 
 
 @pytest.fixture
-def healthy(backup_env):
+def healthy(backup_env, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_INCREMENTAL_INTERVAL_MINUTES", "0")  # checked on its own below
     ids = {}
     for backup_type, age in ((BackupType.DATABASE, timedelta(hours=3)), (BackupType.CONFIG, timedelta(hours=2)),
                              (BackupType.FULL, timedelta(days=2))):

@@ -32,6 +32,7 @@ def context(run_id="scheduled__2026-11-22T02:00:00+00:00", run_type="scheduled")
 @pytest.fixture
 def fakes(tmp_path, monkeypatch):
     """The local location alone, settings from a dict, and a folder of buckets as the storage source."""
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_INCREMENTAL_INTERVAL_MINUTES", "0")
     location = LocalLocation(tmp_path / "backups")
     settings = Settings.load(lambda name, default: {"bhv360_log_dir": str(tmp_path / "logs"),
                                                     "bhv360_backup_root": str(tmp_path / "backups")}.get(name, default))
