@@ -100,3 +100,17 @@ def test_restore_of_an_encrypted_backup_with_the_key_file(dr_env, s3):
     result = run(dr_env, "restore", "--type", "database", "--path", "database=20261127T000000Z")
     assert result.returncode == 0, result.stderr
     assert database_stats(dr_env["target"]) == database_stats(dr_env["source"])
+
+
+def test_drop_slot_switches_incremental_backups_off(logical_db, tmp_path):
+    from bhv360_backup.sources.changes import ChangeSource
+
+    source = ChangeSource(logical_db, "bhv360_backup")
+    source.ensure_slot()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "AIRFLOW"))}
+    env.update(PGHOST=logical_db.host, PGPORT=str(logical_db.port), PGUSER="postgres", PGDATABASE=logical_db.dbname)
+    result = subprocess.run([CLI, "drop-slot"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "dropped replication slot bhv360_backup" in result.stdout
+    assert not source.state().exists
+    again = subprocess.run([CLI, "drop-slot"], env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "does not exist" in again.stdout

@@ -32,6 +32,7 @@ from bhv360_backup.restore.plan import build_plan
 from bhv360_backup.restore.request import parse_request
 from bhv360_backup.restore.run import RestoreTargets, check_targets, execute_plan
 from bhv360_backup.restore.storage import FolderSink, SupabaseSink
+from bhv360_backup.sources.changes import ChangeSource
 
 log = logging.getLogger("bhv360-backup")
 
@@ -97,7 +98,8 @@ def command_verify(args: argparse.Namespace) -> int:
 def command_restore(args: argparse.Namespace) -> int:
     root = os.environ.get("BHV360_BACKUP_ROOT", "/var/backups/bhv360")
     body = {"type": args.type, "paths": dict(pair.split("=", 1) for pair in args.path), "dry_run": args.dry_run,
-            "supabase_target": args.supabase_target, "restore_roles": args.restore_roles}
+            "supabase_target": args.supabase_target, "restore_roles": args.restore_roles,
+            "point_in_time": args.point_in_time, "accept_earlier_point": args.accept_earlier_point}
     request = parse_request(body, backup_root=root, bucket=os.environ.get("BHV360_S3_BUCKET", "bhv360-backups"))
     names = set(request.paths)
     database = target_from_env() if names & {"database", "config"} else None
@@ -132,6 +134,17 @@ def command_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_drop_slot(args: argparse.Namespace) -> int:
+    """Switch incremental backups off cleanly: drop the capture slot, so the source stops keeping WAL for it."""
+    source = ChangeSource(target_from_env(), args.slot)
+    if source.drop():
+        print(f"dropped replication slot {args.slot} of {source.target.describe()}; set "
+              "bhv360_incremental_interval_minutes to 0 so the capture does not create it again")
+    else:
+        print(f"replication slot {args.slot} does not exist in {source.target.describe()}: nothing to drop")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="bhv360-backup", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,8 +167,15 @@ def parser() -> argparse.ArgumentParser:
     restore.add_argument("--supabase-target", action="store_true", help="database into a fresh Supabase project")
     restore.add_argument("--restore-roles", action="store_true")
     restore.add_argument("--dry-run", action="store_true")
+    restore.add_argument("--point-in-time", metavar="ISO-8601",
+                         help="restore the state as it was at this moment, e.g. 2026-11-26T14:05:00+01:00")
+    restore.add_argument("--accept-earlier-point", action="store_true",
+                         help="if the incremental chain cannot reach --point-in-time, restore its last exact moment")
     restore.add_argument("--work-dir", default="./bhv360-restore", help="staging and config files")
     restore.set_defaults(run=command_restore)
+    drop = sub.add_parser("drop-slot", help="drop the incremental capture's replication slot (PGHOST…: the source)")
+    drop.add_argument("--slot", default="bhv360_backup")
+    drop.set_defaults(run=command_drop_slot)
     return main
 
 

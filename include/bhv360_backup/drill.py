@@ -7,7 +7,10 @@ import hashlib
 import shutil
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +21,9 @@ from bhv360_backup.errors import BackupError
 from bhv360_backup.locations.base import Location
 from bhv360_backup.postgres.client import PgTarget, find_client, server_major
 from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import parse_iso
 from bhv360_backup.repository.snapshots import read_index
-from bhv360_backup.restore.plan import choose_copy
+from bhv360_backup.restore.plan import build_plan, choose_copy
 from bhv360_backup.restore.request import parse_request
 from bhv360_backup.restore.run import RestoreTargets, restore_database_component, restore_storage_component
 from bhv360_backup.restore.storage import FolderSink
@@ -41,6 +45,47 @@ def sample_objects(
     return {(e.bucket, e.path) for e in entries[:size]}
 
 
+@contextmanager
+def scratch_database(server: PgTarget, scratch: PgTarget) -> Iterator[None]:
+    """A database the drill creates and drops, whatever happens in between."""
+    with server.connect(autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch.dbname)))
+    try:
+        yield
+    finally:
+        with server.connect(autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch.dbname)))
+
+
+def between_the_newest_segments(locations: Sequence[Location]) -> datetime | None:
+    """The moment halfway between the two newest incremental segments' ends, when there are two."""
+    ids = sorted({backup_id for location in locations for backup_id in location.list_backups(BackupType.INCREMENTAL)})
+    if len(ids) < 2:
+        return None
+    ends = []
+    for backup_id in ids[-2:]:
+        location = next(loc for loc in locations if loc.has_manifest(BackupType.INCREMENTAL, backup_id))
+        ends.append(parse_iso(location.read_manifest(BackupType.INCREMENTAL, backup_id).details["captured_until"]))
+    return ends[0] + (ends[1] - ends[0]) / 2
+
+
+def _drill_point_in_time(ordered: Sequence[Location], locations: Mapping[str, Location], server: PgTarget,
+                         targets: RestoreTargets, pg_restore: str, moment: datetime) -> dict[str, Any]:
+    """Restore the database to ``moment`` (the newest chain base before it, then the segments) into a
+    second scratch database: the whole point-in-time path, checked change by change."""
+    request = parse_request({"type": "database", "paths": {"database": "latest"}, "point_in_time": moment.isoformat()},
+                            backup_root=str(targets.work_dir), bucket="-")
+    plan = build_plan(request, ordered, {}, pg_restore, targets.identities)
+    scratch = server.with_dbname(f"bhv360_drill_{uuid.uuid4().hex[:12]}")
+    with scratch_database(server, scratch):
+        report = restore_database_component(plan.components[0], request, locations,
+                                            replace(targets, database=scratch))
+    replayed = report.get("point_in_time", {})
+    return {"until": moment.isoformat(), "reflects": replayed.get("reflects"), "segments": replayed.get("segments"),
+            "transactions": replayed.get("transactions"), "stopped": replayed.get("stopped"),
+            "seconds": report["seconds"]}
+
+
 def run_drill(
     locations: Mapping[str, Location], server: PgTarget, work_dir: Path, *, pg_bin_dir: str = "",
     sample_size: int = DEFAULT_SAMPLE, identities: Sequence[Identity] = (),
@@ -58,15 +103,13 @@ def run_drill(
     targets = RestoreTargets(database=scratch, sink=None, work_dir=work_dir, pg_bin_dir=pg_bin_dir,
                              identities=identities)
     started = time.monotonic()
-    try:
-        with server.connect(autocommit=True) as connection:
-            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch.dbname)))
-        pg_restore = find_client("pg_restore", server_major(server), pg_bin_dir)
+    pg_restore = find_client("pg_restore", server_major(server), pg_bin_dir)
+    with scratch_database(server, scratch):
         component = choose_copy(ordered, BackupType.DATABASE, database_id, pg_restore, identities)
         report["database"] = restore_database_component(component, request, locations, targets)
-    finally:
-        with server.connect(autocommit=True) as connection:
-            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(scratch.dbname)))
+    moment = between_the_newest_segments(ordered)
+    if moment is not None:
+        report["point_in_time"] = _drill_point_in_time(ordered, locations, server, targets, pg_restore, moment)
     storage_id = _newest(locations, BackupType.STORAGE)
     if storage_id is not None:
         folder = work_dir / "storage"

@@ -57,6 +57,11 @@ def test_capture_moves_the_slot_a_schema_change_starts_a_chain_and_a_point_in_ti
     report = [e for e in backup_env.job_log() if e["type"] == "restore:database"][-1]["report"]["database"]
     assert report["point_in_time"]["transactions"] == 1 and report["point_in_time"]["stopped"] is None
 
+    run, states = run_dag("bhv360_restore_drill")  # restores to a moment between the two newest segments
+    assert states == {"drill": "success"}
+    drill = [e for e in backup_env.job_log() if e["type"] == "drill"][-1]
+    assert drill["point_in_time"]["stopped"] is None and drill["point_in_time"]["reflects"]
+
     execute(source, "ALTER TABLE drills ADD COLUMN team text")
     run, states = run_dag("bhv360_incremental_backup")
     assert states == {"capture": "success", "schema_changed": "success", "new_chain": "success"}  # a new dump

@@ -43,7 +43,7 @@ class RestoreDrillOperator(LocationsOperator):
             report = run_drill(locations, pg_target(self.restore_conn_id), restore_folder(settings, context["run_id"]),
                                pg_bin_dir=settings.pg_bin_dir, sample_size=self.sample_size,
                                identities=age_identities())
-            record.backup_id = ",".join(part["backup_id"] for key, part in report.items() if isinstance(part, dict))
+            record.backup_id = ",".join(report[part]["backup_id"] for part in ("database", "storage") if part in report)
             record.locations = sorted(locations)
             access = report["database"].get("access", {})
             record.extra = {
@@ -52,6 +52,7 @@ class RestoreDrillOperator(LocationsOperator):
                 "objects": report.get("storage", {}).get("restored", 0) + report.get("storage", {}).get("identical", 0),
                 "access": {key: access.get(key) for key in ("checked", "objects_compared", "probes_compared",
                                                             "differences", "probe_differences")},
+                **({"point_in_time": report["point_in_time"]} if "point_in_time" in report else {}),
             }
         self.log.info("restore drill passed: %s", report)
         return report
