@@ -22,6 +22,7 @@ from bhv360_backup.repository.manifest import parse_iso
 from bhv360_backup.repository.retention import RetentionPolicy, protected_components
 
 UTC_ZONE = ZoneInfo("UTC")
+RECOVERY_POINT_FINDING_MINUTES = 15  # three default capture intervals
 # weekday() of the weekly backups: Sunday (storage) and Saturday (full)
 SCHEDULE_DAYS = {BackupType.DATABASE: None, BackupType.CONFIG: None, BackupType.STORAGE: 6, BackupType.FULL: 5,
                  BackupType.INCREMENTAL: None}  # incremental: a day counts once it has a segment
@@ -124,6 +125,19 @@ def summarise(lines: Sequence[dict[str, Any]], quarter: Quarter, zone: ZoneInfo 
     return summaries
 
 
+def recovery_points(lines: Sequence[dict[str, Any]], quarter: Quarter, zone: ZoneInfo = UTC_ZONE) -> dict[date, float]:
+    """Per day, the worst recovery point in minutes: the longest stretch in which no segment captured the
+    database's commits (from one capture's ``captured_until`` to the next), counted on the day it ended."""
+    moments = sorted(parse_iso(line["captured_until"]) for line in lines
+                     if line.get("type") == "incremental" and line.get("status") == "success" and line.get("captured_until"))
+    worst: dict[date, float] = {}
+    for before, after in zip(moments, moments[1:], strict=False):
+        if quarter.contains(after):
+            day = after.astimezone(zone).date()
+            worst[day] = max(worst.get(day, 0.0), (after - before).total_seconds() / 60)
+    return dict(sorted(worst.items()))
+
+
 def retention_findings(
     locations: Sequence[Location], policy: RetentionPolicy, now: datetime
 ) -> list[str]:
@@ -167,7 +181,8 @@ def svg_chart(points: Sequence[tuple[str, int]], width: int = 560, height: int =
 
 
 def render(quarter: Quarter, summaries: dict[str, TypeSummary], drills: Sequence[dict[str, Any]],
-           findings: Sequence[str], generated: datetime, location_names: Sequence[str]) -> str:
+           findings: Sequence[str], generated: datetime, location_names: Sequence[str],
+           recovery: dict[date, float] | None = None) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>BHV360 backup audit {quarter.name}</title>"
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
@@ -190,6 +205,11 @@ def render(quarter: Quarter, summaries: dict[str, TypeSummary], drills: Sequence
     parts.append("<h2>Sizes over time</h2>")
     for s in summaries.values():
         parts.append(f"<h3>{s.type}</h3>{svg_chart(s.sizes)}")
+    parts.append("<h2>Recovery point (incremental backups)</h2>")
+    parts.append("<table id='recovery'><tr><th>day</th><th>worst recovery point (minutes)</th></tr>" + "".join(
+        f"<tr><td>{day}</td><td>{minutes:.1f}</td></tr>" for day, minutes in (recovery or {}).items()) + "</table>"
+                 if recovery else "<p>No incremental backups this quarter: the recovery point is the newest database "
+                                  "backup.</p>")
     parts.append("<h2>Restore drills</h2>")
     parts.append("<table><tr><th>time</th><th>result</th><th>restore time (s)</th><th>rows</th><th>objects</th></tr>"
                  + "".join(f"<tr><td>{e(d['time'])}</td><td>{e(d['status'])}</td><td>{d.get('restore_seconds', '')}"
@@ -215,4 +235,7 @@ def build_report(lines: Sequence[dict[str, Any]], locations: Sequence[Location],
     findings += [f"restore drill at {d['time']} failed: {str(d.get('error', ''))[:160]}" for d in drills
                  if d["status"] != "success"]
     findings += retention_findings(locations, policy, now)
-    return render(quarter, summaries, drills, findings, now, names), findings
+    recovery = recovery_points(lines, quarter, zone)
+    findings += [f"recovery point reached {minutes:.0f} minutes on {day}" for day, minutes in recovery.items()
+                 if minutes > RECOVERY_POINT_FINDING_MINUTES]
+    return render(quarter, summaries, drills, findings, now, names, recovery), findings

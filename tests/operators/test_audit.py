@@ -92,3 +92,11 @@ def test_a_day_is_the_local_day_of_the_schedule_across_a_dst_change():
     q4 = audit.Quarter(2026, 4)
     covered = audit.summarise(lines, q4, amsterdam)["database"].covered["local"]
     assert sorted(covered) == [date(2026, 10, 24), date(2026, 10, 25), date(2026, 10, 26), date(2026, 10, 27)]
+
+
+def test_the_worst_recovery_point_of_each_day():
+    base = datetime(2026, 8, 4, 10, 0, tzinfo=timezone.utc)
+    minutes = [0, 5, 10, 15, 40, 45]  # a capture failed for twenty minutes before 10:40
+    lines = [{"type": "incremental", "status": "success", "time": (base + timedelta(minutes=m)).isoformat(),
+              "captured_until": (base + timedelta(minutes=m)).isoformat()} for m in minutes]
+    assert audit.recovery_points(lines, Q3) == {date(2026, 8, 4): 25.0}

@@ -26,6 +26,20 @@ def freshness(backup_type: BackupType, completed_at: str | None, now: datetime) 
     return "amber" if age <= MAX_AGE[backup_type] else "red"
 
 
+def recovery_point(entries: Sequence[InventoryEntry], now: datetime) -> str:
+    """How much would be lost now: the age of the newest captured change (or of the newest dump)."""
+    segments = [entry for entry in entries if entry.type == BackupType.INCREMENTAL.value and entry.completed_at]
+    dumps = [entry for entry in entries if entry.type == BackupType.DATABASE.value and entry.completed_at]
+    newest = (segments or dumps or [None])[-1]
+    if newest is None:
+        return "<p id='recovery-point' class='red'>Recovery point: no database backup yet</p>"
+    age = now - parse_iso(newest.completed_at)
+    color = freshness(BackupType(newest.type), newest.completed_at, now)
+    source = "incremental segment" if segments else "database backup (no incremental segments)"
+    return (f"<p id='recovery-point' class='{color}'>Recovery point: {format_age(age)} "
+            f"(newest {source} {html.escape(newest.backup_id)})</p>")
+
+
 def render(entries: Sequence[InventoryEntry], locations: Sequence[str], drills: Sequence[dict[str, Any]],
            now: datetime) -> str:
     e = html.escape
@@ -34,6 +48,7 @@ def render(entries: Sequence[InventoryEntry], locations: Sequence[str], drills: 
              "td,th{border:1px solid #ccc;padding:4px 8px}.green{background:#d5f5e3}.amber{background:#fdebd0}",
              ".red{background:#fadbd8}</style></head><body><h1>BHV360 backups</h1>",
              f"<p>As of {e(now.isoformat(timespec='seconds'))}</p>",
+             recovery_point(entries, now),
              "<h2>Newest backup per type and location</h2><table id='state'><tr><th>type</th><th>location</th>"
              "<th>newest</th><th>age</th><th>size</th><th>verification</th></tr>"]
     for backup_type in BackupType:
