@@ -59,7 +59,8 @@ class IncrementalCaptureOperator(BaseBackupOperator):
         details = manifest.details
         record.extra = {key: details.get(key) for key in ("start_lsn", "end_lsn", "captured_until", "transactions",
                                                           "changes", "first_commit_time", "last_commit_time",
-                                                          "not_exact", "schema_changed", "storage")}
+                                                          "not_exact", "schema_changed", "storage",
+                                                          "slot_created")}
         if not writer.failures:
             confirmed = source.state().confirmed_flush_lsn
             if confirmed is None or position_of(details["end_lsn"]) > position_of(confirmed):

@@ -263,6 +263,7 @@ def replay(target: PgTarget, base: Manifest, plan: ChainPlan, locations: Mapping
             manifest = locations[location_name].read_manifest(BackupType.INCREMENTAL, segment_id)
             keys = manifest.details.get("keys", {})
             sequences = manifest.details.get("sequences", {})  # at the segment's end: never behind its rows
+            report.segments += 1
             skip, statements = False, 0
             for change in read_changes(locations[location_name], manifest, identities):
                 if "begin" in change:
@@ -301,7 +302,6 @@ def replay(target: PgTarget, base: Manifest, plan: ChainPlan, locations: Mapping
                                              f"found {cursor.rowcount} rows, not 1: the segments do not follow this "
                                              "backup")
                     statements += 1
-            report.segments += 1
         return _finish(cursor, connection, report, sequences)
 
 
