@@ -71,7 +71,7 @@ def _demo_database(stack: contextlib.ExitStack):
     from bhv360_backup.demo.data import create_demo_database, organisations_for_mb
     from bhv360_backup.demo.servers import ThrowawayCluster
 
-    cluster = ThrowawayCluster(DEMO_DIR, settings={"wal_level": "logical"})
+    cluster = ThrowawayCluster(settings={"wal_level": "logical"})  # in the system temp folder: its server user reaches it
     stack.callback(cluster.stop)
     with cluster.target.connect(autocommit=True) as connection:
         connection.execute(f"CREATE DATABASE {DEMO_DB}")
