@@ -19,9 +19,9 @@ RUN apt-get update \
  && install -d -o airflow -m 0700 /var/backups/bhv360 /var/log/bhv360/backups
 USER airflow
 
-# the runtime pins only: the test tools are pinned for make in another file
-COPY requirements.txt /requirements.txt
-RUN pip install --no-cache-dir -r /requirements.txt
+# the runtime pins and the Celery worker's (resolved against them); the test tools are pinned for make alone
+COPY requirements.txt requirements-celery.txt /
+RUN pip install --no-cache-dir -r /requirements.txt -r /requirements-celery.txt
 COPY pyproject.toml /opt/bhv360/pyproject.toml
 COPY include /opt/bhv360/include
 RUN pip install --no-cache-dir --no-deps /opt/bhv360

@@ -43,7 +43,7 @@ RECEIVED: dict[str, list[str]] = {"alert e-mails": [], "alert webhook posts": []
 # Tests that need none of these are the fast tier (`make test-fast`, `pytest -m fast`): the package's
 # logic on its own, operators' execute() with fakes, formats, plans and rules; no server, no dag.test().
 SERVER_FIXTURES = {"pg_server", "s3_server", "smtp_server", "webhook_server", "storage_api_server", "airflow_db",
-                   "api_server", "celery_deployment", "logical_cluster"}
+                   "api_server", "celery_deployment", "logical_cluster", "logical_db"}
 
 
 def pytest_collection_modifyitems(config, items):

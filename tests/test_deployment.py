@@ -26,7 +26,7 @@ def test_compose_has_the_official_services_with_the_local_executor():
     assert services["minio"]["profiles"] == ["try"] and services["mailpit"]["profiles"] == ["try"]
     for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
         service = services[name]
-        assert service["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert service["environment"]["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
         assert service["environment"]["PYTHONPATH"] == "/opt/airflow/include"
         mounts = {volume.split(":")[1] for volume in service["volumes"]}
         assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include", "/var/backups/bhv360",
@@ -65,9 +65,20 @@ def pins(name: str) -> dict[str, str]:
     return {line.split("==")[0].lower(): line.split("==")[1] for line in lines if "==" in line}
 
 
+def test_the_celery_profile_has_redis_a_pinned_worker_and_a_visibility_timeout_above_every_run():
+    services = compose()["services"]
+    assert services["redis"]["profiles"] == ["celery"]
+    worker = services["airflow-worker-backup-host"]
+    assert worker["profiles"] == ["celery"] and worker["command"] == "celery worker --queues backup-host"
+    assert {volume.split(":")[1] for volume in worker["volumes"]} >= {"/var/backups/bhv360", "/var/log/bhv360/backups"}
+    environment = services["airflow-scheduler"]["environment"]
+    assert int(environment["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"]) > 24 * 3600
+    assert environment["AIRFLOW_VAR_BHV360_QUEUE"] == "${BHV360_QUEUE:-default}"
+
+
 def test_the_image_installs_the_runtime_pins_alone():
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert "requirements-dev" not in dockerfile and "requirements-celery" not in dockerfile
+    assert "requirements-dev" not in dockerfile
     runtime = pins("requirements.txt")
     assert not DEVELOPMENT_TOOLS & set(runtime), "a test tool is pinned for production"
     assert {"apache-airflow", "apache-airflow-providers-amazon", "supabase", "pyrage", "psycopg"} <= set(runtime)

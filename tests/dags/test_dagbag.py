@@ -82,3 +82,12 @@ def test_local_time_holds_across_dst():
     summer = next_run_after(dag, pendulum.datetime(2026, 10, 20, 12, tz="UTC"))
     winter = next_run_after(dag, pendulum.datetime(2026, 10, 30, 12, tz="UTC"))
     assert (summer.hour, winter.hour) == (23, 0)  # 01:00 in Amsterdam is 23:00 UTC in summer, 00:00 in winter
+
+
+def test_the_queue_setting_pins_every_task_when_the_dags_are_parsed(monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_QUEUE", "backup-host")
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    queues = {(dag.dag_id, task.task_id): task.queue for dag in bag.dags.values() for task in dag.tasks}
+    assert len(queues) > 20 and set(queues.values()) == {"backup-host"}
