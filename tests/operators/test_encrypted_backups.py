@@ -41,7 +41,7 @@ def test_encrypted_database_backup_is_verified_without_the_key_and_restored_with
 
     run, states = run_dag("bhv360_database_backup")
 
-    assert states == {"dump": "success", "verify": "success", "retention": "success"}
+    assert states == {"dump": "success", "verify": "success", "retention": "success", "retention_incremental": "success"}
     (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
     manifest = backup_env.local.read_manifest(BackupType.DATABASE, backup_id)
     assert {a.path for a in manifest.artifacts} == {"database.dump", "access-model.json", "roles.sql"}

@@ -50,7 +50,7 @@ def test_backup_lands_in_both_locations_and_restores_equal(backup_env, tmp_path,
 
     run, states = run_dag(DAG_ID)
 
-    assert states == {"dump": "success", "verify": "success", "retention": "success"}
+    assert states == {"dump": "success", "verify": "success", "retention": "success", "retention_incremental": "success"}
     (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
     assert backup_env.cloud.list_backups(BackupType.DATABASE) == [backup_id]
     manifest = backup_env.local.read_manifest(BackupType.DATABASE, backup_id)
