@@ -15,9 +15,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ["apache-airflow==3.3.2", "apache-airflow-providers-postgres", "apache-airflow-providers-amazon",
-           "apache-airflow-providers-slack", "apache-airflow-providers-smtp", "supabase", "pyrage"]
+           "apache-airflow-providers-slack", "apache-airflow-providers-smtp", "supabase", "pyrage", "matplotlib",
+           "weasyprint"]
 DEVELOPMENT = ["moto[server]", "aiosmtpd", "pytest", "pytest-timeout", "ruff", "playwright", "hypothesis",
-               "schemathesis"]
+               "schemathesis", "pypdfium2"]
 CELERY = ["apache-airflow-providers-celery", "redis"]
 HEADER = "# Exact pins, resolved with pip on Python 3.11 by scripts/lock.py (make lock); {what}.\n"
 

@@ -22,12 +22,13 @@ log = logging.getLogger(__name__)
 _MESSAGE = "bhv360_message"
 
 
-def _email(settings: AlertSettings) -> SmtpNotifier:
+def _email(settings: AlertSettings, files: list[str] | None = None) -> SmtpNotifier:
     return SmtpNotifier(
         to=list(settings.emails),
         from_email=settings.sender,
         subject="{{ bhv360_message.subject }}",
         html_content="{{ bhv360_message.html }}",
+        files=files,
         smtp_conn_id=SMTP_CONN_ID,
     )
 
@@ -68,10 +69,10 @@ def notify_ops(context: Context, subject: str, lines: Sequence[str], link: str |
     return failed
 
 
-def email_report(context: Context, subject: str, html_report: str) -> None:
-    """E-mail an HTML report to the alert addresses (the report is the message body)."""
+def email_report(context: Context, subject: str, html_report: str, files: list[str] | None = None) -> None:
+    """E-mail an HTML report to the alert addresses (the report is the message body; ``files`` attached)."""
     context[_MESSAGE] = {"subject": subject, "html": html_report, "text": subject}  # type: ignore[literal-required]
-    _email(load_alert_settings())(context)
+    _email(load_alert_settings(), files)(context)
 
 
 def task_failure_alert(context: Context) -> None:

@@ -7,7 +7,9 @@ Built from the job log and the locations; one self-contained HTML file.
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bhv360_backup.charts import line_chart
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations.base import Location
 from bhv360_backup.repository.layout import ID_PATTERN, BackupType
@@ -168,58 +171,154 @@ def retention_findings(
     return findings
 
 
-def svg_chart(points: Sequence[tuple[str, int]], width: int = 560, height: int = 140) -> str:
-    if len(points) < 2:
-        return "<p><i>not enough backups for a chart</i></p>"
-    values = [size for _, size in points]
-    top = max(values) or 1
-    step = (width - 20) / (len(points) - 1)
-    coords = " ".join(f"{10 + i * step:.1f},{height - 10 - (v / top) * (height - 20):.1f}" for i, v in enumerate(values))
-    return (f'<svg width="{width}" height="{height}" role="img" aria-label="backup size over time">'
-            f'<polyline fill="none" stroke="#1f618d" stroke-width="2" points="{coords}"/>'
-            f'<text x="10" y="12" font-size="10">max {top / 1e6:.1f} MB</text></svg>')
+ADVICE = (
+    ("scheduled backups complete in", "Find the failed runs in the job log and the alert mails, fix the cause "
+     "(a connection, a full disk, S3 credentials) and clear the failed task: a retry reuses what was completed and "
+     "copies a complete local copy to S3."),
+    ("no restore drill ran", "Unpause bhv360_restore_drill; its server needs the API roles the grants name "
+     "(README, Restore drill)."),
+    ("restore drill at", "Read the drill's log: the restored database differs from the backup (listed per object) or "
+     "could not be restored; restore the same backup by hand to confirm, then fix the backup or the target."),
+    ("kept past", "Retention did not remove them: read the retention task's log (Object Lock keeps a locked backup "
+     "until its date; that is not a failure)."),
+    ("no backup on", "A day without a backup inside the retention window: check the schedule and the runs of that "
+     "day; the DAG may have been paused."),
+    ("recovery point reached", "The incremental capture stalled: read bhv360_incremental_backup's failed runs and "
+     "the capture slot's WAL in the health check."),
+    ("unreadable", "A manifest cannot be read: verify the backup (bhv360-backup verify) and restore from the other "
+     "location."),
+)
+STYLE = """
+@page{size:A4;margin:18mm 16mm;@bottom-right{content:"BHV360 backup audit · page " counter(page) " of " counter(pages);
+font-size:8pt;color:#718096}}
+body{font-family:"DejaVu Sans",sans-serif;color:#1a202c;font-size:10pt;max-width:900px;margin:auto}
+h1{font-size:22pt;margin:0}h2{font-size:14pt;border-bottom:1px solid #cbd5e0;padding-bottom:3px;margin-top:18pt}
+.cover{page-break-after:always;padding-top:60mm}.cover .period{font-size:14pt;margin:8pt 0}
+.muted{color:#4a5568}table{border-collapse:collapse;width:100%;margin:6pt 0}
+td,th{border-bottom:1px solid #e2e8f0;padding:3pt 5pt;text-align:left;font-size:9pt}th{color:#4a5568}
+.bad{color:#9b2c2c;font-weight:600}.good{color:#276749}.page{page-break-before:always}
+.tiles{display:flex;flex-wrap:wrap;gap:8pt}.tile{border:1px solid #cbd5e0;border-radius:6pt;padding:6pt 9pt;
+min-width:120pt}.tile b{font-size:14pt;display:block}
+svg{width:100%;height:auto}.chart-dark{display:none}
+"""
+
+
+def advice(finding: str) -> str:
+    return next((text for key, text in ADVICE if key in finding), "Investigate with the job log and the task logs.")
+
+
+def _evidence(summaries: dict[str, TypeSummary], drills: Sequence[dict[str, Any]], recovery: dict[date, float],
+              quarter: Quarter, location_names: Sequence[str], zone: ZoneInfo) -> str:
+    """One row a day: for each type due that day, where a complete backup landed; drills; recovery point."""
+    rows = []
+    drill_days = {parse_iso(d["time"]).astimezone(zone).date(): d for d in drills}
+    day = quarter.start
+    while day < quarter.end:
+        cells = [f"<td>{day.isoformat()} {day.strftime('%a')}</td>"]
+        for backup_type in (BackupType.DATABASE, BackupType.CONFIG, BackupType.STORAGE, BackupType.FULL):
+            weekday = SCHEDULE_DAYS[backup_type]
+            if weekday is not None and day.weekday() != weekday:
+                cells.append("<td class='muted'>·</td>")
+                continue
+            where = [name for name in location_names if day in summaries[backup_type.value].covered.get(name, ())]
+            text = "✓ both" if len(where) == len(location_names) else (f"{', '.join(where)} only" if where else "✗ none")
+            cells.append(f"<td class='{'good' if len(where) == len(location_names) else 'bad'}'>{text}</td>")
+        drill = drill_days.get(day)
+        cells.append(f"<td class='{'good' if drill['status'] == 'success' else 'bad'}'>{drill['status']}</td>"
+                     if drill else "<td class='muted'>·</td>")
+        cells.append(f"<td>{recovery[day]:.0f} min</td>" if day in recovery else "<td class='muted'>·</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+        day += timedelta(days=1)
+    return ("<table id='evidence'><tr><th>day</th><th>database</th><th>config</th><th>storage</th><th>full</th>"
+            "<th>drill</th><th>worst recovery point</th></tr>" + "".join(rows) + "</table>")
 
 
 def render(quarter: Quarter, summaries: dict[str, TypeSummary], drills: Sequence[dict[str, Any]],
            findings: Sequence[str], generated: datetime, location_names: Sequence[str],
-           recovery: dict[date, float] | None = None) -> str:
+           recovery: dict[date, float] | None = None, zone: ZoneInfo = UTC_ZONE) -> str:
+    """The report as one self-contained HTML page (print CSS: a cover, then the summary, charts, evidence
+    and findings); :func:`render_pdf` makes the PDF of it."""
     e = html.escape
+    recovery = recovery or {}
+    scheduled = [s for s in summaries.values() if s.type != BackupType.INCREMENTAL.value]
+    passed = [d for d in drills if d["status"] == "success"]
+    restore_times = sorted(float(d["restore_seconds"]) for d in passed if d.get("restore_seconds") is not None)
+    tiles = [(f"{min((s.coverage(location_names) for s in scheduled), default=0):.0%}", "lowest coverage of a type"),
+             (str(sum(s.failed for s in scheduled)), "failed backup runs"),
+             (f"{len(passed)} of {len(drills)}", "restore drills passed"),
+             (f"{max(recovery.values()):.0f} min" if recovery else "1 day", "worst recovery point"),
+             (f"{restore_times[len(restore_times) // 2]:.0f} s" if restore_times else "-", "median drill restore time")]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>BHV360 backup audit {quarter.name}</title>"
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #999;padding:4px 8px;text-align:left}.bad{color:#b03a2e}</style></head><body>",
-             f"<h1>BHV360 backup audit {quarter.name}</h1>",
-             f"<p>{quarter.start} to {quarter.end - timedelta(days=1)}; generated {e(generated.isoformat())}</p>",
-             "<h2>Backups taken against the schedule</h2><table><tr><th>type</th><th>expected</th>"
+             f"<style>{STYLE}</style></head><body>",
+             f"<div class='cover'><h1>BHV360 backup audit {quarter.name}</h1>"
+             f"<div class='period'>{quarter.start} to {quarter.end - timedelta(days=1)}</div>"
+             f"<div class='muted'>Generated {e(generated.isoformat(timespec='seconds'))} by bhv360-backup from the job "
+             "log and the backup locations. Evidence of tested backups (ISO/IEC 27001:2022, control 8.13, "
+             "information backup). The sha256 of this report is in its manifest.json, in both backup locations."
+             "</div></div>",
+             "<h2>Summary</h2><div class='tiles'>" + "".join(f"<div class='tile'><b>{value}</b>{label}</div>"
+                                                             for value, label in tiles) + "</div>",
+             "<h3>Backups taken against the schedule</h3><table id='coverage'><tr><th>type</th><th>expected</th>"
              + "".join(f"<th>taken ({e(name)})</th>" for name in location_names)
              + "<th>runs</th><th>failed runs</th><th>coverage</th></tr>"]
-    for s in summaries.values():
+    for s in scheduled:
         coverage = s.coverage(location_names)
         taken = "".join(f"<td>{s.taken(name)}</td>" for name in location_names)
         parts.append(f"<tr><td>{s.type}</td><td>{s.expected}</td>{taken}<td>{s.runs}</td><td>{s.failed}</td>"
-                     f"<td class=\"{'bad' if coverage < 1 else ''}\">{coverage:.0%}</td></tr>")
-    parts.append("</table><h2>Failures and their causes</h2>")
+                     f"<td class=\"{'bad' if coverage < 1 else 'good'}\">{coverage:.0%}</td></tr>")
+    parts.append("</table><h3>Failures and their causes</h3>")
     causes = [(s.type, cause, n) for s in summaries.values() for cause, n in s.causes.most_common()]
-    parts.append("<table><tr><th>type</th><th>cause</th><th>times</th></tr>" + "".join(
+    parts.append("<table><tr><th>type</th><th>cause</th><th>runs</th></tr>" + "".join(
         f"<tr><td>{t}</td><td>{e(c)}</td><td>{n}</td></tr>" for t, c, n in causes) + "</table>"
                  if causes else "<p>No failures.</p>")
-    parts.append("<h2>Sizes over time</h2>")
-    for s in summaries.values():
-        parts.append(f"<h3>{s.type}</h3>{svg_chart(s.sizes)}")
-    parts.append("<h2>Recovery point (incremental backups)</h2>")
-    parts.append("<table id='recovery'><tr><th>day</th><th>worst recovery point (minutes)</th></tr>" + "".join(
-        f"<tr><td>{day}</td><td>{minutes:.1f}</td></tr>" for day, minutes in (recovery or {}).items()) + "</table>"
-                 if recovery else "<p>No incremental backups this quarter: the recovery point is the newest database "
-                                  "backup.</p>")
-    parts.append("<h2>Restore drills</h2>")
-    parts.append("<table><tr><th>time</th><th>result</th><th>restore time (s)</th><th>rows</th><th>objects</th></tr>"
-                 + "".join(f"<tr><td>{e(d['time'])}</td><td>{e(d['status'])}</td><td>{d.get('restore_seconds', '')}"
-                           f"</td><td>{d.get('rows', '')}</td><td>{d.get('objects', '')}</td></tr>" for d in drills)
+    parts.append("<h3>Restore drills</h3>")
+    parts.append("<table id='drills'><tr><th>time</th><th>result</th><th>restore time</th><th>rows</th><th>objects</th>"
+                 "</tr>" + "".join(f"<tr><td>{e(d['time'])}</td><td class=\"{'good' if d['status'] == 'success' else 'bad'}\">"
+                                   f"{e(d['status'])}</td><td>{d.get('restore_seconds', '')} s</td>"
+                                   f"<td>{d.get('rows', '')}</td><td>{d.get('objects', '')}</td></tr>" for d in drills)
                  + "</table>" if drills else "<p class='bad'>No restore drill ran this quarter.</p>")
-    parts.append("<h2>Findings</h2>")
-    parts.append("<ul>" + "".join(f"<li class='bad'>{e(f)}</li>" for f in findings) + "</ul>" if findings
-                 else "<p>No findings.</p>")
-    parts.append("</body></html>")
+    parts.append("<div class='page'><h2>Charts</h2>")
+    for s in scheduled:
+        points = [(parse_iso(moment), float(size)) for moment, size in s.sizes]
+        parts.append(line_chart(points, f"{s.type}: backup size", "bytes", themes=("light",)))
+    if restore_times:
+        parts.append(line_chart([(parse_iso(d["time"]), float(d["restore_seconds"])) for d in passed],
+                                "restore drill: time to restore", "seconds", themes=("light",)))
+    if recovery:
+        parts.append(line_chart([(datetime.combine(day, datetime.min.time(), timezone.utc), minutes * 60)
+                                 for day, minutes in recovery.items()], "worst recovery point of the day", "seconds",
+                                themes=("light",)))
+    parts.append("</div><div class='page'><h2>Evidence, day by day</h2>")
+    parts.append(_evidence(summaries, drills, recovery, quarter, location_names, zone) + "</div>")
+    parts.append("<div class='page'><h2>Findings and what to do</h2>")
+    parts.append("<table id='findings'><tr><th>finding</th><th>what to do</th></tr>" + "".join(
+        f"<tr><td class='bad'>{e(f)}</td><td>{e(advice(f))}</td></tr>" for f in findings) + "</table>"
+                 if findings else "<p class='good'>No findings.</p>")
+    parts.append("</div></body></html>")
     return "\n".join(parts)
+
+
+def render_pdf(report_html: str) -> bytes:
+    """The report's PDF, from the same HTML (WeasyPrint: pages, page numbers, vector charts)."""
+    from weasyprint import HTML
+
+    return HTML(string=report_html).write_pdf()
+
+
+def store_report(locations: Sequence[Location], quarter: Quarter, files: dict[str, bytes], generated: datetime,
+                 findings: Sequence[str]) -> dict[str, Any]:
+    """The report's files in every location, then its manifest (their sizes and sha256, so an auditor can
+    check a copy was not altered), last."""
+    folder = f"audit/{quarter.name}"
+    manifest = {"format": 1, "quarter": quarter.name, "generated_at": generated.isoformat(timespec="seconds"),
+                "findings": len(findings),
+                "artifacts": [{"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                              for name, data in files.items()]}
+    for location in locations:
+        for name, data in files.items():
+            location.put_bytes(f"{folder}/{name}", data)
+        location.put_bytes(f"{folder}/manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    return manifest
 
 
 def build_report(lines: Sequence[dict[str, Any]], locations: Sequence[Location], quarter: Quarter,
@@ -238,4 +337,4 @@ def build_report(lines: Sequence[dict[str, Any]], locations: Sequence[Location],
     recovery = recovery_points(lines, quarter, zone)
     findings += [f"recovery point reached {minutes:.0f} minutes on {day}" for day, minutes in recovery.items()
                  if minutes > RECOVERY_POINT_FINDING_MINUTES]
-    return render(quarter, summaries, drills, findings, now, names, recovery), findings
+    return render(quarter, summaries, drills, findings, now, names, recovery, zone), findings

@@ -54,6 +54,7 @@ class JobRecord:
     bytes: int = 0
     locations: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    task_id: str | None = None  # with the run id, links the line to its task's log in the UI
 
 
 @contextlib.contextmanager
@@ -75,6 +76,7 @@ def job(log_dir: Path, record: JobRecord) -> Iterator[JobRecord]:
             "duration_s": round(time.monotonic() - started, 3),
             "bytes": record.bytes,
             "locations": record.locations,
+            **({"task_id": record.task_id} if record.task_id else {}),
             **record.extra,
         }
         if error is not None:

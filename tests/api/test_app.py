@@ -33,7 +33,17 @@ def api_server(airflow_db, s3_server, tmp_path_factory):
     location.put_bytes("database/20261125T000000Z/database.dump", b"x")
     location.write_manifest(make_manifest("20261125T000000Z"))
     joblog.append(log_dir, {"type": "drill", "status": "success", "time": "2026-11-21T08:12:00Z",
-                            "restore_seconds": 41.5, "rows": 120000, "objects": 50})
+                            "restore_seconds": 41.5, "rows": 120000, "objects": 50, "dag_id": "bhv360_restore_drill",
+                            "run_id": "scheduled__2026-11-21T08:00:00+00:00", "task_id": "drill"})
+    for day in range(1, 25):  # three weeks of nightly database backups, one failed night
+        joblog.append(log_dir, {"type": "database", "status": "failed" if day == 12 else "success",
+                                "time": f"2026-11-{day:02d}T00:05:00Z", "bytes": 6_200_000 + day * 40_000,
+                                "duration_s": 20 + day % 5, "dag_id": "bhv360_database_backup",
+                                "run_id": f"scheduled__2026-11-{day:02d}", "task_id": "dump",
+                                "backup_id": f"202611{day:02d}T000000Z", "error": "pg_dump failed (exit 1)"})
+    joblog.append(log_dir, {"type": "health", "status": "failed", "time": "2026-11-25T06:00:00Z",
+                            "dag_id": "bhv360_backup_health", "run_id": "scheduled__2026-11-25", "task_id": "check",
+                            "findings": ["database @ s3: no complete backup"]})
     port = free_port()
     airflow = str(Path(sys.executable).with_name("airflow"))
     env = {**os.environ,
@@ -156,22 +166,36 @@ def test_the_dashboard_in_a_headless_browser(api_server, tmp_path):
             args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"],
         )
-        context = browser.new_context()
-        context.add_cookies([{"name": "_token", "value": ops, "url": api_server["base"]}])
-        page = context.new_page()
-        response = page.goto(f"{api_server['base']}/api/backup/dashboard")
-        assert response.status == 200
-        row = page.locator("#state tr[data-type='database'][data-location='local']")
-        assert "20261125T000000Z" in row.inner_text()
-        assert page.locator("#state tr[data-type='database'][data-location='local']").get_attribute("class") == "red"
-        assert "no complete backup" in page.locator("#state").inner_text()  # s3 holds none
-        assert "41.5" in page.locator("#drills").inner_text()
-        assert "20261125T000000Z" in page.locator("#inventory").inner_text()
-        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-        if os.environ.get("BHV360_SCREENSHOT_DIR"):
-            page.screenshot(path=os.path.join(os.environ["BHV360_SCREENSHOT_DIR"], "dashboard.png"), full_page=True)
+        shots = {}
+        for scheme in ("light", "dark"):
+            context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
+            context.add_cookies([{"name": "_token", "value": ops, "url": api_server["base"]}])
+            page = context.new_page()
+            response = page.goto(f"{api_server['base']}/api/backup/dashboard")
+            assert response.status == 200
+            card = page.locator("#state .card[data-type='database']")
+            assert "20261125T000000Z" in card.inner_text()
+            assert card.locator(".badge").inner_text() in ("late", "ok")
+            assert "s3: missing" in card.inner_text() and "local: verified" in card.inner_text()
+            assert card.locator("a", has_text="log").get_attribute("href").endswith("/tasks/dump")
+            assert "41.5 s" in page.locator(".card[data-type='drill']").inner_text()
+            assert "database @ s3: no complete backup" in page.locator("#findings").inner_text()
+            assert "Recovery point" in page.locator("#recovery-point").inner_text()
+            charts = page.locator(f".chart-{scheme} svg")
+            assert charts.count() >= 2 and charts.first.is_visible()  # the theme's rendering shows
+            assert "MB" in charts.first.inner_html() and "Nov" in charts.first.inner_html()  # unit and dates
+            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert (background == "rgb(26, 32, 44)") == (scheme == "dark")
+            assert "20261125T000000Z" in page.locator("#inventory").inner_text()
+            shots[scheme] = tmp_path / f"dashboard-{scheme}.png"
+            page.screenshot(path=str(shots[scheme]), full_page=True)
+            if os.environ.get("BHV360_SCREENSHOT_DIR"):
+                page.screenshot(path=os.path.join(os.environ["BHV360_SCREENSHOT_DIR"], f"dashboard-{scheme}.png"),
+                                full_page=True)
+            context.close()
         browser.close()
-    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+    for shot in shots.values():
+        assert shot.stat().st_size > 50_000
 
 
 def test_the_ui_lists_the_backups_page(api_server):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import date, datetime, timedelta, timezone
 
 from bhv360_backup import audit, joblog
@@ -28,7 +30,7 @@ def test_expected_runs_follow_the_schedule():
     assert audit.Quarter.before(datetime(2026, 10, 1, 4, tzinfo=timezone.utc)) == Q3
 
 
-def test_audit_report_for_a_synthetic_quarter(backup_env, monkeypatch):
+def test_audit_report_for_a_synthetic_quarter(backup_env, monkeypatch, tmp_path):
     days = [Q3.start + timedelta(days=n) for n in range(92)]
     lines = []
     for day in days:
@@ -59,11 +61,49 @@ def test_audit_report_for_a_synthetic_quarter(backup_env, monkeypatch):
     assert "<tr><td>full</td><td>13</td><td>12</td><td>12</td><td>12</td><td>0</td>" in report
     assert "<tr><td>storage</td><td>13</td><td>13</td><td>13</td><td>13</td><td>0</td>" in report
     assert "pg_dump failed (exit 1): connection refused</td><td>3</td>" in report
-    assert report.count("<svg") == 4
+    assert report.count("<svg") == 5  # four types' sizes and the drills' restore times
     assert "restore drill at 2026-09-26T01:05:00Z failed" in report
-    assert "local: 14 database backup(s) kept past 30 days" in report
+    assert "local: 14 database backup(s) kept past 30 days" in report and "Retention did not remove them" in report
+    assert report.count("<tr><td>2026-") >= 92  # a row of evidence a day
+
+    manifest = json.loads(backup_env.cloud.read_bytes("audit/2026-Q3/manifest.json"))
+    for artifact in manifest["artifacts"]:
+        for location in (backup_env.local, backup_env.cloud):
+            data = location.read_bytes(f"audit/2026-Q3/{artifact['path']}")
+            assert hashlib.sha256(data).hexdigest() == artifact["sha256"]  # what an auditor checks
+    pdf = backup_env.local.read_bytes("audit/2026-Q3/report.pdf")
+    pages = pdf_pages(pdf, tmp_path)
+    assert len(pages) >= 5
+    assert "BHV360 backup audit 2026-Q3" in pages[0]["text"] and "2026-07-01 to 2026-09-30" in pages[0]["text"]
+    assert "restore drills passed" in pages[1]["text"] and "Backups taken against the schedule" in pages[1]["text"]
+    charts = next(page for page in pages if "database: backup size" in page["text"])
+    assert "MB" in charts["text"] and "Aug" in charts["text"] and charts["ink"] > 0.005  # axes, dates, a drawn line
+    assert any("What to do" in page["text"] or "what to do" in page["text"] for page in pages)
+
     (mail,) = backup_env.smtp.messages
     assert "audit report 2026-Q3" in mail["Subject"]
+    (attachment,) = list(mail.iter_attachments())
+    assert attachment.get_filename() == "bhv360-backup-audit-2026-Q3.pdf" and attachment.get_content() == pdf
+
+
+def pdf_pages(pdf: bytes, folder) -> list[dict]:
+    """Each page's text, rendered to PNG too (its share of non-white pixels: the charts' ink)."""
+    import os
+
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(pdf)
+    pages = []
+    for number, page in enumerate(document):
+        image = page.render(scale=1.5).to_pil()
+        pixels = image.convert("L").getdata()
+        ink = sum(1 for value in pixels if value < 200) / len(pixels)
+        pages.append({"text": page.get_textpage().get_text_range(), "ink": ink})
+        if number < 3:
+            image.save(folder / f"audit-page-{number + 1}.png")
+            if os.environ.get("BHV360_SCREENSHOT_DIR"):
+                image.save(os.path.join(os.environ["BHV360_SCREENSHOT_DIR"], f"audit-page-{number + 1}.png"))
+    return pages
 
 
 def test_the_tries_of_one_run_count_once_and_a_local_copy_counts_as_taken():

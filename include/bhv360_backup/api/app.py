@@ -124,13 +124,19 @@ def create_app() -> FastAPI:
     @app.get("/dashboard", response_class=HTMLResponse, dependencies=[Depends(may_read(RESTORE_DAG_ID))],
              responses=AUTH_RESPONSES)
     def dashboard() -> HTMLResponse:
+        from datetime import timedelta
+
         from bhv360_backup import joblog
         from bhv360_backup.api.dashboard import render
+        from bhv360_backup.repository.layout import BackupType
         from bhv360_backup.repository.manifest import utc_now
 
+        settings = server_settings()
         entries, locations = current_inventory()
-        drills = joblog.read(server_settings().log_dir, "drill")
-        return HTMLResponse(render(entries, [location.name for location in locations], drills, utc_now()))
+        interval = timedelta(minutes=settings.incremental_interval_minutes)
+        return HTMLResponse(render(entries, [location.name for location in locations], joblog.read(settings.log_dir),
+                                   utc_now(), window=timedelta(days=settings.retention_days),
+                                   max_age={BackupType.INCREMENTAL: 3 * interval if settings.incremental else None}))
 
     return app
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,8 +20,9 @@ from bhv360_backup.settings import schedule_timezone
 
 class BackupAuditOperator(LocationsOperator):
     """
-    Write the audit report of the quarter that just ended to ``audit/<year>-Q<n>/report.html`` in
-    both locations and e-mail it to ``bhv360_alert_emails``.
+    Write the audit report of the quarter that just ended as ``audit/<year>-Q<n>/report.html`` and
+    ``report.pdf`` with a ``manifest.json`` (their sha256, written last) in both locations (under
+    Object Lock when configured), and e-mail it, the PDF attached, to ``bhv360_alert_emails``.
 
     :param aws_conn_id: connection of the S3 location
     """
@@ -31,12 +34,17 @@ class BackupAuditOperator(LocationsOperator):
         quarter = audit.Quarter.before(context["dag_run"].run_after)
         locations = open_locations(settings, self.aws_conn_id)
         policy = RetentionPolicy(days=settings.retention_days, keep_min=settings.keep_min)
-        report, findings = audit.build_report(joblog.read(settings.log_dir), locations, quarter, policy, utc_now(),
+        generated = utc_now()
+        report, findings = audit.build_report(joblog.read(settings.log_dir), locations, quarter, policy, generated,
                                               ZoneInfo(schedule_timezone()))
-        key = f"audit/{quarter.name}/report.html"
-        for location in locations:
-            location.put_bytes(key, report.encode())
-        email_report(context, f"[bhv360-backup] audit report {quarter.name}: {len(findings)} finding(s)", report)
-        self.log.info("audit %s: %d findings, saved as %s in %s", quarter.name, len(findings), key,
-                      ", ".join(location.describe() for location in locations))
-        return {"quarter": quarter.name, "findings": findings, "key": key}
+        files = {"report.html": report.encode(), "report.pdf": audit.render_pdf(report)}
+        manifest = audit.store_report(locations, quarter, files, generated, findings)
+        with tempfile.TemporaryDirectory() as folder:
+            pdf = Path(folder) / f"bhv360-backup-audit-{quarter.name}.pdf"
+            pdf.write_bytes(files["report.pdf"])
+            email_report(context, f"[bhv360-backup] audit report {quarter.name}: {len(findings)} finding(s)", report,
+                         [str(pdf)])
+        self.log.info("audit %s: %d findings, saved in audit/%s/ of %s (report.pdf sha256 %s)", quarter.name,
+                      len(findings), quarter.name, ", ".join(location.describe() for location in locations),
+                      manifest["artifacts"][1]["sha256"])
+        return {"quarter": quarter.name, "findings": findings, "manifest": manifest}

@@ -39,6 +39,10 @@ class LocationsOperator(BaseOperator):
         super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id
 
+    def job_record(self, context: Context, job_type: str, backup_id: str | None = None) -> joblog.JobRecord:
+        """This task's line of the job log, linked to its run and log."""
+        return joblog.JobRecord(self.dag_id, context["run_id"], job_type, backup_id, task_id=self.task_id)
+
 
 class BaseBackupOperator(LocationsOperator):
     """
@@ -59,7 +63,7 @@ class BaseBackupOperator(LocationsOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         backup_id = run_backup_id(context)
-        record = joblog.JobRecord(self.dag_id, context["run_id"], self.backup_type.value, backup_id)
+        record = self.job_record(context, self.backup_type.value, backup_id)
         with joblog.job(job_log_dir(), record):
             settings = load_settings()
             writer = BackupWriter(open_locations(settings, self.aws_conn_id), self.backup_type, backup_id,

@@ -36,7 +36,7 @@ class RestoreDrillOperator(LocationsOperator):
         self.sample_size = sample_size
 
     def execute(self, context: Context) -> dict[str, Any]:
-        record = joblog.JobRecord(self.dag_id, context["run_id"], "drill")
+        record = self.job_record(context, "drill")
         with joblog.job(job_log_dir(), record):
             settings = load_settings()
             locations = {location.name: location for location in open_locations(settings, self.aws_conn_id)}

@@ -41,7 +41,7 @@ class BackupHealthOperator(LocationsOperator):
         self.postgres_conn_id = postgres_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        record = joblog.JobRecord(self.dag_id, context["run_id"], "health")
+        record = self.job_record(context, "health")
         with joblog.job(job_log_dir(), record):
             settings = load_settings()
             locations = open_locations(settings, self.aws_conn_id)

@@ -116,7 +116,7 @@ class RestoreValidateOperator(LocationsOperator):
     ui_color = "#fadbd8"
 
     def execute(self, context: Context) -> dict[str, Any]:
-        record = joblog.JobRecord(self.dag_id, context["run_id"], f"restore-validation:{context['params'].get('type')}")
+        record = self.job_record(context, f"restore-validation:{context['params'].get('type')}")
         with joblog.job(job_log_dir(), record):
             return self._validate(context, record)
 
@@ -156,7 +156,7 @@ class RestoreOperator(LocationsOperator):
         plan = RestorePlan.from_dict(validated["plan"])
         if validated["request"].get("dry_run"):
             raise AirflowSkipException("dry run: validation only, nothing restored")
-        record = joblog.JobRecord(self.dag_id, context["run_id"], f"restore:{plan.type}",
+        record = self.job_record(context, f"restore:{plan.type}",
                                   ",".join(c.backup_id for c in plan.components))
         with joblog.job(job_log_dir(), record):
             settings = load_settings()

@@ -42,7 +42,7 @@ class RetentionOperator(LocationsOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         backup_type = BackupType.parse(self.backup_type)
-        record = joblog.JobRecord(self.dag_id, context["run_id"], f"retention:{backup_type.value}")
+        record = self.job_record(context, f"retention:{backup_type.value}")
         results: dict[str, Any] = {}
         with joblog.job(job_log_dir(), record):
             settings = load_settings()
