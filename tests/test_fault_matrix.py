@@ -58,10 +58,7 @@ def test_s3_down_at_start_keeps_the_local_copy_and_says_the_cloud_copy_is_missin
     run_dag(DAG_ID)
     (earlier,) = backup_env.local.list_backups(BackupType.DATABASE)
     good_s3 = backup_env.s3.connection_json()
-    down = json.loads(good_s3)
-    down["extra"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"
-    down["extra"]["config_kwargs"] = {"retries": {"max_attempts": 1}, "connect_timeout": 2}
-    monkeypatch.setenv("AIRFLOW_CONN_BHV360_S3", json.dumps(down))
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_S3", backup_env.s3.unreachable_connection_json())
 
     run, states = run_dag(DAG_ID)
 

@@ -1,7 +1,7 @@
 """The quarterly audit report for the security officer (the seed's "Kwartaal audit").
 
 Per type: backups taken against the schedule, failures and their causes, sizes over time (an inline
-SVG chart), retention compliance in each location, restore drills with their times, and findings.
+charts), retention compliance in each location, restore drills with their times, and findings.
 Built from the job log and the locations; one self-contained HTML file.
 """
 

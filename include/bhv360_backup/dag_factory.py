@@ -7,7 +7,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, Asset, CronTriggerTimetable, chain
 
-from bhv360_backup.alerts import task_failure_alert
+from bhv360_backup.alerts import dag_failure_alert, task_failure_alert, task_success_resolved
 from bhv360_backup.operators.retention import RetentionOperator
 from bhv360_backup.operators.verify import VerifyBackupOperator
 from bhv360_backup.settings import schedule_timezone, task_queue
@@ -28,6 +28,7 @@ def default_args(retries: int = 2) -> dict:
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(hours=1),
         "on_failure_callback": [task_failure_alert],
+        "on_success_callback": [task_success_resolved],
         "queue": task_queue(),
     }
 
@@ -55,6 +56,7 @@ def bhv360_dag(
         doc_md=doc_md,
         tags=["bhv360", *tags],
         params=params,
+        on_failure_callback=dag_failure_alert,
     )
 
 

@@ -13,7 +13,9 @@ class IntegrityError(BackupError):
     """Stored bytes do not match what their manifest says."""
 
 
-def first_line(error: BaseException) -> str:
+def first_line(error: BaseException | str) -> str:
     """The first line of an error's message (or its type when it has none), for alerts and logs."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    if text:
+        return text.splitlines()[0]
+    return type(error).__name__ if isinstance(error, BaseException) else ""

@@ -18,6 +18,7 @@ from bhv360_backup.repository.manifest import iso, utc_now
 log = logging.getLogger(__name__)
 
 JOB_LOG_NAME = "jobs.jsonl"
+ALERT, ALERT_RESOLVED = "alert", "alert_resolved"  # the types of the lines that track open alerts
 
 
 def append(log_dir: Path, record: dict[str, Any]) -> None:
@@ -41,6 +42,44 @@ def read(log_dir: Path, job_type: str | None = None) -> list[dict[str, Any]]:
         return []
     entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [entry for entry in entries if job_type is None or entry.get("type") == job_type]
+
+
+def now() -> str:
+    return iso(utc_now())
+
+
+def _lines_with(log_dir: Path, *fragments: str) -> Iterator[dict[str, Any]]:
+    """The entries whose raw line holds every fragment, oldest first (cheap on a long log)."""
+    path = log_dir / JOB_LOG_NAME
+    if not path.exists():
+        return
+    with path.open() as lines:
+        for line in lines:
+            if all(fragment in line for fragment in fragments) and line.strip():
+                yield json.loads(line)
+
+
+def newest(log_dir: Path, *, dag_id: str, run_id: str, task_id: str) -> dict[str, Any] | None:
+    """The newest entry a task of this run wrote (alert lines aside)."""
+    found = None
+    for entry in _lines_with(log_dir, json.dumps(dag_id), json.dumps(run_id), json.dumps(task_id)):
+        if (entry.get("dag_id"), entry.get("run_id"), entry.get("task_id")) == (dag_id, run_id, task_id) \
+                and entry.get("type") not in (ALERT, ALERT_RESOLVED):
+            found = entry
+    return found
+
+
+def open_alerts(log_dir: Path, dag_id: str, task_id: str) -> list[dict[str, Any]]:
+    """The alerts about this task since its last "resolved" line, oldest first."""
+    alerts: list[dict[str, Any]] = []
+    for entry in _lines_with(log_dir, '"alert', json.dumps(dag_id), json.dumps(task_id)):
+        if (entry.get("dag_id"), entry.get("task_id")) != (dag_id, task_id):
+            continue
+        if entry.get("type") == ALERT:
+            alerts.append(entry)
+        elif entry.get("type") == ALERT_RESOLVED:
+            alerts = []
+    return alerts
 
 
 @dataclass
@@ -67,7 +106,7 @@ def job(log_dir: Path, record: JobRecord) -> Iterator[JobRecord]:
 
     def line(status: str, error: BaseException | None) -> dict[str, Any]:
         entry = {
-            "time": iso(utc_now()),
+            "time": now(),
             "dag_id": record.dag_id,
             "run_id": record.run_id,
             "type": record.type,

@@ -135,6 +135,6 @@ def test_failed_dump_leaves_nothing_and_alerts(backup_env, tmp_path, monkeypatch
     assert "FAILED bhv360_database_backup.dump" in mail and expected in mail
     assert backup_env.smtp.messages[0]["X-Envelope-To"] == "ops@test.bhv360.nl"
     (slack,) = backup_env.webhook.texts()
-    assert "bhv360_database_backup" in slack and "Try: 1" in slack and expected in slack
+    assert "bhv360_database_backup" in slack and "Task: dump (try 1)" in slack and expected in slack
     (line,) = [entry for entry in backup_env.job_log() if entry["type"] == "database"]
     assert line["status"] == "failed" and expected in line["error"]

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from airflow.sdk import Context
 
 from bhv360_backup import audit, joblog
-from bhv360_backup.alerts import email_report
+from bhv360_backup.alerts import PREFIX, email_report
 from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.repository.manifest import utc_now
 from bhv360_backup.repository.retention import RetentionPolicy
@@ -42,7 +42,13 @@ class BackupAuditOperator(LocationsOperator):
         with tempfile.TemporaryDirectory() as folder:
             pdf = Path(folder) / f"bhv360-backup-audit-{quarter.name}.pdf"
             pdf.write_bytes(files["report.pdf"])
-            email_report(context, f"[bhv360-backup] audit report {quarter.name}: {len(findings)} finding(s)", report,
+            text = "\n".join([
+                f"BHV360 backup audit report {quarter.name}: {len(findings)} finding(s).",
+                f"The report is attached as PDF; it and its manifest (sha256 of every file) are kept in audit/"
+                f"{quarter.name}/ of {', '.join(location.describe() for location in locations)}.",
+                *(f"- {finding}" for finding in findings),
+            ])
+            email_report(context, f"{PREFIX} audit report {quarter.name}: {len(findings)} finding(s)", report, text,
                          [str(pdf)])
         self.log.info("audit %s: %d findings, saved in audit/%s/ of %s (report.pdf sha256 %s)", quarter.name,
                       len(findings), quarter.name, ", ".join(location.describe() for location in locations),

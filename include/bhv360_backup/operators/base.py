@@ -68,7 +68,11 @@ class BaseBackupOperator(LocationsOperator):
             settings = load_settings()
             writer = BackupWriter(open_locations(settings, self.aws_conn_id), self.backup_type, backup_id,
                                   settings.age_recipients)
-            manifest = self.write_backup(writer, settings, context, record)
+            try:
+                manifest = self.write_backup(writer, settings, context, record)
+            finally:
+                if writer.failures:  # where the backup is missing, for the job log and the alert
+                    record.extra["failed_locations"] = dict(writer.failures)
             record.bytes = record.bytes or manifest.size
             record.locations = [location.name for location in writer.live]
             summary = {**backup_summary(manifest, writer), **record.extra}

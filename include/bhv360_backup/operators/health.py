@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import Context
 
 from bhv360_backup import health, joblog
-from bhv360_backup.alerts import notify_ops
+from bhv360_backup.alerts import PREFIX, lines_alert, notify_ops
 from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import utc_now
@@ -60,5 +60,5 @@ class BackupHealthOperator(LocationsOperator):
             if report.findings:
                 raise health.HealthFindings(report.findings, table)
         if settings.health_green_summary:
-            notify_ops(context, "[bhv360-backup] all backups healthy", table)
+            notify_ops(context, lines_alert(f"{PREFIX} all backups healthy", table))
         return {"rows": [row.__dict__ for row in report.rows], "deep_checked": report.deep_checked}

@@ -10,7 +10,7 @@ from airflow.sdk import Context, Variable
 from airflow.sdk.exceptions import AirflowSkipException
 
 from bhv360_backup import joblog
-from bhv360_backup.alerts import notify_ops
+from bhv360_backup.alerts import PREFIX, lines_alert, notify_ops
 from bhv360_backup.errors import BackupError, ConfigurationError
 from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.postgres.client import PgTarget, find_client, server_major
@@ -172,6 +172,6 @@ class RestoreOperator(LocationsOperator):
                 record.extra = {"report": {k: v for k, v in mismatch.report.items() if k != "plan"}}
                 raise
             record.extra = {"report": {k: v for k, v in report.items() if k != "plan"}}
-        notify_ops(context, f"[bhv360-backup] restore of {plan.type} succeeded", plan.describe(),
-                   link=getattr(context["ti"], "log_url", None))
+        notify_ops(context, lines_alert(f"{PREFIX} restore of {plan.type} succeeded", plan.describe(),
+                                        getattr(context["ti"], "log_url", None)))
         return report
