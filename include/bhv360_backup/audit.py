@@ -1,8 +1,9 @@
 """The quarterly audit report for the security officer (the seed's "Kwartaal audit").
 
-Per type: backups taken against the schedule, failures and their causes, sizes over time (an inline
-charts), retention compliance in each location, restore drills with their times, and findings.
-Built from the job log and the locations; one self-contained HTML file.
+Per type: backups taken against the schedule, failures and their causes, sizes and durations over
+time (charts), retention compliance in each location, restore drills with their times, and findings
+with what to do. Built from the job log and the locations; one self-contained HTML file, rendered
+to PDF as well.
 """
 
 from __future__ import annotations
