@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -51,8 +52,15 @@ def run(dr_env, *args):
 
 def test_list_and_verify(dr_env):
     listing = run(dr_env, "list")
-    assert listing.returncode == 0 and "20261126T000000Z" in listing.stdout and "local,s3" in listing.stdout
-    assert run(dr_env, "verify").returncode == 0
+    assert listing.returncode == 0 and "20261126T000000Z" in listing.stdout
+    (row,) = [line for line in listing.stdout.splitlines() if "20261126T000000Z" in line]
+    assert row.split()[:2] == ["database", "20261126T000000Z"] and row.count("complete") == 2
+    verified = run(dr_env, "verify", "--json")
+    assert verified.returncode == 0
+    (entry,) = json.loads(verified.stdout)
+    assert entry["backup_id"] == "20261126T000000Z" and entry["verified"] is True
+    assert entry["locations"] == {"local": "verified", "s3": "verified"}
+    assert entry["artifacts"] and all(len(artifact["sha256"]) == 64 for artifact in entry["artifacts"])
 
 
 def test_restore_falls_back_to_s3_and_matches_the_source(dr_env):

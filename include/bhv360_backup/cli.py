@@ -21,8 +21,21 @@ import sys
 from pathlib import Path
 
 from pyrage.x25519 import Identity
+from rich import box, filesize
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
 
-from bhv360_backup import inventory, streams
+from bhv360_backup import inventory
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations import LocalLocation, Location, S3Location
 from bhv360_backup.postgres.client import PgTarget, find_client, server_major
@@ -33,6 +46,7 @@ from bhv360_backup.restore.request import parse_request
 from bhv360_backup.restore.run import RestoreTargets, check_targets, execute_plan
 from bhv360_backup.restore.storage import FolderSink, SupabaseSink
 from bhv360_backup.sources.changes import ChangeSource
+from bhv360_backup.streams import ProgressLog
 
 log = logging.getLogger("bhv360-backup")
 
@@ -80,18 +94,46 @@ def identities_from_env() -> tuple[Identity, ...]:
     return parse_identities(text, f"BHV360_AGE_IDENTITY_FILE {path}")
 
 
+def print_entries(entries: list[inventory.InventoryEntry], as_json: bool, locations: list[Location]) -> None:
+    """The backups as a table for people, or as JSON (every artifact and its sha256) for scripts."""
+    if as_json:
+        print(json.dumps(inventory.as_json(entries), indent=2))
+        return
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    if not entries:
+        console.print("no complete backups")
+        return
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold")
+    for column in ("type", "backup id", "completed (UTC)"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    for location in locations:
+        table.add_column(location.name)
+    table.add_column("contents")
+    states = {"verified": "[green]complete[/]", "missing": "[dim]missing[/]"}
+    for entry in entries:
+        table.add_row(entry.type, entry.backup_id, entry.completed_at[:19].replace("T", " "),
+                      filesize.decimal(entry.size),
+                      *(states.get(entry.locations[location.name], f"[red]{escape(entry.locations[location.name])}[/]")
+                        for location in locations),
+                      entry.data or f"{len(entry.artifacts)} artifact(s)")
+    console.print(table)
+
+
 def command_list(args: argparse.Namespace) -> int:
     types = [BackupType.parse(args.type)] if args.type else list(BackupType)
-    print(inventory.render(inventory.build(locations_from_env(args.local_only), types, deep=False)))
+    locations = locations_from_env(args.local_only)
+    print_entries(inventory.build(locations, types, deep=False), args.json, locations)
     return 0
 
 
 def command_verify(args: argparse.Namespace) -> int:
     types = [BackupType.parse(args.type)] if args.type else list(BackupType)
-    entries = inventory.build(locations_from_env(args.local_only), types, deep=True)
+    locations = locations_from_env(args.local_only)
+    entries = inventory.build(locations, types, deep=True)
     if args.id:
         entries = [e for e in entries if e.backup_id == args.id]
-    print(inventory.render(entries))
+    print_entries(entries, args.json, locations)
     return 0 if entries and all(e.verified for e in entries) else 1
 
 
@@ -129,7 +171,13 @@ def command_restore(args: argparse.Namespace) -> int:
     if request.dry_run:
         print("dry run: validation passed, nothing restored")
         return 0
-    report = execute_plan(plan, request, by_name, targets)
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+        ProgressLog.display = progress
+        try:
+            report = execute_plan(plan, request, by_name, targets)
+        finally:
+            ProgressLog.display = None
     print(json.dumps({k: v for k, v in report.items() if k != "plan"}, indent=2, default=str))
     return 0
 
@@ -153,10 +201,12 @@ def parser() -> argparse.ArgumentParser:
     sub = main.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="list complete backups and where they are")
     listing.add_argument("--type", choices=[t.value for t in BackupType])
+    listing.add_argument("--json", action="store_true", help="JSON for scripts: every artifact with its sha256")
     listing.set_defaults(run=command_list)
     verify = sub.add_parser("verify", help="read every artifact back and check its sha256")
     verify.add_argument("--type", choices=[t.value for t in BackupType])
     verify.add_argument("--id", help="only this backup id")
+    verify.add_argument("--json", action="store_true", help="JSON for scripts: each copy's state, every artifact")
     verify.set_defaults(run=command_verify)
     restore = sub.add_parser("restore", help="validated restore, as the bhv360_restore DAG does")
     restore.add_argument("--type", required=True, choices=["database", "storage", "config", "full"])
@@ -181,8 +231,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    streams.PROGRESS_INTERVAL_S = 1.0  # a person is watching
+    logging.basicConfig(level=logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
     try:
         if args.settings:
             load_settings_file(args.settings)

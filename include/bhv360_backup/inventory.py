@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations.base import Location
@@ -62,22 +62,6 @@ def build(locations: Sequence[Location], types: Sequence[BackupType], *, deep: b
     return sorted(entries.values(), key=lambda entry: (entry.type, entry.backup_id))
 
 
-def render(entries: Sequence[InventoryEntry]) -> str:
-    """A plain-text table for people."""
-    if not entries:
-        return "no complete backups"
-    lines = [f"{'type':<9} {'backup id':<27} {'size':>12}  {'locations':<24} verified"]
-    for entry in entries:
-        where = ",".join(name for name, state in entry.locations.items() if state != "missing")
-        lines.append(
-            f"{entry.type:<9} {entry.backup_id:<27} {entry.size:>12,}  {where:<24} {'yes' if entry.verified else 'NO'}"
-        )
-        for artifact in entry.artifacts:
-            encrypted = f"  ({artifact['encryption']})" if artifact.get("encryption") else ""
-            lines.append(f"{'':<9}   {artifact['path']:<25} {artifact['size']:>12,}  sha256 {artifact['sha256']}{encrypted}")
-        if entry.data:
-            lines.append(f"{'':<9}   {entry.data}")
-        for name, state in entry.locations.items():
-            if state != "verified":
-                lines.append(f"{'':<9}   {name}: {state}")
-    return "\n".join(lines)
+def as_json(entries: Sequence[InventoryEntry]) -> list[dict]:
+    """The entries for scripts: every field, ``verified`` included."""
+    return [{**asdict(entry), "verified": entry.verified} for entry in entries]

@@ -11,9 +11,12 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from bhv360_backup.locations.base import ArtifactWriter
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,10 @@ class Digest:
 
 
 class ProgressLog:
-    """Logs bytes and MB/s of a long transfer every ``interval`` seconds, with a bar when the total is known."""
+    """Logs bytes and MB/s of a long transfer every ``interval`` seconds, with the share done when the
+    total is known; drives a ``rich`` progress bar instead while :attr:`display` is set (a person watches)."""
+
+    display: ClassVar[Progress | None] = None
 
     def __init__(self, what: str, total: int | None = None, interval: float | None = None) -> None:
         self.what = what
@@ -47,19 +53,21 @@ class ProgressLog:
         self.interval = PROGRESS_INTERVAL_S if interval is None else interval
         self.started = time.monotonic()
         self._next = self.started + self.interval
+        self._bar = self.display.add_task(what, total=total) if self.display is not None else None
 
     def rate(self, size: int) -> float:
         return size / 1e6 / max(time.monotonic() - self.started, 1e-9)
 
     def __call__(self, size: int) -> None:
+        if self._bar is not None and self.display is not None:
+            self.display.update(self._bar, completed=size)
+            return
         now = time.monotonic()
         if now >= self._next:
             self._next = now + self.interval
             if self.total:
-                done = min(size / self.total, 1.0)
-                bar = "#" * int(done * 30)
-                log.info("%s: [%-30s] %3.0f%% %.1f/%.1f MB, %.1f MB/s", self.what, bar, done * 100, size / 1e6,
-                         self.total / 1e6, self.rate(size))
+                log.info("%s: %3.0f%% %.1f/%.1f MB, %.1f MB/s", self.what, min(size / self.total, 1.0) * 100,
+                         size / 1e6, self.total / 1e6, self.rate(size))
             else:
                 log.info("%s: %.1f MB so far, %.1f MB/s", self.what, size / 1e6, self.rate(size))
 
