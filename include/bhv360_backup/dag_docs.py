@@ -60,7 +60,7 @@ segments over the newest database backup before that moment.
 
 * **capture**: checks what the source needs (wal_level logical, a REPLICATION role, a free slot, the
   direct connection), creates the slot on its first run, writes, verifies, publishes, moves the slot.
-* **schema_changed** / **new_chain**: after a schema or access change, a database backup starts a new chain.
+* **needs_new_chain** / **new_chain**: after a schema or access change, or when the capture created its slot, a database backup starts a new chain at once.
 
 Segments a kept database backup needs are kept; the database DAG's retention removes the others.
 Switch off: set `bhv360_incremental_interval_minutes` to 0 and drop the slot (`bhv360-backup drop-slot`).

@@ -27,9 +27,10 @@ def newest_schema(writer: BackupWriter) -> dict[str, str] | None:
     return None
 
 
-def schema_changed(summary: dict[str, Any]) -> bool:
-    """Whether a capture saw the schema or the access model change: then a database backup starts a new chain."""
-    return bool(summary.get("schema_changed"))
+def needs_new_chain(summary: dict[str, Any]) -> bool:
+    """Whether a database backup must start a new chain now: the capture saw the schema or the access
+    model change, or it created the slot (what it captures follows no dump yet)."""
+    return bool(summary.get("schema_changed") or summary.get("slot_created"))
 
 
 class IncrementalCaptureOperator(BaseBackupOperator):
