@@ -1,5 +1,5 @@
 # Airflow 3.3 with the BHV360 backup package and a PostgreSQL client of the database server's major
-# version (pg_dump must be at least the server's major version).
+# version (pg_dump must be at least the server's major version), and Pango for the audit report's PDF.
 ARG AIRFLOW_VERSION=3.3.2
 ARG PYTHON_VERSION=3.11
 FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
@@ -14,7 +14,7 @@ RUN apt-get update \
  && echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt ${VERSION_CODENAME}-pgdg main" \
       > /etc/apt/sources.list.d/pgdg.list \
  && apt-get update \
- && apt-get install -y --no-install-recommends postgresql-client-${PG_MAJOR} \
+ && apt-get install -y --no-install-recommends postgresql-client-${PG_MAJOR} libpango-1.0-0 libpangoft2-1.0-0 \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && install -d -o airflow -m 0700 /var/backups/bhv360 /var/log/bhv360/backups
 USER airflow

@@ -1,10 +1,10 @@
-# The two set-up commands: `make demo` and `make test`. Both create .venv when it is missing.
+# The set-up commands: `make demo`, `make ui` and `make test`. Each creates .venv when it is missing.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench lock clean debian-tools
+.PHONY: demo ui test test-fast lint bench lock clean debian-tools
 
 # The development venv holds the runtime pins, the test tools and the Celery worker's pins (all resolved
 # together); the production image installs requirements.txt alone.
@@ -20,6 +20,12 @@ demo: $(STAMP)
 	@$(PY) scripts/check_prereqs.py demo
 	$(PY) -m bhv360_backup.demo
 
+# The product in a real local Airflow (api-server, scheduler, DAG processor) on what `make demo` made,
+# until Ctrl-C; prints the URL and the login.
+ui: $(STAMP)
+	@$(PY) scripts/check_prereqs.py demo
+	$(PY) -m bhv360_backup.demo.ui
+
 # The fast tier: the package's logic without servers or dag.test() (seconds; CI runs it first).
 test-fast: $(STAMP)
 	$(PY) -m ruff check .
@@ -30,11 +36,13 @@ test: $(STAMP) debian-tools
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-# The dashboard test drives Debian's Chromium (Playwright uses it; no browser download); the
-# encryption tests decrypt backups with the standard age command-line tool.
+# The dashboard and UI tests drive Debian's Chromium (Playwright uses it; no browser download); the
+# encryption tests decrypt backups with the standard age command-line tool; the audit report's PDF is
+# laid out by WeasyPrint, which needs Pango.
 debian-tools:
-	@{ command -v chromium && command -v age; } >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium age >/dev/null; } \
-	  || { echo "make test: Chromium or age is missing: apt-get install chromium age" >&2; exit 1; }
+	@{ command -v chromium && command -v age && ldconfig -p | grep -q libpangoft2-1.0; } >/dev/null \
+	  || { apt-get update -qq && apt-get install -y -qq chromium age libpango-1.0-0 libpangoft2-1.0-0 >/dev/null; } \
+	  || { echo "make test: Chromium, age or Pango is missing: apt-get install chromium age libpango-1.0-0 libpangoft2-1.0-0" >&2; exit 1; }
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

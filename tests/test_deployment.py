@@ -37,10 +37,11 @@ def test_compose_has_the_official_services_with_the_local_executor():
     assert services["airflow-dag-processor"]["command"] == "dag-processor"
 
 
-def test_dockerfile_installs_the_requirements_and_a_matching_postgres_client():
+def test_dockerfile_installs_the_requirements_a_matching_postgres_client_and_pango():
     dockerfile = (REPO / "Dockerfile").read_text()
     assert re.search(r"^ARG PG_MAJOR=\d+$", dockerfile, re.M)
     assert "postgresql-client-${PG_MAJOR}" in dockerfile
+    assert "libpango-1.0-0 libpangoft2-1.0-0" in dockerfile  # WeasyPrint lays out the audit PDF with Pango
     assert "pip install --no-cache-dir -r /requirements.txt" in dockerfile
     assert "FROM apache/airflow:${AIRFLOW_VERSION}" in dockerfile
 

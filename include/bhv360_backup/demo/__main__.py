@@ -56,7 +56,7 @@ def airflow_output_to_log() -> Iterator[None]:
         _terminal = sys.stdout
 
 
-def _configure(repo: Path) -> None:
+def configure(repo: Path) -> None:
     os.environ.setdefault("AIRFLOW_HOME", str(DEMO_DIR / "airflow"))
     os.environ.update(
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
@@ -67,7 +67,7 @@ def _configure(repo: Path) -> None:
     os.environ.setdefault("AIRFLOW_VAR_BHV360_LOG_DIR", str(DEMO_DIR / "logs"))
 
 
-def _demo_database(stack: contextlib.ExitStack):
+def source_database(stack: contextlib.ExitStack):
     from bhv360_backup.demo.data import create_demo_database, organisations_for_mb
     from bhv360_backup.demo.servers import ThrowawayCluster
 
@@ -91,7 +91,7 @@ def _demo_database(stack: contextlib.ExitStack):
     return target
 
 
-def _demo_s3(stack: contextlib.ExitStack) -> None:
+def s3_stand_in(stack: contextlib.ExitStack) -> None:
     from bhv360_backup.demo.servers import MotoS3
 
     s3 = MotoS3().start()
@@ -102,7 +102,7 @@ def _demo_s3(stack: contextlib.ExitStack) -> None:
     say(f"  cloud: moto's S3 server at {s3.endpoint}, bucket {bucket} (in memory, for this demo only)")
 
 
-def _demo_buckets() -> None:
+def bucket_tree() -> None:
     from bhv360_backup.demo.buckets import create_demo_buckets
 
     folder = DEMO_DIR / "buckets"
@@ -111,7 +111,7 @@ def _demo_buckets() -> None:
     say(f"  storage: a generated bucket tree of {count} files in {folder}")
 
 
-def _demo_key() -> None:
+def age_key() -> None:
     from pyrage import x25519
 
     key_file = DEMO_DIR / "age-key.txt"
@@ -189,7 +189,7 @@ def _tell_incremental(story: Story) -> dict[str, Any] | None:
     if not ok:
         return None
     line = story.line("incremental")
-    created = "; capture slot created, the next dump starts a chain" if line.get("slot_created") else ""
+    created = "; capture slot created: the database backup it triggers starts the chain" if line.get("slot_created") else ""
     say(f"incremental backup {line['backup_id']}: {line['transactions']} transaction(s), {line['changes']} "
         f"change(s) captured up to {line['captured_until'][11:23]} UTC{created} ({seconds:.1f} s)")
     return line
@@ -245,18 +245,18 @@ def _inventory(locations) -> None:
 
 def main() -> int:
     repo = Path(__file__).resolve().parents[3]
-    _configure(repo)
+    configure(repo)
     DEMO_DIR.mkdir(exist_ok=True)
     AIRFLOW_LOG.write_text("")
     say(f"bhv360-backup demo (Airflow's own records: {AIRFLOW_LOG})")
     with contextlib.ExitStack() as stack:
-        source = _demo_database(stack) if "AIRFLOW_CONN_BHV360_DB" not in os.environ else None
+        source = source_database(stack) if "AIRFLOW_CONN_BHV360_DB" not in os.environ else None
         if "AIRFLOW_CONN_BHV360_SUPABASE" not in os.environ and "AIRFLOW_VAR_BHV360_STORAGE_SOURCE" not in os.environ:
-            _demo_buckets()
+            bucket_tree()
         if "AIRFLOW_VAR_BHV360_AGE_RECIPIENTS" not in os.environ:
-            _demo_key()
+            age_key()
         if "AIRFLOW_CONN_BHV360_S3" not in os.environ:
-            _demo_s3(stack)
+            s3_stand_in(stack)
             # the S3 stand-in starts empty, so the local location and job log start empty too
             shutil.rmtree(os.environ["AIRFLOW_VAR_BHV360_BACKUP_ROOT"], ignore_errors=True)
             shutil.rmtree(os.environ["AIRFLOW_VAR_BHV360_LOG_DIR"], ignore_errors=True)
