@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pyrage.x25519 import Recipient
 
 from bhv360_backup.errors import ConfigurationError
+from bhv360_backup.repository.compression import DEFAULT_DUMP_COMPRESSION, DumpCompression
 from bhv360_backup.repository.encryption import parse_recipients
 
 DB_CONN_ID = "bhv360_db"
@@ -45,6 +46,7 @@ DEFAULTS = {
     "bhv360_incremental_interval_minutes": "5",
     "bhv360_incremental_slot": "bhv360_backup",
     "bhv360_incremental_max_retained_mb": "2048",
+    "bhv360_dump_compression": "gzip:1",
 }
 
 VariableGetter = Callable[[str, str], str]
@@ -183,6 +185,7 @@ class Settings:
     incremental_interval_minutes: int = 5
     incremental_slot: str = "bhv360_backup"
     incremental_max_retained_mb: int = 2048
+    dump_compression: DumpCompression = DEFAULT_DUMP_COMPRESSION
 
     @property
     def incremental(self) -> bool:
@@ -233,6 +236,9 @@ class Settings:
             incremental_interval_minutes=checked(incremental_interval, 5),
             incremental_slot=checked(lambda: _slot_name(value("bhv360_incremental_slot")), "bhv360_backup"),
             incremental_max_retained_mb=positive("bhv360_incremental_max_retained_mb"),
+            dump_compression=checked(lambda: DumpCompression.parse(value("bhv360_dump_compression"),
+                                                                   "variable bhv360_dump_compression"),
+                                     DEFAULT_DUMP_COMPRESSION),
         )
         if problems:
             raise ConfigurationError("; ".join(problems))

@@ -151,3 +151,28 @@ def test_encrypted_full_set_restores_database_storage_and_config(backup_env, enc
     assert (restored / "certificates" / "a.pdf").read_bytes() == b"%PDF a"
     report = next(e for e in backup_env.job_log() if e["type"] == "restore:full")["report"]
     assert report["config"]["backup_id"] == full_id
+
+
+def test_zstd_then_age_decrypts_and_decompresses_with_the_stock_tools_and_restores(
+    backup_env, encrypted, restore_db, monkeypatch
+):
+    with psycopg.connect(host=backup_env.db.host, port=backup_env.db.port, user="postgres",
+                         dbname=backup_env.db.dbname, autocommit=True) as connection:
+        create_demo_database(connection, 2)
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_DUMP_COMPRESSION", "zstd:3")
+
+    run, states = run_dag("bhv360_database_backup")
+
+    assert states["dump"] == "success" and states["verify"] == "success"
+    (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
+    dump = backup_env.local.read_manifest(BackupType.DATABASE, backup_id).artifact("database.dump.zst")
+    assert (dump.encryption, dump.compression) == ("age", "zstd")
+    stored = backup_env.local.path_of(artifact_key(BackupType.DATABASE, backup_id, "database.dump.zst"))
+    compressed = decrypt_with_age_tool(stored, encrypted)
+    plain = subprocess.run(["zstd", "-q", "-d", "-c"], input=compressed, capture_output=True, check=True).stdout
+    assert plain.startswith(b"PGDMP") and hashlib.sha256(plain).hexdigest() == dump.plain_sha256
+
+    run, states = run_dag("bhv360_restore", {"type": "database", "paths": {"database": "latest"}})
+
+    assert states == {"validate": "success", "restore": "success"}
+    assert database_stats(restore_db) == database_stats(backup_env.db)

@@ -138,3 +138,38 @@ def test_failed_dump_leaves_nothing_and_alerts(backup_env, tmp_path, monkeypatch
     assert "bhv360_database_backup" in slack and "Task: dump (try 1)" in slack and expected in slack
     (line,) = [entry for entry in backup_env.job_log() if entry["type"] == "database"]
     assert line["status"] == "failed" and expected in line["error"]
+
+
+def test_zstd_mode_compresses_in_the_worker_restores_with_stock_tools_and_the_restore_dag(
+        backup_env, restore_db, tmp_path, monkeypatch):
+    fill(backup_env.db)
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_DUMP_COMPRESSION", "zstd:3")
+
+    run, states = run_dag(DAG_ID)
+
+    assert states["dump"] == "success" and states["verify"] == "success"
+    (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
+    manifest = backup_env.cloud.read_manifest(BackupType.DATABASE, backup_id)
+    dump = manifest.artifact("database.dump.zst")
+    assert manifest.details["compression"] == "zstd:3" and dump.compression == "zstd" and dump.encryption is None
+    assert dump.plain_size > dump.size
+    stored = backup_env.local.path_of(artifact_key(BackupType.DATABASE, backup_id, "database.dump.zst"))
+    plain = tmp_path / "database.dump"
+    subprocess.run(["zstd", "-q", "-d", str(stored), "-o", str(plain)], check=True)  # the stock tools
+    listing = subprocess.run(["pg_restore", "--list", str(plain)], capture_output=True, text=True, check=True).stdout
+    assert "Compression: 0" in listing and "TABLE DATA public staff" in listing
+
+    run, states = run_dag("bhv360_restore", {"type": "database", "paths": {"database": "latest"}})
+
+    assert states == {"validate": "success", "restore": "success"}
+    assert database_stats(restore_db) == database_stats(backup_env.db)
+
+
+def test_a_wrong_compression_setting_is_named(backup_env, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_DUMP_COMPRESSION", "lz4:1")
+
+    run, states = run_dag(DAG_ID)
+
+    assert states["dump"] == "failed" and backup_env.local.list_backups(BackupType.DATABASE) == []
+    (line,) = [entry for entry in backup_env.job_log() if entry["type"] == "database"]
+    assert "variable bhv360_dump_compression: 'lz4:1' is not gzip:0-9 or zstd:1-19" in line["error"]

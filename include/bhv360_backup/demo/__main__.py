@@ -169,7 +169,9 @@ def _tell_backup(story: Story, dag_id: str, backup_type: str, locations) -> None
     manifest = locations[0].read_manifest(BackupType(backup_type), line["backup_id"])
     where = " and ".join(line["locations"])
     if backup_type == "database":
-        dump = manifest.artifact("database.dump")
+        from bhv360_backup.repository.database import dump_artifact
+
+        dump = manifest.artifact(dump_artifact(manifest))
         what = (f"{sum(manifest.details['table_rows'].values()):,} rows, {_mb(dump.plain_size or dump.size)} dump "
                 f"stored as {_mb(dump.size)}")
     elif backup_type == "storage":

@@ -44,4 +44,5 @@ class PgDumpOperator(BaseBackupOperator):
             dag_id=self.dag_id,
             run_id=context["run_id"],
             slot=settings.incremental_slot if settings.incremental else None,
+            compression=settings.dump_compression,
         )

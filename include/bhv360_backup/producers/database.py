@@ -12,11 +12,12 @@ from bhv360_backup.postgres.client import (
     libpq_environment,
     tool_major,
 )
+from bhv360_backup.repository.compression import DEFAULT_DUMP_COMPRESSION, DumpCompression
 from bhv360_backup.repository.database import (
     ACCESS_MODEL_ARTIFACT,
-    DUMP_ARTIFACT,
     ROLES_ARTIFACT,
     STORAGE_OBJECTS_ARTIFACT,
+    dump_path,
 )
 from bhv360_backup.repository.manifest import Manifest
 from bhv360_backup.repository.verify import pg_archive_check
@@ -43,9 +44,11 @@ def access_summary(model: dict) -> dict:
 
 
 def dump_database(
-    target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, dag_id: str, run_id: str, slot: str | None = None
+    target: PgTarget, writer: BackupWriter, *, pg_bin_dir: str, dag_id: str, run_id: str, slot: str | None = None,
+    compression: DumpCompression = DEFAULT_DUMP_COMPRESSION,
 ) -> Manifest:
-    """Dump ``target`` into every location of ``writer``; return the published manifest.
+    """Dump ``target`` into every location of ``writer``, compressed as ``compression`` says; return the
+    published manifest.
 
     The dump and the row counts in the manifest come from the same exported snapshot, so a
     restore can be checked against them exactly. A retry reuses a backup an earlier try
@@ -61,8 +64,10 @@ def dump_database(
             pg_restore = find_client("pg_restore", snapshot.server_major, pg_bin_dir)
             with ThreadPoolExecutor(1, thread_name_prefix="table-stats") as counter:
                 stats_future = counter.submit(snapshot.stats_and_access)
-                dump = ChildProcessStream(pg_dump_argv(pg_dump, snapshot.snapshot_id), env, "pg_dump")
-                writer.add(DUMP_ARTIFACT, dump, check=pg_archive_check(pg_restore))
+                dump = ChildProcessStream(pg_dump_argv(pg_dump, snapshot.snapshot_id, compression.pg_dump_level),
+                                          env, "pg_dump")
+                writer.add(dump_path(compression), dump, check=pg_archive_check(pg_restore),
+                           zstd_level=compression.zstd_level)
                 stats, model = stats_future.result()
             writer.add_bytes(ACCESS_MODEL_ARTIFACT, (json.dumps(model, sort_keys=True, indent=1) + "\n").encode())
             if snapshot.has_storage_objects():
@@ -80,6 +85,7 @@ def dump_database(
                 "server_version": snapshot.server_version,
                 "pg_dump_version": tool_major(pg_dump)[1],
                 "dump_format": "custom",
+                "compression": str(compression),
                 "snapshot_time": snapshot.snapshot_time,
                 "table_rows": {table: entry["rows"] for table, entry in stats.items()},
                 "table_checksums": {table: entry["checksum"] for table, entry in stats.items() if "checksum" in entry},

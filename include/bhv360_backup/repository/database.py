@@ -1,5 +1,6 @@
-"""The database backup format: ``database.dump`` (pg_dump's custom format, restorable with the seed's
-``pg_restore -d CONN FILE``), ``roles.sql``, ``access-model.json`` (who may read what, and what each API
+"""The database backup format: ``database.dump`` (pg_dump's custom format compressed by pg_dump itself,
+restorable with the seed's ``pg_restore -d CONN FILE``) or ``database.dump.zst`` (the uncompressed custom
+format compressed with zstd in the worker: ``zstd -d`` then ``pg_restore``), ``roles.sql``, ``access-model.json`` (who may read what, and what each API
 role sees), and ``storage-objects.jsonl.gz`` (the names in ``storage.objects``, for the full set)."""
 
 from __future__ import annotations
@@ -10,13 +11,26 @@ from collections.abc import Sequence
 from pyrage.x25519 import Identity
 
 from bhv360_backup.locations.base import Location
+from bhv360_backup.repository.compression import ZSTD, DumpCompression
 from bhv360_backup.repository.manifest import Manifest
 from bhv360_backup.repository.verify import read_checked_artifact, read_json_lines_artifact
 
 DUMP_ARTIFACT = "database.dump"
+ZSTD_DUMP_ARTIFACT = "database.dump.zst"
 ROLES_ARTIFACT = "roles.sql"
 STORAGE_OBJECTS_ARTIFACT = "storage-objects.jsonl.gz"
 ACCESS_MODEL_ARTIFACT = "access-model.json"
+
+
+def dump_path(compression: DumpCompression) -> str:
+    """Where a backup made with ``compression`` keeps its dump."""
+    return ZSTD_DUMP_ARTIFACT if compression.method == ZSTD else DUMP_ARTIFACT
+
+
+def dump_artifact(manifest: Manifest) -> str:
+    """The dump's path in a database backup, however it was compressed."""
+    paths = {artifact.path for artifact in manifest.artifacts}
+    return ZSTD_DUMP_ARTIFACT if ZSTD_DUMP_ARTIFACT in paths else DUMP_ARTIFACT
 
 
 def read_storage_objects(location: Location, manifest: Manifest) -> set[tuple[str, str]] | None:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bhv360_backup.errors import BackupError, IntegrityError
+from bhv360_backup.repository.compression import ZSTD
 from bhv360_backup.repository.encryption import AGE
 from bhv360_backup.repository.layout import BackupType, check_relative_path, is_backup_id
 
@@ -36,7 +37,8 @@ class Artifact:
     """One stored file of a backup, ``path`` relative to the backup's folder.
 
     ``size`` and ``sha256`` are of the stored bytes, so every copy can be verified without a key.
-    An encrypted artifact (``encryption="age"``) also records its plain bytes, checked on restore.
+    An encrypted artifact (``encryption="age"``) or one compressed in the worker (``compression="zstd"``,
+    encrypted after compressing) also records its plain bytes, checked on restore.
     """
 
     path: str
@@ -45,10 +47,15 @@ class Artifact:
     encryption: str | None = None
     plain_size: int | None = None
     plain_sha256: str | None = None
+    compression: str | None = None
 
     @property
     def encrypted(self) -> bool:
         return self.encryption is not None
+
+    @property
+    def compressed(self) -> bool:
+        return self.compression is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -57,7 +64,8 @@ class Artifact:
         """Raise :class:`IntegrityError` if the decrypted bytes differ from what was encrypted."""
         if (size, sha256) != (self.plain_size, self.plain_sha256):
             raise IntegrityError(
-                f"{where}: {self.path} decrypts to {size} bytes with sha256 {sha256}, "
+                f"{where}: {self.path} {'decrypts' if self.encrypted else 'decompresses'} to {size} bytes with "
+                f"sha256 {sha256}, "
                 f"manifest says {self.plain_size} bytes with {self.plain_sha256}"
             )
 
@@ -147,8 +155,11 @@ class Manifest:
 
 def _artifact(raw: dict[str, Any]) -> Artifact:
     artifact = Artifact(check_relative_path(raw["path"]), int(raw["size"]), str(raw["sha256"]))
-    if "encryption" not in raw:
+    if "encryption" not in raw and "compression" not in raw:
         return artifact
-    if raw["encryption"] != AGE:
+    if raw.get("encryption", AGE) != AGE:
         raise ValueError(f"{artifact.path}: unknown encryption {raw['encryption']!r}")
-    return replace(artifact, encryption=AGE, plain_size=int(raw["plain_size"]), plain_sha256=str(raw["plain_sha256"]))
+    if raw.get("compression", ZSTD) != ZSTD:
+        raise ValueError(f"{artifact.path}: unknown compression {raw['compression']!r}")
+    return replace(artifact, encryption=raw.get("encryption"), compression=raw.get("compression"),
+                   plain_size=int(raw["plain_size"]), plain_sha256=str(raw["plain_sha256"]))

@@ -15,6 +15,7 @@ from pyrage.x25519 import Identity
 
 from bhv360_backup.errors import BackupError, ConfigurationError, IntegrityError
 from bhv360_backup.locations.base import Location
+from bhv360_backup.repository.compression import decompress
 from bhv360_backup.repository.encryption import decrypt
 from bhv360_backup.repository.layout import artifact_key
 from bhv360_backup.repository.manifest import Artifact, Manifest
@@ -67,10 +68,11 @@ def require_identities(identities: Sequence[Identity], where: str) -> Sequence[I
 def plain_chunks(
     location: Location, key: str, artifact: Artifact, identities: Sequence[Identity] = ()
 ) -> Iterator[bytes]:
-    """Stream a stored artifact's plain bytes, decrypting an encrypted one with ``identities``.
+    """Stream a stored artifact's plain bytes, decrypting an encrypted one with ``identities`` and
+    decompressing a compressed one.
 
     After the last chunk the stored bytes are checked against the manifest, and so are the
-    decrypted ones; a mismatch raises :class:`IntegrityError` naming the copy.
+    plain ones; a mismatch raises :class:`IntegrityError` naming the copy.
     """
     where = f"{location.name}:{key}"
     stored = Digest()
@@ -80,12 +82,17 @@ def plain_chunks(
             stored.update(chunk)
             yield chunk
 
-    if not artifact.encrypted:
+    if not artifact.encrypted and not artifact.compressed:
         yield from hashed()
         artifact.check(stored.size, stored.sha256, where)
         return
     plain = Digest()
-    for chunk in decrypt(hashed(), require_identities(identities, where), where):
+    chunks: Iterable[bytes] = hashed()
+    if artifact.encrypted:
+        chunks = decrypt(chunks, require_identities(identities, where), where)
+    if artifact.compressed:
+        chunks = decompress(chunks, where)
+    for chunk in chunks:
         plain.update(chunk)
         yield chunk
     artifact.check(stored.size, stored.sha256, where)
@@ -133,7 +140,7 @@ def read_back(
     encrypted artifact without ``identities`` is checked by its stored sha256 alone (its content
     was checked before it was encrypted)."""
     if artifact.encrypted and not identities:
-        artifact, check = replace(artifact, encryption=None), None  # the stored bytes, as they are
+        artifact, check = replace(artifact, encryption=None, compression=None), None  # the stored bytes, as they are
     chunks = plain_chunks(location, key, artifact, identities)
     if check is None:
         for _ in chunks:

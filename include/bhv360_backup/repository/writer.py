@@ -14,7 +14,8 @@ from pyrage.x25519 import Recipient
 
 from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.locations.base import ArtifactWriter, Location
-from bhv360_backup.repository import encryption
+from bhv360_backup.repository import compression, encryption
+from bhv360_backup.repository.compression import ZSTD
 from bhv360_backup.repository.encryption import AGE
 from bhv360_backup.repository.layout import BackupType, artifact_key
 from bhv360_backup.repository.manifest import Artifact, Manifest, utc_now
@@ -90,10 +91,11 @@ class BackupWriter:
     def encrypted(self) -> bool:
         return bool(self.recipients)
 
-    def seal(self, chunks: Iterable[bytes], check: ContentCheck | None = None) -> tuple[Iterable[bytes], Digest]:
-        """The bytes to store for the plain ``chunks``: their age encryption, with ``check`` run on the
-        plain bytes on the way (the stored ones cannot be read without the key). The digest counts
-        the plain bytes as they pass. Only for an encrypting writer."""
+    def seal(self, chunks: Iterable[bytes], check: ContentCheck | None = None, *, encrypt: bool = True,
+             zstd_level: int | None = None) -> tuple[Iterable[bytes], Digest]:
+        """The bytes to store for the plain ``chunks``: zstd-compressed at ``zstd_level`` if given, then
+        age-encrypted if ``encrypt`` and the writer has recipients; ``check`` runs on the plain bytes on
+        the way (the stored ones are not what it reads). The digest counts the plain bytes as they pass."""
         plain = Digest()
 
         def counted() -> Iterator[bytes]:
@@ -101,22 +103,29 @@ class BackupWriter:
                 plain.update(chunk)
                 yield chunk
 
-        source = counted() if check is None else check_while_streaming(counted(), check)
-        return encryption.encrypt(source, self.recipients), plain
+        stored: Iterable[bytes] = counted() if check is None else check_while_streaming(counted(), check)
+        if zstd_level is not None:
+            stored = compression.compress(stored, zstd_level)
+        if encrypt and self.encrypted:
+            stored = encryption.encrypt(stored, self.recipients)
+        return stored, plain
 
     def add(
-        self, path: str, chunks: Iterable[bytes], check: ContentCheck | None = None, *, encrypt: bool = True
+        self, path: str, chunks: Iterable[bytes], check: ContentCheck | None = None, *, encrypt: bool = True,
+        zstd_level: int | None = None,
     ) -> Artifact:
-        """Stream ``chunks`` into ``path`` of this backup in every live location, encrypted when the
-        writer has recipients (``encrypt=False`` for an artifact that names nothing and holds no
-        content). ``check`` sees the plain bytes: on the way in when encrypted, otherwise when
-        :meth:`verify` reads every copy back."""
+        """Stream ``chunks`` into ``path`` of this backup in every live location, zstd-compressed at
+        ``zstd_level`` if given and encrypted when the writer has recipients (``encrypt=False`` for an
+        artifact that names nothing and holds no content). ``check`` sees the plain bytes: on the way
+        in when compressed or encrypted, otherwise when :meth:`verify` reads every copy back."""
         key = artifact_key(self.backup_type, self.backup_id, path)
         progress = ProgressLog(f"{self.backup_type.value} {path}")
-        if self.encrypted and encrypt:
-            stored, plain = self.seal(chunks, check)
+        encrypted = self.encrypted and encrypt
+        if encrypted or zstd_level is not None:
+            stored, plain = self.seal(chunks, check, encrypt=encrypt, zstd_level=zstd_level)
             result, _ = self.write_everywhere(key, stored, path, progress=progress)
-            artifact = Artifact(path, result.size, result.sha256, AGE, plain.size, plain.sha256)
+            artifact = Artifact(path, result.size, result.sha256, AGE if encrypted else None, plain.size,
+                                plain.sha256, ZSTD if zstd_level is not None else None)
         else:
             result, _ = self.write_everywhere(key, chunks, path, progress=progress)
             artifact = Artifact(path, result.size, result.sha256)

@@ -18,7 +18,7 @@ from pyrage.x25519 import Identity
 from bhv360_backup.errors import BackupError, ConfigurationError, first_line
 from bhv360_backup.locations.base import Location
 from bhv360_backup.repository.blobs import verify_snapshot_blobs
-from bhv360_backup.repository.database import DUMP_ARTIFACT
+from bhv360_backup.repository.database import dump_artifact
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import parse_iso
 from bhv360_backup.repository.verify import pg_archive_check, verify_backup
@@ -123,7 +123,8 @@ def choose_copy(
         if not identities and any(artifact.encrypted for artifact in manifest.artifacts):
             raise ConfigurationError(f"{backup_type.value} backup {backup_id} is encrypted: restoring it needs "
                                      f"{NEEDS_IDENTITY}")
-        checks = {DUMP_ARTIFACT: pg_archive_check(pg_restore)} if pg_restore and backup_type == BackupType.DATABASE else {}
+        checks = ({dump_artifact(manifest): pg_archive_check(pg_restore)}
+                  if pg_restore and backup_type == BackupType.DATABASE else {})
         problems = [finding.problem for finding in verify_backup(location, manifest, deep=True, checks=checks,
                                                                  identities=identities)]
         if not problems and backup_type == BackupType.STORAGE:

@@ -18,7 +18,7 @@ from bhv360_backup.locations.base import Location
 from bhv360_backup.locations.local import LocalWriter
 from bhv360_backup.postgres.client import PgTarget, find_client
 from bhv360_backup.repository.config import CONFIG_ARTIFACT
-from bhv360_backup.repository.database import DUMP_ARTIFACT, ROLES_ARTIFACT, read_access_model
+from bhv360_backup.repository.database import ROLES_ARTIFACT, dump_artifact, read_access_model
 from bhv360_backup.repository.fullset import storage_cross_check
 from bhv360_backup.repository.layout import BackupType, artifact_key
 from bhv360_backup.repository.manifest import Manifest
@@ -75,7 +75,7 @@ def verified_local_file(
     key = artifact_key(manifest.type, manifest.backup_id, path)
     artifact = manifest.artifact(path)
     in_place = location.local_path(key)
-    if in_place is not None and not artifact.encrypted:
+    if in_place is not None and not artifact.encrypted and not artifact.compressed:
         read_back(location, key, artifact)
         return in_place
     target = staging / manifest.backup_id / path
@@ -112,7 +112,7 @@ def restore_database_component(
     started = time.monotonic()
     report: dict[str, Any] = {"backup_id": component.backup_id, "target": targets.database.describe()}
     try:
-        dump = verified_local_file(location, manifest, DUMP_ARTIFACT, staging, targets.identities)
+        dump = verified_local_file(location, manifest, dump_artifact(manifest), staging, targets.identities)
         model = read_access_model(location, manifest, targets.identities)
         if request.supabase_target and summary:
             report["extensions_created"] = create_extensions(targets.database, summary["extensions"], state)

@@ -92,8 +92,8 @@ def chain_point(cursor: psycopg.Cursor, slot: str) -> dict[str, Any]:
             "snapshot": {"xmin": xmin, "xmax": xmax, "xip": list(xip)}, "fingerprint": schema_fingerprint(cursor)}
 
 
-def pg_dump_argv(pg_dump: str, snapshot_id: str | None) -> list[str]:
-    argv = [pg_dump, "--format=custom", "--no-password"]
+def pg_dump_argv(pg_dump: str, snapshot_id: str | None, compress_level: int) -> list[str]:
+    argv = [pg_dump, "--format=custom", f"--compress={compress_level}", "--no-password"]
     if snapshot_id:
         argv.append(f"--snapshot={snapshot_id}")
     return argv
