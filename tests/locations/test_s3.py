@@ -83,3 +83,43 @@ def test_uploads_carry_checksums_encryption_and_object_lock(s3):
     report = retention.apply(location, BackupType.DATABASE, retention.RetentionPolicy(30, 3), later, dry_run=False)
     assert report.deleted == [] and "20260101T000000Z" in report.kept and report.errors == []
     assert location.list_backups(BackupType.DATABASE)[0] == "20260101T000000Z"
+
+
+@pytest.mark.parametrize("size", [1000, MIN_PART_SIZE * 2 + 12345])
+def test_the_receipt_proves_the_stored_bytes_without_a_download(s3, size):
+    location = S3Location(s3.client(), BUCKET)
+    key = "database/20260101T000000Z/database.dump"
+    data = os.urandom(size)
+    writer = location.open_writer(key)
+    copy_stream([data[i : i + (1 << 20)] for i in range(0, len(data), 1 << 20)], {"s3": writer})
+    receipt = writer.receipt()
+    assert receipt and location.confirms(key, size, receipt)
+    assert not location.confirms(key, size + 1, receipt)
+
+    s3.client().put_object(Bucket=BUCKET, Key=key, Body=os.urandom(size), ChecksumAlgorithm="SHA256")  # replaced
+    assert not location.confirms(key, size, receipt)
+    s3.client().delete_object(Bucket=BUCKET, Key=key)
+    assert not location.confirms(key, size, receipt)
+
+
+def test_a_backup_verifies_its_cloud_copy_by_checksum_and_a_damaged_one_by_reading_it(s3, tmp_path, monkeypatch):
+    from bhv360_backup.locations import LocalLocation
+    from bhv360_backup.repository.writer import BackupWriter
+
+    reads: list[str] = []
+    cloud = S3Location(s3.client(), BUCKET)
+    original = S3Location.read_chunks
+    monkeypatch.setattr(S3Location, "read_chunks", lambda self, key, *a: reads.append(key) or original(self, key, *a))
+    data = os.urandom(MIN_PART_SIZE + 5)
+
+    writer = BackupWriter([LocalLocation(tmp_path), cloud], BackupType.DATABASE, "20260101T000000Z")
+    writer.add("database.dump", [data])
+    writer.verify()
+    assert reads == [] and writer.failures == {}
+
+    damaged = BackupWriter([LocalLocation(tmp_path / "2"), cloud], BackupType.DATABASE, "20260102T000000Z")
+    damaged.add("database.dump", [data])
+    key = "database/20260102T000000Z/database.dump"
+    s3.client().put_object(Bucket=BUCKET, Key=key, Body=os.urandom(len(data)))  # bit rot after the upload
+    damaged.verify()
+    assert reads == [key] and "sha256" in damaged.failures["s3"]

@@ -38,6 +38,12 @@ class ArtifactWriter(ABC):
     def abort(self) -> None:
         """Discard everything written; safe to call more than once."""
 
+    def receipt(self) -> str | None:
+        """After :meth:`commit`: what the backend reported for the stored bytes, with which
+        :meth:`Location.confirms` checks the copy later without reading it back; None where reading
+        it back is the check."""
+        return None
+
 
 @dataclass(frozen=True)
 class BackupFolder:
@@ -86,6 +92,11 @@ class Location(ABC):
     @abstractmethod
     def size_of(self, key: str) -> int | None:
         """The stored size, or None if the object is not there."""
+
+    def confirms(self, key: str, size: int, receipt: str) -> bool:
+        """Whether the backend still vouches for the object its writer's ``receipt`` describes (same
+        size and checksum), without reading it; False where it cannot, and the copy is read back."""
+        return False
 
     @abstractmethod
     def scan(self, backup_type: BackupType) -> list[BackupFolder]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
@@ -12,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bhv360_backup.errors import BackupError
+from bhv360_backup.errors import BackupError, IntegrityError
 from bhv360_backup.locations.base import (
     CHUNK_SIZE,
     ArtifactMissing,
@@ -74,11 +76,17 @@ def _is_not_found(error: ClientError) -> bool:
     return _code(error) in _NOT_FOUND
 
 
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
 class S3Writer(ArtifactWriter):
     """Buffers one part at a time (spilling to disk past 16 MiB) and uploads parts in the background.
 
     A stream shorter than one part is sent with a single PUT; a longer one as a multipart
     upload that only becomes an object on :meth:`commit` and is aborted on :meth:`abort`.
+    Every part's SHA-256 is computed here and must be the one S3 reports for what it received; the
+    receipt is the object's checksum (of the whole, or of the parts' checksums) as S3 keeps it.
     """
 
     def __init__(self, client: Any, bucket: str, key: str, put_args: dict[str, Any], *, if_absent: bool = False) -> None:
@@ -91,10 +99,13 @@ class S3Writer(ArtifactWriter):
         self._part_number = 1
         self._part = tempfile.SpooledTemporaryFile(max_size=PART_MEMORY_LIMIT)
         self._part_bytes = 0
+        self._part_hash = hashlib.sha256()
+        self._part_digests: dict[int, bytes] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: list[Future] = []
         self._done_parts: list[dict[str, Any]] = []
         self._closed = False
+        self._receipt: str | None = None
 
     def write(self, chunk: bytes) -> None:
         view = memoryview(chunk)
@@ -102,6 +113,7 @@ class S3Writer(ArtifactWriter):
             room = part_size(self._part_number) - self._part_bytes
             piece = view[:room]
             self._part.write(piece)
+            self._part_hash.update(piece)
             self._part_bytes += len(piece)
             view = view[len(piece) :]
             if self._part_bytes == part_size(self._part_number):
@@ -116,8 +128,10 @@ class S3Writer(ArtifactWriter):
             self._done_parts.append(self._in_flight.pop(0).result())
         part, number = self._part, self._part_number
         part.seek(0)
+        self._part_digests[number] = self._part_hash.digest()
         self._in_flight.append(self._pool.submit(self._upload_part, part, number))
         self._part = tempfile.SpooledTemporaryFile(max_size=PART_MEMORY_LIMIT)
+        self._part_hash = hashlib.sha256()
         self._part_bytes = 0
         self._part_number += 1
 
@@ -127,21 +141,33 @@ class S3Writer(ArtifactWriter):
                 Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body,
                 ChecksumAlgorithm="SHA256",
             )
+        self._check(response.get("ChecksumSHA256"), _b64(self._part_digests[number]), f"part {number}")
         return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": response["ChecksumSHA256"]}
+
+    def _check(self, reported: str | None, expected: str, what: str) -> None:
+        if reported is not None and reported != expected:
+            raise IntegrityError(f"s3://{self._bucket}/{self._key}: S3 reports SHA-256 {reported} for {what}, "
+                                 f"sent {expected}")
 
     def commit(self) -> None:
         if self._closed:
             raise BackupError(f"commit of s3://{self._bucket}/{self._key} after commit or abort")
         if self._upload_id is None:
             self._part.seek(0)
-            self._client.put_object(Bucket=self._bucket, Key=self._key, Body=self._part, **self._put_args,
-                                    **self._condition)
+            response = self._client.put_object(Bucket=self._bucket, Key=self._key, Body=self._part,
+                                               **self._put_args, **self._condition)
             self._part.close()
+            expected = _b64(self._part_hash.digest())
+            self._check(response.get("ChecksumSHA256"), expected, "the object")
+            self._receipt = expected if response.get("ChecksumSHA256") else None
         else:
             if self._part_bytes:
                 self._send_part()
             self._done_parts.extend(future.result() for future in self._in_flight)
             self._in_flight.clear()
+            digests = [self._part_digests[number] for number in sorted(self._part_digests)]
+            if all(part.get("ChecksumSHA256") for part in self._done_parts):
+                self._receipt = f"{_b64(hashlib.sha256(b''.join(digests)).digest())}-{len(digests)}"
             self._client.complete_multipart_upload(
                 Bucket=self._bucket,
                 Key=self._key,
@@ -157,6 +183,9 @@ class S3Writer(ArtifactWriter):
                     "RetainUntilDate": self._put_args["ObjectLockRetainUntilDate"],
                 })
         self._closed = True
+
+    def receipt(self) -> str | None:
+        return self._receipt
 
     def abort(self) -> None:
         if self._closed:
@@ -274,6 +303,19 @@ class S3Location(Location):
             if _is_not_found(error):
                 return None
             raise
+
+    def confirms(self, key: str, size: int, receipt: str) -> bool:
+        """S3 keeps each object's SHA-256 (of the whole, or of its parts' checksums, ``-N`` after it):
+        the same checksum and size as the upload's receipt prove the stored bytes without a download."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=check_relative_path(key), ChecksumMode="ENABLED")
+        except ClientError as error:
+            if _is_not_found(error):
+                return False
+            raise
+        reported = head.get("ChecksumSHA256")
+        return head["ContentLength"] == size and reported is not None \
+            and reported.split("-")[0] == receipt.split("-")[0]
 
     def _objects(self, prefix: str) -> Iterator[dict[str, Any]]:
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):

@@ -40,7 +40,7 @@ class BackupWriter:
     started_at: datetime = field(default_factory=utc_now)
     artifacts: list[Artifact] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
-    checks: dict[str, ContentCheck] = field(default_factory=dict)
+    receipts: dict[tuple[str, str], str] = field(default_factory=dict)  # (location, key) -> the backend's receipt
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -63,8 +63,17 @@ class BackupWriter:
 
         Returns the copy's size and sha256, and the locations that now hold the object.
         """
-        return self.stream_everywhere(lambda location: location.open_writer(key, durable=durable), chunks, what,
-                                      progress=progress)
+        opened: dict[str, ArtifactWriter] = {}
+
+        def open_writer(location: Location) -> ArtifactWriter:
+            opened[location.name] = location.open_writer(key, durable=durable)
+            return opened[location.name]
+
+        result, written = self.stream_everywhere(open_writer, chunks, what, progress=progress)
+        for location in written:
+            if receipt := opened[location.name].receipt():
+                self.receipts[(location.name, key)] = receipt
+        return result, written
 
     def stream_everywhere(
         self, open_writer: Callable[[Location], ArtifactWriter], chunks: Iterable[bytes], what: str, *,
@@ -116,8 +125,8 @@ class BackupWriter:
     ) -> Artifact:
         """Stream ``chunks`` into ``path`` of this backup in every live location, zstd-compressed at
         ``zstd_level`` if given and encrypted when the writer has recipients (``encrypt=False`` for an
-        artifact that names nothing and holds no content). ``check`` sees the plain bytes: on the way
-        in when compressed or encrypted, otherwise when :meth:`verify` reads every copy back."""
+        artifact that names nothing and holds no content). ``check`` reads the plain bytes on the way
+        in, before they leave the worker; a failed check fails the artifact everywhere."""
         key = artifact_key(self.backup_type, self.backup_id, path)
         progress = ProgressLog(f"{self.backup_type.value} {path}")
         encrypted = self.encrypted and encrypt
@@ -127,10 +136,9 @@ class BackupWriter:
             artifact = Artifact(path, result.size, result.sha256, AGE if encrypted else None, plain.size,
                                 plain.sha256, ZSTD if zstd_level is not None else None)
         else:
-            result, _ = self.write_everywhere(key, chunks, path, progress=progress)
+            checked = chunks if check is None else check_while_streaming(chunks, check)
+            result, _ = self.write_everywhere(key, checked, path, progress=progress)
             artifact = Artifact(path, result.size, result.sha256)
-            if check is not None:
-                self.checks[path] = check
         self._require_live()
         self.artifacts.append(artifact)
         return artifact
@@ -139,15 +147,18 @@ class BackupWriter:
         return self.add(path, [data])
 
     def verify(self) -> None:
-        """Read every artifact back from every live location (the locations in parallel) and compare
-        size and sha256, running the content checks given to :meth:`add`; a location whose copy
-        differs drops out."""
+        """Check every artifact in every live location (the locations in parallel): by the backend's
+        own checksum where it keeps one for what was uploaded (S3), else by reading it back and
+        comparing size and sha256; a location whose copy differs drops out."""
 
         def verify_location(location: Location) -> str | None:
             for artifact in self.artifacts:
                 key = artifact_key(self.backup_type, self.backup_id, artifact.path)
                 try:
-                    read_back(location, key, artifact, self.checks.get(artifact.path))
+                    receipt = self.receipts.get((location.name, key))
+                    if receipt and location.confirms(key, artifact.size, receipt):
+                        continue
+                    read_back(location, key, artifact)
                 except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
                     return f"verification of {artifact.path}: {first_line(error)}"
             return None
