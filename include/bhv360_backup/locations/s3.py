@@ -39,7 +39,7 @@ MAX_PART_SIZE = 5 << 30
 PARTS_PER_SIZE_STEP = 1000
 PART_MEMORY_LIMIT = 16 << 20
 BLOB_MEMORY_LIMIT = 8 << 20
-UPLOADS_IN_FLIGHT = 2
+UPLOADS_IN_FLIGHT = 4
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _ALREADY_THERE = {"PreconditionFailed", "412"}
 _CONCURRENT_WRITE = {"ConditionalRequestConflict", "409"}
@@ -137,12 +137,14 @@ class S3Writer(ArtifactWriter):
 
     def _upload_part(self, body: Any, number: int) -> dict[str, Any]:
         with body:
+            expected = _b64(self._part_digests[number])
+            # S3 refuses a part whose bytes do not have the checksum sent with it (botocore need not hash it again)
             response = self._client.upload_part(
                 Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body,
-                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=expected,
             )
-        self._check(response.get("ChecksumSHA256"), _b64(self._part_digests[number]), f"part {number}")
-        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": response["ChecksumSHA256"]}
+        self._check(response.get("ChecksumSHA256"), expected, f"part {number}")
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": expected}
 
     def _check(self, reported: str | None, expected: str, what: str) -> None:
         if reported is not None and reported != expected:
@@ -166,8 +168,7 @@ class S3Writer(ArtifactWriter):
             self._done_parts.extend(future.result() for future in self._in_flight)
             self._in_flight.clear()
             digests = [self._part_digests[number] for number in sorted(self._part_digests)]
-            if all(part.get("ChecksumSHA256") for part in self._done_parts):
-                self._receipt = f"{_b64(hashlib.sha256(b''.join(digests)).digest())}-{len(digests)}"
+            self._receipt = f"{_b64(hashlib.sha256(b''.join(digests)).digest())}-{len(digests)}"
             self._client.complete_multipart_upload(
                 Bucket=self._bucket,
                 Key=self._key,

@@ -57,6 +57,10 @@ class Artifact:
     def compressed(self) -> bool:
         return self.compression is not None
 
+    def as_stored(self) -> Artifact:
+        """This artifact as bytes to check by size and sha256 alone, neither decrypted nor decompressed."""
+        return replace(self, encryption=None, compression=None)
+
     def to_dict(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
 

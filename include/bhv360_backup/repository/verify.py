@@ -8,7 +8,7 @@ import subprocess
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from pyrage.x25519 import Identity
@@ -99,14 +99,21 @@ def plain_chunks(
     artifact.check_plain(plain.size, plain.sha256, where)
 
 
-def check_while_streaming(chunks: Iterable[bytes], check: ContentCheck) -> Iterator[bytes]:
-    """Pass ``chunks`` through while ``check`` reads a copy of them in a thread; raise its error at the end."""
+def check_while_streaming(chunks: Iterable[bytes], check: ContentCheck, digest: Digest | None = None) -> Iterator[bytes]:
+    """Pass ``chunks`` through while ``check`` reads a copy of them in a thread (which also feeds
+    ``digest``, off the streaming thread); raise its error at the end."""
     feed: queue.Queue = queue.Queue(maxsize=4)
     errors: list[BaseException] = []
     ended = threading.Event()
 
+    def next_chunk() -> Any:
+        chunk = feed.get()
+        if digest is not None and chunk is not _END:
+            digest.update(chunk)
+        return chunk
+
     def fed() -> Iterator[bytes]:
-        while (chunk := feed.get()) is not _END:
+        while (chunk := next_chunk()) is not _END:
             yield chunk
         ended.set()
 
@@ -116,7 +123,7 @@ def check_while_streaming(chunks: Iterable[bytes], check: ContentCheck) -> Itera
         except BaseException as error:  # noqa: BLE001 - raised in the streaming thread
             errors.append(error)
         if not ended.is_set():
-            while feed.get() is not _END:
+            while next_chunk() is not _END:
                 pass
 
     thread = threading.Thread(target=run, name="content-check", daemon=True)
@@ -140,7 +147,7 @@ def read_back(
     encrypted artifact without ``identities`` is checked by its stored sha256 alone (its content
     was checked before it was encrypted)."""
     if artifact.encrypted and not identities:
-        artifact, check = replace(artifact, encryption=None, compression=None), None  # the stored bytes, as they are
+        artifact, check = artifact.as_stored(), None
     chunks = plain_chunks(location, key, artifact, identities)
     if check is None:
         for _ in chunks:
