@@ -28,7 +28,7 @@ from bench_pg_dump import SERVER, ensure_database
 from bhv360_backup.demo.servers import MotoS3
 from bhv360_backup.locations import LocalLocation, S3Location
 from bhv360_backup.producers.database import dump_database
-from bhv360_backup.repository.database import DUMP_ARTIFACT
+from bhv360_backup.repository.database import DUMP_ARTIFACT  # the default compression keeps this name
 from bhv360_backup.repository.layout import BackupType, artifact_key
 from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.restore.plan import choose_copy

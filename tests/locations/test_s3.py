@@ -123,3 +123,25 @@ def test_a_backup_verifies_its_cloud_copy_by_checksum_and_a_damaged_one_by_readi
     s3.client().put_object(Bucket=BUCKET, Key=key, Body=os.urandom(len(data)))  # bit rot after the upload
     damaged.verify()
     assert reads == [key] and "sha256" in damaged.failures["s3"]
+
+
+def test_a_restore_plan_trusts_s3s_recorded_checksum_and_still_catches_a_replaced_object(s3, tmp_path, monkeypatch):
+    from bhv360_backup.repository.writer import BackupWriter
+    from bhv360_backup.restore.plan import choose_copy
+
+    reads: list[str] = []
+    cloud = S3Location(s3.client(), BUCKET)
+    original = S3Location.read_chunks
+    monkeypatch.setattr(S3Location, "read_chunks", lambda self, key, *a: reads.append(key) or original(self, key, *a))
+    writer = BackupWriter([cloud], BackupType.CONFIG, "20260101T000000Z")
+    artifact = writer.add("config.json", [b'{"settings": []}'])
+    writer.verify()
+    writer.publish(dag_id="d", run_id="r", details={})
+    assert artifact.s3_checksum
+
+    assert choose_copy([cloud], BackupType.CONFIG, "20260101T000000Z", None).location == "s3"
+    assert reads == ["config/20260101T000000Z/manifest.json"]  # config.json itself was not downloaded
+
+    s3.client().put_object(Bucket=BUCKET, Key="config/20260101T000000Z/config.json", Body=b'{"settings": [1]}')
+    with pytest.raises(Exception, match="no intact copy"):
+        choose_copy([cloud], BackupType.CONFIG, "20260101T000000Z", None)

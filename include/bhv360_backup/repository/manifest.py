@@ -36,7 +36,9 @@ def parse_iso(value: str) -> datetime:
 class Artifact:
     """One stored file of a backup, ``path`` relative to the backup's folder.
 
-    ``size`` and ``sha256`` are of the stored bytes, so every copy can be verified without a key.
+    ``size`` and ``sha256`` are of the stored bytes, so every copy can be verified without a key;
+    ``s3_checksum`` is the SHA-256 checksum S3 keeps for them (of the whole, or of the parts' checksums
+    and ``-N``), with which an S3 copy is checked without a download.
     An encrypted artifact (``encryption="age"``) or one compressed in the worker (``compression="zstd"``,
     encrypted after compressing) also records its plain bytes, checked on restore.
     """
@@ -48,6 +50,7 @@ class Artifact:
     plain_size: int | None = None
     plain_sha256: str | None = None
     compression: str | None = None
+    s3_checksum: str | None = None
 
     @property
     def encrypted(self) -> bool:
@@ -158,7 +161,8 @@ class Manifest:
 
 
 def _artifact(raw: dict[str, Any]) -> Artifact:
-    artifact = Artifact(check_relative_path(raw["path"]), int(raw["size"]), str(raw["sha256"]))
+    artifact = Artifact(check_relative_path(raw["path"]), int(raw["size"]), str(raw["sha256"]),
+                        s3_checksum=str(raw["s3_checksum"]) if raw.get("s3_checksum") else None)
     if "encryption" not in raw and "compression" not in raw:
         return artifact
     if raw.get("encryption", AGE) != AGE:

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -140,6 +140,9 @@ class BackupWriter:
             checked = chunks if check is None else check_while_streaming(chunks, check)
             result, _ = self.write_everywhere(key, checked, path, progress=progress)
             artifact = Artifact(path, result.size, result.sha256)
+        receipts = {receipt for (_, stored_key), receipt in self.receipts.items() if stored_key == key}
+        if len(receipts) == 1:
+            artifact = replace(artifact, s3_checksum=receipts.pop())
         self._require_live()
         self.artifacts.append(artifact)
         return artifact

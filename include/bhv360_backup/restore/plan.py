@@ -107,7 +107,9 @@ def choose_copy(
     identities: Sequence[Identity] = (),
 ) -> ComponentPlan:
     """The first location whose copy verifies in full (sha256 of every artifact, blobs present;
-    encrypted artifacts decrypted with ``identities`` and their plain sha256 checked too)."""
+    encrypted artifacts decrypted with ``identities`` and their plain sha256 checked too). An S3 copy
+    whose checksum S3 still keeps as the manifest recorded it is not downloaded here: the restore reads
+    it once, checking every byte before it is used."""
     reasons = []
     found = False
     for location in locations:
@@ -126,7 +128,7 @@ def choose_copy(
         checks = ({dump_artifact(manifest): pg_archive_check(pg_restore)}
                   if pg_restore and backup_type == BackupType.DATABASE else {})
         problems = [finding.problem for finding in verify_backup(location, manifest, deep=True, checks=checks,
-                                                                 identities=identities)]
+                                                                 identities=identities, vouched=True)]
         if not problems and backup_type == BackupType.STORAGE:
             problems = verify_snapshot_blobs(location, manifest)[:3]
         if problems:

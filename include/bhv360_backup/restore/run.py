@@ -40,7 +40,7 @@ from bhv360_backup.restore.plan import ComponentPlan, RestorePlan
 from bhv360_backup.restore.request import RestoreRequest
 from bhv360_backup.restore.storage import StorageSink, restore_snapshot
 from bhv360_backup.restore.validate import compare_database, database_stats
-from bhv360_backup.streams import ProgressLog, copy_stream
+from bhv360_backup.streams import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,22 @@ def verified_local_file(
         return in_place
     target = staging / manifest.backup_id / path
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    result = copy_stream(plain_chunks(location, key, artifact, identities), {"staging": LocalWriter(target)},
-                         ProgressLog(f"staging {key}", total=artifact.plain_size or artifact.size))
-    if result.failed:
-        raise BackupError(f"cannot stage {key} locally: {result.failed['staging']}")
+    # plain_chunks checks every byte against the manifest; the scratch copy needs no fsync
+    writer = LocalWriter(target, durable=False)
+    progress = ProgressLog(f"staging {key}", total=artifact.plain_size or artifact.size)
+    staged = 0
+    try:
+        for chunk in plain_chunks(location, key, artifact, identities):
+            writer.write(chunk)
+            staged += len(chunk)
+            progress(staged)
+        writer.commit()
+    except OSError as error:
+        writer.abort()
+        raise BackupError(f"cannot stage {key} locally: {error}") from None
+    except BaseException:
+        writer.abort()
+        raise
     return target
 
 
