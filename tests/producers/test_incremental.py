@@ -82,6 +82,20 @@ def capture(source, locations, recipients, *, advance=True):
     return manifest
 
 
+def start_chain(target, locations, recipients):
+    """The schema, the slot (its first capture) and a dump that starts the chain; returns the slot's source."""
+    run(target, SCHEMA)
+    source = ChangeSource(target, SLOT)
+    capture(source, locations, recipients)
+    dump(target, locations, recipients)
+    return source
+
+
+def dump(target, locations, recipients):
+    return dump_database(target, BackupWriter(locations, BackupType.DATABASE, next(_ids), recipients), pg_bin_dir="",
+                         dag_id="t", run_id="t", slot=SLOT)
+
+
 def restore_to(logical_cluster, locations, identities, moment, tmp_path, accept_earlier=False):
     target = postgres.create_database(logical_cluster, "bhv360_pitr")
     body = {"type": "database", "paths": {"database": "latest"}, "accept_earlier_point": accept_earlier}
@@ -116,8 +130,7 @@ def test_restores_to_three_moments_equal_the_source_then(logical_db, logical_clu
     thread.start()
     time.sleep(0.2)
     try:
-        base = dump_database(logical_db, BackupWriter(locations, BackupType.DATABASE, next(_ids), recipients),
-                             pg_bin_dir="", dag_id="t", run_id="t", slot=SLOT)
+        base = dump(logical_db, locations, recipients)
     finally:
         stop.set()
         thread.join()
@@ -169,11 +182,7 @@ def test_restores_to_three_moments_equal_the_source_then(logical_db, logical_clu
 def test_a_capture_killed_before_moving_the_slot_is_captured_again_and_replays_exactly(
         logical_db, logical_cluster, repo, tmp_path):
     locations, recipients, identities = repo
-    run(logical_db, SCHEMA)
-    source = ChangeSource(logical_db, SLOT)
-    capture(source, locations, recipients)
-    dump_database(logical_db, BackupWriter(locations, BackupType.DATABASE, next(_ids), recipients), pg_bin_dir="",
-                  dag_id="t", run_id="t", slot=SLOT)
+    source = start_chain(logical_db, locations, recipients)
     run(logical_db, "INSERT INTO incidents (org, title) VALUES (1, 'a'), (1, 'b')", "UPDATE counters SET n = 2")
     written = capture(source, locations, recipients, advance=False)  # killed between writing and moving the slot
     run(logical_db, "DELETE FROM incidents WHERE title = 'a'")
@@ -190,11 +199,7 @@ def test_a_capture_killed_before_moving_the_slot_is_captured_again_and_replays_e
 def test_a_schema_change_stops_the_chain_and_a_table_without_a_key_stops_the_replay(
         logical_db, logical_cluster, repo, tmp_path):
     locations, recipients, identities = repo
-    run(logical_db, SCHEMA)
-    source = ChangeSource(logical_db, SLOT)
-    capture(source, locations, recipients)
-    dump_database(logical_db, BackupWriter(locations, BackupType.DATABASE, next(_ids), recipients), pg_bin_dir="",
-                  dag_id="t", run_id="t", slot=SLOT)
+    source = start_chain(logical_db, locations, recipients)
     run(logical_db, "INSERT INTO incidents (org, title) VALUES (1, 'kept')", "INSERT INTO log_lines VALUES ('x')")
     before_change = run(logical_db, "SELECT 1")
     expected = state(logical_db)
@@ -213,8 +218,7 @@ def test_a_schema_change_stops_the_chain_and_a_table_without_a_key_stops_the_rep
         postgres.drop_database(target)
 
     run(logical_db, "UPDATE log_lines SET line = 'y'")  # no key: the update cannot be replayed exactly
-    dump_database(logical_db, BackupWriter(locations, BackupType.DATABASE, next(_ids), recipients), pg_bin_dir="",
-                  dag_id="t", run_id="t", slot=SLOT)
+    dump(logical_db, locations, recipients)
     run(logical_db, "INSERT INTO incidents (org, title) VALUES (2, 'fine')")
     exact_until = state(logical_db)
     run(logical_db, "DELETE FROM log_lines")

@@ -45,21 +45,24 @@ class _Line:
     def peek(self, literal: str) -> bool:
         return self.text.startswith(literal, self.at)
 
+    def quoted(self, quote: str, what: str) -> str:
+        """The text between ``quote`` characters at the cursor, a doubled ``quote`` standing for one."""
+        parts, position = [], self.at + 1
+        while True:
+            close = self.text.find(quote, position)
+            if close < 0:
+                raise self.fail(f"unterminated quoted {what}")
+            parts.append(self.text[position:close])
+            if self.text.startswith(quote, close + 1):
+                parts.append(quote)
+                position = close + 2
+                continue
+            self.at = close + 1
+            return "".join(parts)
+
     def identifier(self) -> str:
         if self.peek('"'):
-            end = self.at + 1
-            parts = []
-            while True:
-                close = self.text.find('"', end)
-                if close < 0:
-                    raise self.fail("unterminated quoted identifier")
-                parts.append(self.text[end:close])
-                if self.text.startswith('"', close + 1):
-                    parts.append('"')
-                    end = close + 2
-                    continue
-                self.at = close + 1
-                return "".join(parts)
+            return self.quoted('"', "identifier")
         match = _BARE.match(self.text, self.at)
         if not match:
             raise self.fail("expected an identifier")
@@ -73,18 +76,7 @@ class _Line:
 
     def value(self) -> str | None:
         if self.peek("'"):
-            parts, position = [], self.at + 1
-            while True:
-                close = self.text.find("'", position)
-                if close < 0:
-                    raise self.fail("unterminated quoted value")
-                parts.append(self.text[position:close])
-                if self.text.startswith("'", close + 1):
-                    parts.append("'")
-                    position = close + 2
-                    continue
-                self.at = close + 1
-                return "".join(parts)
+            return self.quoted("'", "value")
         end = self.text.find(" ", self.at)
         end = len(self.text) if end < 0 else end
         token, self.at = self.text[self.at:end], end

@@ -99,6 +99,18 @@ def verified_local_file(
     return target
 
 
+def ready_target(backup_id: str, summary: dict[str, Any] | None, request: RestoreRequest,
+                 target: PgTarget) -> TargetState:
+    """The target database's state, once it is known to take the backup's grants, policies and
+    extensions (every problem named together in the error otherwise)."""
+    state = TargetState.read(target)
+    problems = preflight(summary, state, supabase=request.supabase_target, restore_roles=request.restore_roles)
+    if problems:
+        raise BackupError(f"cannot restore database backup {backup_id} into {target.describe()}: "
+                          + "; ".join(problems))
+    return state
+
+
 def _ordered(locations: Mapping[str, Location], first: str) -> list[Location]:
     return [locations[first]] + [location for name, location in locations.items() if name != first]
 
@@ -114,11 +126,7 @@ def restore_database_component(
     manifest = location.read_manifest(BackupType.DATABASE, component.backup_id)
     major = int(manifest.details["server_version"].split(".")[0])
     summary = manifest.details.get("access")
-    state = TargetState.read(targets.database)
-    problems = preflight(summary, state, supabase=request.supabase_target, restore_roles=request.restore_roles)
-    if problems:
-        raise BackupError(f"cannot restore database backup {component.backup_id} into "
-                          f"{targets.database.describe()}: " + "; ".join(problems))
+    state = ready_target(component.backup_id, summary, request, targets.database)
     staging = targets.work_dir / "staging"
     staging.mkdir(parents=True, exist_ok=True, mode=0o700)
     started = time.monotonic()
@@ -220,11 +228,7 @@ def check_targets(
         return
     manifest = locations[component.location].read_manifest(BackupType.DATABASE, component.backup_id)
     summary = manifest.details.get("access")
-    state = TargetState.read(targets.database)
-    problems = preflight(summary, state, supabase=request.supabase_target, restore_roles=request.restore_roles)
-    if problems:
-        raise BackupError(f"cannot restore database backup {component.backup_id} into "
-                          f"{targets.database.describe()}: " + "; ".join(problems))
+    state = ready_target(component.backup_id, summary, request, targets.database)
     if summary is None:
         plan.notes.append(f"database backup {component.backup_id} predates access models: grants are restored, "
                           "not compared")
