@@ -134,30 +134,32 @@ def main() -> int:
         demo.say("  restore: trigger bhv360_restore from its form; the backup DAGs run once unpaused")
         demo.say(f"  Airflow's records: {UI_DIR}/")
         demo.say("Ctrl-C stops it")
-        stopped = []
-        signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))
-        try:
-            while not stopped:
-                for name, process in processes.items():
-                    if process.poll() is not None:
-                        demo.say(f"airflow {name} stopped (exit {process.returncode}): see {UI_DIR / name}.log")
-                        return 1
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+        stopped: list[int] = []
+        for signum in (signal.SIGINT, signal.SIGTERM):  # set explicitly: a background job inherits SIGINT ignored
+            signal.signal(signum, lambda signum, _: stopped.append(signum))
+        while not stopped:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    demo.say(f"airflow {name} stopped (exit {process.returncode}): see {UI_DIR / name}.log")
+                    return 1
+            time.sleep(0.5)
         demo.say("stopping")
     return 0
 
 
-def _stop(processes: dict[str, subprocess.Popen]) -> None:
+def _stop(processes: dict[str, subprocess.Popen], seconds: float = 20) -> None:
+    """SIGTERM to every Airflow process group, SIGKILL to what is left after ``seconds``."""
     for process in processes.values():
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + seconds
     for process in processes.values():
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the group's children (LocalExecutor workers, log server)
 
 
 if __name__ == "__main__":
