@@ -62,6 +62,18 @@ INVALID = [
      "unknown field(s): drop_everything"),
     ("bad storage target", {"type": "storage", "paths": {"storage": "latest"}, "storage_target": "ftp://x"},
      "storage_target must be"),
+    ("empty point in time", {"type": "database", "paths": {"database": "latest"}, "point_in_time": ""},
+     "point_in_time is empty"),
+    ("point in time without zone", {"type": "database", "paths": {"database": "latest"},
+                                    "point_in_time": "2026-11-26T14:05:00"}, "has no zone"),
+    ("point in time not a time", {"type": "database", "paths": {"database": "latest"}, "point_in_time": "noon"},
+     "is not an ISO 8601 time"),
+    ("point in time without seconds", {"type": "database", "paths": {"database": "latest"},
+                                       "point_in_time": "2026-11-26T14:05+01:00"}, "date-time form (RFC 3339"),
+    ("point in time in basic form", {"type": "database", "paths": {"database": "latest"},
+                                     "point_in_time": "20261126T140500Z"}, "date-time form (RFC 3339"),
+    ("point in time in the future", {"type": "database", "paths": {"database": "latest"},
+                                     "point_in_time": "2999-01-01T00:00:00Z"}, "is in the future"),
 ]
 
 

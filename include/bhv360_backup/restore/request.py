@@ -27,6 +27,7 @@ COMPONENTS = {
 KNOWN_FIELDS = {"type", "paths", "target_conn_id", "confirm_overwrite", "dry_run", "supabase_target",
                 "storage_target", "restore_roles", "no_owner", "point_in_time", "accept_earlier_point"}
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 MAX_PATH = 1024
 _FLAGS = {"confirm_overwrite": False, "dry_run": False, "supabase_target": False, "restore_roles": False,
           "no_owner": True, "accept_earlier_point": False}
@@ -224,18 +225,26 @@ def parse_request(body: Any, *, backup_root: str, bucket: str) -> RestoreRequest
 
 def _moment(value: Any, problems: list[str]) -> datetime | None:
     """``point_in_time``: ISO 8601 with a zone (``2026-11-26T14:05:00+01:00``), or absent."""
-    if value is None or value == "":
+    if value is None:
+        return None
+    if value == "":
+        problems.append("point_in_time is empty: leave it out (or null) for the backup's own moment, "
+                        "or give an ISO 8601 time with a zone")
         return None
     if not isinstance(value, str):
         problems.append(f"point_in_time must be an ISO 8601 time with a zone, got {value!r}")
         return None
     try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         problems.append(f"point_in_time {value[:60]!r} is not an ISO 8601 time (e.g. 2026-11-26T14:05:00+01:00)")
         return None
     if moment.tzinfo is None:
         problems.append(f"point_in_time {value[:60]!r} has no zone: add one (Z, +01:00) so the moment is unambiguous")
+        return None
+    if not _RFC3339.fullmatch(value):
+        problems.append(f"point_in_time {value[:60]!r} is not in the API's date-time form (RFC 3339, e.g. "
+                        "2026-11-26T14:05:00+01:00)")
         return None
     if moment > datetime.now(timezone.utc) + timedelta(minutes=5):
         problems.append(f"point_in_time {value[:60]!r} is in the future")
