@@ -186,12 +186,22 @@ def _finish(threads: Mapping[str, _WriterThread]) -> None:
         thread.join()
 
 
+def json_line(row: Any) -> str:
+    """A row as a JSON line of an index or log: sorted keys, UTF-8."""
+    return json.dumps(row, ensure_ascii=False, sort_keys=True)
+
+
 def gzip_json_lines(rows: Iterable[Any]) -> Iterator[bytes]:
-    """Rows as gzip-compressed JSON lines (sorted keys, UTF-8), produced in chunks."""
+    """Rows as gzip-compressed JSON lines, produced in chunks."""
+    return gzip_lines(map(json_line, rows))
+
+
+def gzip_lines(lines: Iterable[str]) -> Iterator[bytes]:
+    """Text lines (each without its newline) gzip-compressed, produced in chunks."""
     compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
     pending: list[bytes] = []
-    for row in rows:
-        pending.append(json.dumps(row, ensure_ascii=False, sort_keys=True).encode() + b"\n")
+    for line in lines:
+        pending.append(line.encode() + b"\n")
         if len(pending) >= 1000:
             if chunk := compressor.compress(b"".join(pending)):
                 yield chunk

@@ -12,14 +12,22 @@ import pytest
 from bhv360_backup.demo.servers import S3_REGION
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations import LocalLocation, S3Location
+from bhv360_backup.producers import storage as storage_producer
 from bhv360_backup.producers.storage import take_snapshot
 from bhv360_backup.repository import retention
 from bhv360_backup.repository.blobs import collect_garbage, verify_snapshot_blobs
 from bhv360_backup.repository.layout import BLOB_PREFIX, BackupType, blob_key
 from bhv360_backup.repository.manifest import utc_now
-from bhv360_backup.repository.snapshots import read_index
+from bhv360_backup.repository.snapshots import read_blob_rows, read_index
 from bhv360_backup.repository.writer import BackupWriter
-from bhv360_backup.sources.storage import LocalFolderSource, SupabaseStorageSource
+from bhv360_backup.sources.storage import (
+    BucketInfo,
+    LocalFolderSource,
+    ObjectInfo,
+    OpenedObject,
+    StorageSource,
+    SupabaseStorageSource,
+)
 from tests.conftest import BUCKET
 from tests.fixtures.supabase_storage import SERVICE_KEY
 
@@ -341,3 +349,62 @@ def test_a_snapshot_without_the_blob_rows_of_0_2_still_verifies_dedupes_and_coll
     assert (stats.downloaded, stats.reused) == (0, 33)
     report = collect_garbage(locations[0], utc_now() + timedelta(days=3), dry_run=True)
     assert report.skipped_reason is None and report.removed == 0
+
+
+class CountingSource(StorageSource):
+    """``count`` small objects per bucket, generated as they are listed; records how far the listing
+    had got when the first object was opened. ``broken`` buckets fail after listing a few objects."""
+
+    def __init__(self, buckets, count, broken=()):
+        self.buckets, self.count, self.broken = buckets, count, set(broken)
+        self.listed = 0
+        self.listed_at_first_open = None
+
+    def describe(self):
+        return "counting source"
+
+    def list_buckets(self):
+        return [BucketInfo(bucket) for bucket in self.buckets]
+
+    def list_objects(self, bucket):
+        for i in range(self.count):
+            if bucket in self.broken and i == 5:
+                raise BackupError(f"listing {bucket} failed halfway")
+            self.listed += 1
+            yield ObjectInfo(bucket, f"item {i:05d}", 8, f"etag-{i}", "2026-11-01T00:00:00Z")
+
+    def open_object(self, obj):
+        if self.listed_at_first_open is None:
+            self.listed_at_first_open = self.listed
+        return OpenedObject(iter([f"{obj.path:>8}"[-8:].encode()]), "text/plain", None)
+
+
+def test_objects_are_copied_while_the_listing_goes_on_in_bounded_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage_producer, "LISTING_DEPTH", 50)
+    source = CountingSource(["a", "b"], 1500)
+    manifest, stats = snapshot(source, [LocalLocation(tmp_path / "backups")], parallelism=2)
+    assert stats.downloaded == 3000 and manifest.details["objects"] == 3000
+    # listed ahead: the queue, the transfers in flight and one per listing thread, not the whole bucket
+    assert source.listed_at_first_open <= 50 + 2 * storage_producer.TRANSFERS_AHEAD + 2 + 2
+
+
+def test_a_listing_that_fails_fails_the_snapshot_and_stops_the_other_listings(tmp_path):
+    source = CountingSource(["a", "b", "c"], 100_000, broken=["b"])
+    location = LocalLocation(tmp_path / "backups")
+    with pytest.raises(BackupError, match="listing b failed halfway"):
+        snapshot(source, [location], parallelism=3)
+    assert source.listed < 3 * 100_000 and location.list_backups(BackupType.STORAGE) == []
+
+
+def test_the_index_is_in_name_order_whatever_the_names(tmp_path):
+    names = ["Z.txt", "a.txt", "é.txt", "\U0001f600.txt", "b/c.txt", "b-c.txt", "B.txt", "ß/x", "a b.txt"]
+    for bucket in ("zeta", "alpha"):
+        for name in names:
+            (tmp_path / "buckets" / bucket / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "buckets" / bucket / name).write_bytes(name.encode())
+    location = LocalLocation(tmp_path / "backups")
+    manifest, _ = snapshot(LocalFolderSource(tmp_path / "buckets"), [location])
+    listed = [(entry.bucket, entry.path) for entry in read_index(location, manifest)]
+    assert listed == sorted((bucket, name) for bucket in ("zeta", "alpha") for name in names)
+    blob_rows = list(read_blob_rows(location, manifest))
+    assert [row["sha256"] for row in blob_rows] == [entry.sha256 for entry in read_index(location, manifest)]

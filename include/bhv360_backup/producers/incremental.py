@@ -16,6 +16,7 @@ from bhv360_backup.producers.storage import copy_object
 from bhv360_backup.repository.blobs import BlobStore, copy_snapshot_blobs
 from bhv360_backup.repository.locks import shared_lock
 from bhv360_backup.repository.manifest import Manifest
+from bhv360_backup.repository.scratch import ScratchIndex
 from bhv360_backup.repository.segments import CHANGES_ARTIFACT, OBJECTS_ARTIFACT, SEGMENT_BLOBS_ARTIFACT
 from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.sources.changes import PLUGIN, ChangeSource, changed_tables
@@ -120,7 +121,8 @@ def capture_segment(
             if stats.objects:
                 if storage is None:
                     raise BackupError("storage.objects changed but no storage source is configured to copy the files")
-                events, blob_rows = _store_objects(stats, storage(), BlobStore(writer))
+                with ScratchIndex() as scratch:
+                    events, blob_rows = _store_objects(stats, storage(), BlobStore(writer, scratch))
                 for location in writer.live:
                     location.flush()
                 writer.add(OBJECTS_ARTIFACT, gzip_json_lines(events))

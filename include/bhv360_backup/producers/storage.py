@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from bhv360_backup.repository.blobs import BlobStore, StoredBlob, copy_snapshot_
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.locks import shared_lock
 from bhv360_backup.repository.manifest import Manifest, iso, utc_now
+from bhv360_backup.repository.scratch import ScratchIndex
 from bhv360_backup.repository.snapshots import (
     BLOBS_ARTIFACT,
     INDEX_ARTIFACT,
@@ -26,17 +28,21 @@ from bhv360_backup.repository.snapshots import (
 )
 from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.sources.storage import (
+    BucketInfo,
     ObjectGone,
     ObjectInfo,
     StorageSource,
     TransientSourceError,
     with_retries,
 )
-from bhv360_backup.streams import gzip_json_lines
+from bhv360_backup.streams import gzip_lines
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PARALLELISM = 8
+
+
+MAX_NAMED = 100  # skipped objects and failures named in the stats and the error; the rest are counted
 
 
 @dataclass
@@ -48,10 +54,22 @@ class SnapshotStats:
     bytes_transferred: int = 0
     seconds: float = 0.0
     skipped_objects: list[str] = field(default_factory=list)
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
 
     @property
     def mb_per_s(self) -> float:
         return round(self.bytes_transferred / 1e6 / self.seconds, 2) if self.seconds else 0.0
+
+    def skip(self, name: str) -> None:
+        self.skipped += 1
+        if len(self.skipped_objects) < MAX_NAMED:
+            self.skipped_objects.append(name)
+
+    def fail(self, problem: str) -> None:
+        self.failed += 1
+        if len(self.failures) < MAX_NAMED:
+            self.failures.append(problem)
 
     def to_dict(self) -> dict:
         return {
@@ -61,22 +79,23 @@ class SnapshotStats:
             "skipped": self.skipped,
             "bytes_transferred": self.bytes_transferred,
             "mb_per_s": self.mb_per_s,
-            "skipped_objects": self.skipped_objects[:100],
+            "skipped_objects": self.skipped_objects,
         }
 
 
-def previous_blobs(locations: Sequence[Location]) -> dict[str, dict]:
+def load_previous_blobs(locations: Sequence[Location], scratch: ScratchIndex) -> None:
     """The blob rows of the newest complete snapshot by source fingerprint, from the first location
-    that has a readable one."""
+    that has a readable one, into ``scratch``."""
     for location in locations:
         try:
             ids = location.list_backups(BackupType.STORAGE)
             if ids:
                 manifest = location.read_manifest(BackupType.STORAGE, ids[-1])
-                return {row["source"]: row for row in read_blob_rows(location, manifest)}
+                scratch.load_previous(read_blob_rows(location, manifest))
+                return
         except Exception as error:  # noqa: BLE001 - then every object is downloaded again
             log.warning("previous snapshot in %s unreadable (%s); downloading everything", location.name, error)
-    return {}
+            scratch.load_previous(())
 
 
 def take_snapshot(
@@ -122,22 +141,85 @@ def copy_object(source: StorageSource, blobs: BlobStore, obj: ObjectInfo) -> Ind
                       blob.stored_sha256 if blobs.space else None, obj.id)
 
 
+LISTING_DEPTH = 10_000  # objects listed ahead of the transfers
+TRANSFERS_AHEAD = 4  # transfers queued per worker thread
+
+
+def listed_objects(source: StorageSource, buckets: Sequence[BucketInfo], parallelism: int) -> Iterator[ObjectInfo]:
+    """Every bucket's objects, buckets listed side by side, through a bounded queue; a listing that
+    fails raises here."""
+    listed: queue.Queue = queue.Queue(maxsize=LISTING_DEPTH)
+    stopped = threading.Event()
+    done = object()
+
+    def put(item: object) -> bool:
+        while not stopped.is_set():
+            try:
+                listed.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def list_bucket(bucket: BucketInfo) -> None:
+        try:
+            for obj in source.list_objects(bucket.id):
+                if not put(obj):
+                    return
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            put((done, error))
+            return
+        put((done, None))
+
+    with ThreadPoolExecutor(max(1, min(len(buckets), parallelism)), thread_name_prefix="list") as pool:
+        for bucket in buckets:
+            pool.submit(list_bucket, bucket)
+        try:
+            remaining = len(buckets)
+            while remaining:
+                item = listed.get()
+                if isinstance(item, tuple) and item[0] is done:
+                    if item[1] is not None:
+                        raise item[1]
+                    remaining -= 1
+                    continue
+                yield item
+        finally:
+            stopped.set()
+
+
+class BoundedPool:
+    """A thread pool whose ``submit`` waits while ``depth`` tasks are queued or running."""
+
+    def __init__(self, workers: int, depth: int, name: str) -> None:
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        self._slots = threading.BoundedSemaphore(depth)
+
+    def submit(self, task: Callable[..., None], *args: object) -> None:
+        self._slots.acquire()
+        self._pool.submit(task, *args).add_done_callback(lambda _: self._slots.release())
+
+    def __enter__(self) -> BoundedPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=True)
+
+
 def _snapshot(
     source: StorageSource, writer: BackupWriter, *, dag_id: str, run_id: str, parallelism: int
 ) -> tuple[Manifest, SnapshotStats]:
+    with ScratchIndex() as scratch:
+        return _snapshot_through(scratch, source, writer, dag_id=dag_id, run_id=run_id, parallelism=parallelism)
+
+
+def _snapshot_through(
+    scratch: ScratchIndex, source: StorageSource, writer: BackupWriter, *, dag_id: str, run_id: str, parallelism: int
+) -> tuple[Manifest, SnapshotStats]:
     stats = SnapshotStats()
     started = time.monotonic()
-    previous = previous_blobs(writer.live)
-    blobs = BlobStore(writer)
-    listing_started = utc_now()
-    buckets = source.list_buckets()
-    with ThreadPoolExecutor(max(1, min(len(buckets), parallelism)), thread_name_prefix="list") as pool:
-        listings = list(pool.map(lambda bucket: list(source.list_objects(bucket.id)), buckets))
-    objects = [obj for listing in listings for obj in listing]
-    listing_completed = utc_now()
-    stats.seen = len(objects)
-    entries: dict[tuple[str, str], IndexEntry] = {}
-    failures: list[str] = []
+    load_previous_blobs(writer.live, scratch)
+    blobs = BlobStore(writer, scratch)
     lock = threading.Lock()
 
     def transfer(obj: ObjectInfo) -> None:
@@ -145,58 +227,60 @@ def _snapshot(
             entry = copy_object(source, blobs, obj)
         except ObjectGone:
             with lock:
-                stats.skipped += 1
-                stats.skipped_objects.append(f"{obj.bucket}/{obj.path}")
+                stats.skip(f"{obj.bucket}/{obj.path}")
             return
         except Exception as error:  # noqa: BLE001 - the task fails after the other objects finish
             with lock:
-                failures.append(f"{obj.bucket}/{obj.path}: {first_line(error)}")
+                stats.fail(f"{obj.bucket}/{obj.path}: {first_line(error)}")
             return
+        scratch.add_entry(entry)
         with lock:
-            entries[(obj.bucket, obj.path)] = entry
             stats.downloaded += 1
             stats.bytes_transferred += entry.size
 
     def reuse(obj: ObjectInfo, row: dict) -> None:
-        entry = blobs.keep_locked(IndexEntry.reuse(obj, row))
+        try:
+            entry = blobs.keep_locked(IndexEntry.reuse(obj, row))
+        except Exception as error:  # noqa: BLE001 - the task fails after the other objects finish
+            with lock:
+                stats.fail(f"{obj.bucket}/{obj.path}: {first_line(error)}")
+            return
+        scratch.add_entry(entry)
         with lock:
-            entries[(obj.bucket, obj.path)] = entry
             stats.reused += 1
 
-    to_download, to_reuse = [], []
-    for obj in objects:
-        earlier = previous.get(source_fingerprint(obj.bucket, obj.path, obj.etag, obj.size, obj.updated_at))
-        if earlier and blobs.has(earlier):
-            to_reuse.append((obj, earlier))
-        else:
-            to_download.append(obj)
-    if blobs.locked:
-        with ThreadPoolExecutor(max(1, parallelism), thread_name_prefix="lock") as pool:
-            for _ in pool.map(lambda pair: reuse(*pair), to_reuse):
-                pass
-    else:
-        for obj, row in to_reuse:  # no request to make: inline
-            reuse(obj, row)
-    with ThreadPoolExecutor(max(1, parallelism), thread_name_prefix="snapshot") as pool:
-        for _ in pool.map(transfer, to_download):
-            pass
+    listing_started = utc_now()
+    buckets = source.list_buckets()
+    workers = max(1, parallelism)
+    with BoundedPool(workers, workers * TRANSFERS_AHEAD, "snapshot") as pool:
+        for obj in listed_objects(source, buckets, parallelism):
+            stats.seen += 1
+            earlier = scratch.previous(source_fingerprint(obj.bucket, obj.path, obj.etag, obj.size, obj.updated_at))
+            if earlier and blobs.has(earlier):
+                if blobs.locked:  # extending a lock is a request: in the pool
+                    pool.submit(reuse, obj, earlier)
+                else:
+                    reuse(obj, earlier)
+            else:
+                pool.submit(transfer, obj)
+        listing_completed = utc_now()
     stats.seconds = time.monotonic() - started
-    if failures:
-        raise BackupError(f"{len(failures)} object(s) could not be copied: " + "; ".join(failures[:10]))
-    ordered = [entries[key] for key in sorted(entries)]
+    if stats.failed:
+        raise BackupError(f"{stats.failed} object(s) could not be copied: " + "; ".join(stats.failures[:10]))
     for location in writer.live:
         location.flush()  # every blob durable before the index that names them
-    writer.add(INDEX_ARTIFACT, gzip_json_lines(entry.row() for entry in ordered))
-    writer.add(BLOBS_ARTIFACT, gzip_json_lines(entry.blob_row() for entry in ordered), encrypt=False)
+    writer.add(INDEX_ARTIFACT, gzip_lines(scratch.index_lines()))
+    writer.add(BLOBS_ARTIFACT, gzip_lines(scratch.blob_lines()), encrypt=False)
     writer.verify()
+    objects, size = scratch.totals()
     manifest = writer.publish(
         dag_id=dag_id,
         run_id=run_id,
         details={
             "source": source.describe(),
             "buckets": [bucket.to_dict() for bucket in buckets],
-            "objects": len(ordered),
-            "bytes": sum(entry.size for entry in ordered),
+            "objects": objects,
+            "bytes": size,
             "index": INDEX_ARTIFACT,
             "listing_started_at": iso(listing_started),
             "listing_completed_at": iso(listing_completed),
@@ -205,5 +289,3 @@ def _snapshot(
     )
     log.info("storage snapshot %s: %s", writer.backup_id, stats.to_dict())
     return manifest, stats
-
-

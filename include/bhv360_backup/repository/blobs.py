@@ -11,7 +11,6 @@ encrypts every object to the new key, while older snapshots keep their blobs unt
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -34,6 +33,7 @@ from bhv360_backup.repository.layout import (
 )
 from bhv360_backup.repository.locks import exclusive_lock
 from bhv360_backup.repository.manifest import Manifest, iso, parse_iso, utc_now
+from bhv360_backup.repository.scratch import ScratchIndex
 from bhv360_backup.repository.snapshots import IndexEntry, read_blob_rows, stored_size
 from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.streams import Digest, copy_stream
@@ -56,25 +56,23 @@ class StoredBlob:
 class BlobStore:
     """The blob space of the live locations of one snapshot run (plain, or of the writer's recipients)."""
 
-    def __init__(self, writer: BackupWriter) -> None:
+    def __init__(self, writer: BackupWriter, scratch: ScratchIndex) -> None:
         self.writer = writer
         self.space = blob_space(writer.recipients)
         self.folder = f"{BLOBS_ROOT}{self.space or PLAIN_SPACE}/"
-        self.known: dict[str, dict[str, int]] = {}
-        self._lock = threading.Lock()
+        self.scratch = scratch
         self.locked = [location for location in writer.live if location.lock_until() is not None]
         for location in writer.live:
             try:
-                self.known[location.name] = {
-                    item.key.rsplit("/", 1)[-1]: item.size for item in location.iter_objects(self.folder)
-                }
+                scratch.load_present(location.name, ((item.key.rsplit("/", 1)[-1], item.size)
+                                                     for item in location.iter_objects(self.folder)))
             except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
                 writer.drop(location, f"cannot list blobs: {first_line(error)}")
 
     def has(self, row: dict) -> bool:
         if row.get("space") != self.space:
             return False
-        return all(self.known.get(location.name, {}).get(row["sha256"]) == stored_size(row)
+        return all(self.scratch.present_size(location.name, row["sha256"]) == stored_size(row)
                    for location in self.writer.live)
 
     def store(self, chunks: Iterator[bytes]) -> StoredBlob:
@@ -88,17 +86,15 @@ class BlobStore:
             sealed, plain = chunks, stored
 
         def key_of(location: Location) -> str | None:
-            with self._lock:
-                present = self.known[location.name].get(plain.sha256) == stored.size
+            present = self.scratch.present_size(location.name, plain.sha256) == stored.size
             return None if present else blob_key(plain.sha256, self.space)
 
         def open_writer(location: Location) -> ArtifactWriter:
             return location.open_blob_writer(self.folder, lambda: key_of(location))
 
         _, written = self.writer.stream_everywhere(open_writer, sealed, "a blob", digest=stored)
-        with self._lock:
-            for location in written:
-                self.known[location.name][plain.sha256] = stored.size
+        for location in written:
+            self.scratch.mark_present(location.name, plain.sha256, stored.size)
         return StoredBlob(plain.sha256, plain.size, stored.size, stored.sha256,
                           iso(locked_until) if locked_until else None)
 

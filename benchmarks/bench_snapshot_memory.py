@@ -1,0 +1,98 @@
+"""Benchmark: a storage snapshot's memory and time per object as the number of objects grows.
+
+A folder source of N small files (64 bytes each, every one different, in three buckets of nested
+folders) is snapshotted into a local location twice, each snapshot in a child process that reports
+its peak RSS: a first snapshot (every object a new blob) and a second with nothing changed. The
+baseline, measured in the same run, is ``rclone sync`` of the same folders to a local folder (Debian's
+``rclone``; installed if missing) at the same parallelism.
+
+    .venv/bin/python benchmarks/bench_snapshot_memory.py --objects 10000 50000 200000 [--parallelism 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import WORK, peak_rss_mb, require_tool, timed
+
+BUCKETS = ("certificates", "floor-plans", "incident-photos")
+
+
+def fill_folder(root: Path, count: int) -> None:
+    for i in range(count):
+        folder = root / BUCKETS[i % 3] / f"org-{i % 97}" / f"team-{i % 1009}"
+        if i < 3 * 97 * 1009:
+            folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"item {i}.txt").write_bytes(f"{i:064d}".encode())
+
+
+def run_snapshot_child(spec: dict) -> None:
+    from bhv360_backup.locations import LocalLocation
+    from bhv360_backup.producers.storage import take_snapshot
+    from bhv360_backup.repository.layout import BackupType
+    from bhv360_backup.repository.writer import BackupWriter
+    from bhv360_backup.sources.storage import LocalFolderSource
+
+    writer = BackupWriter([LocalLocation(Path(spec["root"]))], BackupType.STORAGE, spec["backup_id"])
+    started = time.monotonic()
+    _, stats = take_snapshot(LocalFolderSource(Path(spec["source"])), writer, dag_id="bench",
+                             run_id=spec["backup_id"], parallelism=spec["parallelism"])
+    writer.raise_for_failures()
+    Path(spec["report"]).write_text(json.dumps({**stats.to_dict(), "seconds": time.monotonic() - started,
+                                                "peak_rss_mb": peak_rss_mb()}))
+
+
+def measure(count: int, parallelism: int, rclone: str) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-snapshot-memory-", dir=WORK))
+    try:
+        source = work / "source"
+        fill_folder(source, count)
+        rclone_seconds = timed([rclone, "sync", str(source), str(work / "rclone"), f"--transfers={parallelism}",
+                                f"--checkers={parallelism}", "-q"])
+
+        def snapshot(backup_id: str) -> dict:
+            report = work / f"{backup_id}.json"
+            spec = {"source": str(source), "root": str(work / "ours"), "backup_id": backup_id,
+                    "parallelism": parallelism, "report": str(report)}
+            timed([sys.executable, __file__, "--child", json.dumps(spec)])
+            return json.loads(report.read_text())
+
+        first = snapshot("20260101T000000Z")
+        second = snapshot("20260102T000000Z")
+        assert first["downloaded"] == count and second["reused"] == count, (first, second)
+        print(f"{count:>9,} objects  rclone sync {rclone_seconds:7.1f} s ({rclone_seconds / count * 1e3:.2f} ms/object)"
+              f"  first {first['seconds']:7.1f} s ({first['seconds'] / count * 1e3:.2f} ms/object,"
+              f" {first['seconds'] / rclone_seconds:.2f}x rclone, peak RSS {first['peak_rss_mb']} MB)"
+              f"  unchanged {second['seconds']:6.1f} s ({second['seconds'] / count * 1e3:.3f} ms/object,"
+              f" {second['seconds'] / first['seconds']:.3f} of the first, peak RSS {second['peak_rss_mb']} MB)",
+              flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--objects", type=int, nargs="+", default=[10_000, 50_000, 200_000])
+    parser.add_argument("--parallelism", type=int, default=8)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_snapshot_child(json.loads(args.child))
+        return
+    rclone = require_tool("rclone", "rclone")
+    WORK.mkdir(exist_ok=True)
+    print(f"folder source to a local location, parallelism {args.parallelism}, {os.cpu_count()} cores; "
+          "targets: peak RSS < 200 MB at 1,000,000 objects, unchanged <= 0.05 of the first")
+    for count in args.objects:
+        measure(count, args.parallelism, rclone)
+
+
+if __name__ == "__main__":
+    main()
