@@ -29,6 +29,16 @@ def test_keys_cannot_leave_the_root(tmp_path):
             location.open_writer(key)
 
 
+def test_a_file_linked_out_of_a_folder_already_checked_is_refused(tmp_path):
+    root = tmp_path / "root"
+    location = LocalLocation(root)
+    location.put_bytes("blobs/sha256/ab/first", b"x")
+    (root / "blobs" / "sha256" / "ab" / "second").symlink_to(tmp_path / "secret")
+    assert list(location.read_chunks("blobs/sha256/ab/first")) == [b"x"]
+    with pytest.raises(BackupError, match="outside the local backup root"):
+        location.open_writer("blobs/sha256/ab/second")
+
+
 def test_scan_lists_only_backups_with_a_manifest(tmp_path):
     location = LocalLocation(tmp_path)
     location.put_bytes("database/20260101T000000Z/database.dump", b"x")

@@ -29,6 +29,8 @@ from bhv360_backup.repository.layout import (
 
 
 def _make_dirs(path: Path) -> None:
+    if path.is_dir():
+        return
     for parent in reversed([path, *path.parents]):
         if not parent.exists():
             parent.mkdir(mode=0o700, exist_ok=True)  # another writer thread may create it first
@@ -95,6 +97,7 @@ class LocalLocation(Location):
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._real_root: Path | None = None
+        self._inside: set[str] = set()  # folders (keys) found inside the root: a blob's path checks one lstat
 
     def describe(self) -> str:
         return str(self.root)
@@ -102,10 +105,15 @@ class LocalLocation(Location):
     def path_of(self, key: str) -> Path:
         """The file a key names, refusing keys that leave the root (``..``, symlinks out)."""
         path = self.root / check_relative_path(key)
+        folder = key.rpartition("/")[0]
+        if folder in self._inside and not path.is_symlink():
+            return path
         if self._real_root is None:
             self._real_root = self.root.resolve()
         if not path.resolve().is_relative_to(self._real_root):
             raise BackupError(f"{key!r} leads outside the local backup root {self.root}")
+        if path.parent.is_dir() and len(self._inside) < 4096:
+            self._inside.add(folder)
         return path
 
     def local_path(self, key: str) -> Path | None:

@@ -142,12 +142,14 @@ def copy_object(source: StorageSource, blobs: BlobStore, obj: ObjectInfo) -> Ind
 
 
 LISTING_DEPTH = 10_000  # objects listed ahead of the transfers
+BATCH = 500  # listed objects compared with the previous snapshot at once
 TRANSFERS_AHEAD = 4  # transfers queued per worker thread
 
 
-def listed_objects(source: StorageSource, buckets: Sequence[BucketInfo], parallelism: int) -> Iterator[ObjectInfo]:
-    """Every bucket's objects, buckets listed side by side, through a bounded queue; a listing that
-    fails raises here."""
+def listed_batches(source: StorageSource, buckets: Sequence[BucketInfo], parallelism: int,
+                   size: int = BATCH) -> Iterator[list[ObjectInfo]]:
+    """Every bucket's objects in batches of up to ``size`` (as many as are listed, never waiting for a
+    batch to fill), buckets listed side by side through a bounded queue; a listing that fails raises here."""
     listed: queue.Queue = queue.Queue(maxsize=LISTING_DEPTH)
     stopped = threading.Event()
     done = object()
@@ -176,14 +178,25 @@ def listed_objects(source: StorageSource, buckets: Sequence[BucketInfo], paralle
             pool.submit(list_bucket, bucket)
         try:
             remaining = len(buckets)
+            batch: list[ObjectInfo] = []
             while remaining:
-                item = listed.get()
+                try:
+                    item = listed.get(block=not batch)
+                except queue.Empty:
+                    yield batch
+                    batch = []
+                    continue
                 if isinstance(item, tuple) and item[0] is done:
                     if item[1] is not None:
                         raise item[1]
                     remaining -= 1
                     continue
-                yield item
+                batch.append(item)
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
         finally:
             stopped.set()
 
@@ -204,6 +217,20 @@ class BoundedPool:
 
     def __exit__(self, *exc_info: object) -> None:
         self._pool.shutdown(wait=True)
+
+
+def compare_with_previous(
+    batch: list[ObjectInfo], scratch: ScratchIndex, blobs: BlobStore
+) -> tuple[list[tuple[ObjectInfo, dict]], list[ObjectInfo]]:
+    """The listed objects whose earlier blob every location still holds (with its row), and the rest."""
+    fingerprints = [source_fingerprint(obj.bucket, obj.path, obj.etag, obj.size, obj.updated_at) for obj in batch]
+    previous = scratch.previous(fingerprints)
+    earlier = [(obj, previous[fingerprint]) for obj, fingerprint in zip(batch, fingerprints, strict=True)
+               if fingerprint in previous]
+    verdicts = blobs.reusable([row for _, row in earlier])
+    to_reuse = [pair for pair, reusable in zip(earlier, verdicts, strict=True) if reusable]
+    reused = {id(obj) for obj, _ in to_reuse}
+    return to_reuse, [obj for obj in batch if id(obj) not in reused]
 
 
 def _snapshot(
@@ -253,15 +280,15 @@ def _snapshot_through(
     buckets = source.list_buckets()
     workers = max(1, parallelism)
     with BoundedPool(workers, workers * TRANSFERS_AHEAD, "snapshot") as pool:
-        for obj in listed_objects(source, buckets, parallelism):
-            stats.seen += 1
-            earlier = scratch.previous(source_fingerprint(obj.bucket, obj.path, obj.etag, obj.size, obj.updated_at))
-            if earlier and blobs.has(earlier):
+        for batch in listed_batches(source, buckets, parallelism):
+            stats.seen += len(batch)
+            to_reuse, to_download = compare_with_previous(batch, scratch, blobs)
+            for obj, row in to_reuse:
                 if blobs.locked:  # extending a lock is a request: in the pool
-                    pool.submit(reuse, obj, earlier)
+                    pool.submit(reuse, obj, row)
                 else:
-                    reuse(obj, earlier)
-            else:
+                    reuse(obj, row)
+            for obj in to_download:
                 pool.submit(transfer, obj)
         listing_completed = utc_now()
     stats.seconds = time.monotonic() - started

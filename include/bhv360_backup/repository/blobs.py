@@ -69,11 +69,12 @@ class BlobStore:
             except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
                 writer.drop(location, f"cannot list blobs: {first_line(error)}")
 
-    def has(self, row: dict) -> bool:
-        if row.get("space") != self.space:
-            return False
-        return all(self.scratch.present_size(location.name, row["sha256"]) == stored_size(row)
-                   for location in self.writer.live)
+    def reusable(self, rows: list[dict]) -> list[bool]:
+        """For each earlier blob row: is its blob, of this blob space, in every live location?"""
+        names = [row["sha256"] for row in rows if row.get("space") == self.space]
+        present = [self.scratch.present_sizes(location.name, names) for location in self.writer.live]
+        return [row.get("space") == self.space and all(sizes.get(row["sha256"]) == stored_size(row) for sizes in present)
+                for row in rows]
 
     def store(self, chunks: Iterator[bytes]) -> StoredBlob:
         """Stream an object into every live location's blob space, each copy written once, straight to
@@ -86,7 +87,7 @@ class BlobStore:
             sealed, plain = chunks, stored
 
         def key_of(location: Location) -> str | None:
-            present = self.scratch.present_size(location.name, plain.sha256) == stored.size
+            present = self.scratch.present_sizes(location.name, [plain.sha256]).get(plain.sha256) == stored.size
             return None if present else blob_key(plain.sha256, self.space)
 
         def open_writer(location: Location) -> ArtifactWriter:

@@ -12,6 +12,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 
 from bhv360_backup.repository.snapshots import IndexEntry
@@ -23,16 +24,46 @@ CREATE TABLE present (location TEXT, name TEXT, size INTEGER NOT NULL, PRIMARY K
 CREATE TABLE entries (bucket TEXT, path TEXT, size INTEGER NOT NULL, row TEXT NOT NULL, blob_row TEXT NOT NULL,
                       PRIMARY KEY (bucket, path)) WITHOUT ROWID;
 """
-_BATCH = 2000
+BATCH = 500  # rows per statement: each SQLite call gives up the GIL, so the run's threads meet it rarely
+_FILTER_BITS = 1 << 25  # 4 MB: under 0.1 % false positives up to two million blobs
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+class _BlobFilter:
+    """A Bloom filter of the blob names (sha256 hex, so already uniformly spread) known to be present:
+    most lookups of a new blob end here, without a query."""
+
+    def __init__(self) -> None:
+        self._bits = bytearray(_FILTER_BITS // 8)
+
+    def _positions(self, location: str, name: str) -> list[int]:
+        salt = hash(location)
+        return [(int(name[i : i + 8], 16) ^ salt) % _FILTER_BITS for i in (0, 8, 16, 24)]
+
+    def add(self, location: str, name: str) -> None:
+        for position in self._positions(location, name):
+            self._bits[position >> 3] |= 1 << (position & 7)
+
+    def may_hold(self, location: str, name: str) -> bool:
+        return all(self._bits[position >> 3] & (1 << (position & 7)) for position in self._positions(location, name))
 
 
 class ScratchIndex:
-    """An on-disk index for one run, safe to use from the run's threads. Use it as a context manager."""
+    """An on-disk index for one run, safe to use from the run's threads. Use it as a context manager.
+    Rows are written in batches; lookups of many keys go in one query."""
 
     def __init__(self) -> None:
         self._folder = Path(tempfile.mkdtemp(prefix="bhv360-snapshot-"))
         self._db = sqlite3.connect(self._folder / "scratch.sqlite", check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        self._filter = _BlobFilter()
+        self._marked: dict[tuple[str, str], int] = {}  # present, not yet written
+        self._entries: list[tuple] = []  # not yet written
         # a throwaway file: no journal, no fsync, one transaction for the whole run, a bounded page cache
         self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-16000;"
                                + _SCHEMA + "BEGIN;")
@@ -45,15 +76,18 @@ class ScratchIndex:
         shutil.rmtree(self._folder, ignore_errors=True)
 
     def _insert_many(self, statement: str, rows: Iterable[tuple]) -> None:
-        batch: list[tuple] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= _BATCH:
-                with self._lock:
-                    self._db.executemany(statement, batch)
-                batch.clear()
-        with self._lock:
-            self._db.executemany(statement, batch)
+        for batch in batched(rows, BATCH):
+            with self._lock:
+                self._db.executemany(statement, batch)
+
+    def _select_many(self, statement: str, first: tuple, keys: list[str]) -> list[tuple]:
+        """``statement`` with ``{keys}`` for up to BATCH placeholders, run for each batch of ``keys``."""
+        found = []
+        for batch in batched(keys, BATCH):
+            query = statement.format(keys=",".join("?" * len(batch)))
+            with self._lock:
+                found.extend(self._db.execute(query, (*first, *batch)).fetchall())
+        return found
 
     def load_previous(self, blob_rows: Iterable[dict]) -> None:
         """The previous snapshot's blob rows; any loaded before are replaced (a location that failed midway)."""
@@ -62,36 +96,54 @@ class ScratchIndex:
         self._insert_many("INSERT OR REPLACE INTO previous VALUES (?, ?)",
                           ((row["source"], json.dumps(row)) for row in blob_rows))
 
-    def previous(self, source: str) -> dict | None:
-        with self._lock:
-            found = self._db.execute("SELECT row FROM previous WHERE source = ?", (source,)).fetchone()
-        return json.loads(found[0]) if found else None
+    def previous(self, sources: list[str]) -> dict[str, dict]:
+        """The previous snapshot's blob rows of those of ``sources`` it has."""
+        found = self._select_many("SELECT source, row FROM previous WHERE source IN ({keys})", (), sources)
+        return {source: json.loads(row) for source, row in found}
 
     def load_present(self, location: str, blobs: Iterable[tuple[str, int]]) -> None:
         """The blobs (name, stored size) ``location`` holds."""
-        self._insert_many("INSERT OR REPLACE INTO present VALUES (?, ?, ?)",
-                          ((location, name, size) for name, size in blobs))
+        def rows() -> Iterator[tuple[str, str, int]]:
+            for name, size in blobs:
+                self._filter.add(location, name)
+                yield location, name, size
 
-    def present_size(self, location: str, name: str) -> int | None:
+        self._insert_many("INSERT OR REPLACE INTO present VALUES (?, ?, ?)", rows())
+
+    def present_sizes(self, location: str, names: list[str]) -> dict[str, int]:
+        """The stored sizes of those of ``names`` that ``location`` holds."""
         with self._lock:
-            found = self._db.execute("SELECT size FROM present WHERE location = ? AND name = ?",
-                                     (location, name)).fetchone()
-        return found[0] if found else None
+            marked = {name: self._marked[(location, name)] for name in names if (location, name) in self._marked}
+        wanted = [name for name in names if name not in marked and self._filter.may_hold(location, name)]
+        found = self._select_many("SELECT name, size FROM present WHERE location = ? AND name IN ({keys})",
+                                  (location,), wanted)
+        return {**dict(found), **marked}
 
     def mark_present(self, location: str, name: str, size: int) -> None:
+        self._filter.add(location, name)
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO present VALUES (?, ?, ?)", (location, name, size))
+            self._marked[(location, name)] = size
+            if len(self._marked) >= BATCH:
+                self._db.executemany("INSERT OR REPLACE INTO present VALUES (?, ?, ?)",
+                                     [(*key, size) for key, size in self._marked.items()])
+                self._marked.clear()
 
     def add_entry(self, entry: IndexEntry) -> None:
         """An entry of the new index (a later one for the same bucket and path replaces it)."""
-        row, blob_row = json_line(entry.row()), json_line(entry.blob_row())
+        row = (entry.bucket, entry.path, entry.size, json_line(entry.row()), json_line(entry.blob_row()))
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)",
-                             (entry.bucket, entry.path, entry.size, row, blob_row))
+            self._entries.append(row)
+            if len(self._entries) >= BATCH:
+                self._write_entries()
+
+    def _write_entries(self) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", self._entries)
+        self._entries.clear()
 
     def totals(self) -> tuple[int, int]:
         """The new index's number of entries and plain bytes."""
         with self._lock:
+            self._write_entries()
             count, size = self._db.execute("SELECT count(*), coalesce(sum(size), 0) FROM entries").fetchone()
         return count, size
 
@@ -100,12 +152,13 @@ class ScratchIndex:
         after: tuple[str, str] | None = None
         while True:
             with self._lock:
+                self._write_entries()
                 if after is None:
                     page = self._db.execute(f"SELECT bucket, path, {column} FROM entries ORDER BY bucket, path "
-                                            "LIMIT ?", (_BATCH,)).fetchall()
+                                            "LIMIT ?", (BATCH,)).fetchall()
                 else:
                     page = self._db.execute(f"SELECT bucket, path, {column} FROM entries WHERE (bucket, path) > (?, ?) "
-                                            "ORDER BY bucket, path LIMIT ?", (*after, _BATCH)).fetchall()
+                                            "ORDER BY bucket, path LIMIT ?", (*after, BATCH)).fetchall()
             if not page:
                 return
             for _, _, line in page:
