@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 
 import pytest
 
@@ -51,3 +52,23 @@ def test_scan_lists_only_backups_with_a_manifest(tmp_path):
     assert location.list_backups(BackupType.DATABASE) == []
     with pytest.raises(ArtifactMissing):
         location.read_bytes("database/20260102T000000Z/database.dump")
+
+
+def test_a_file_renamed_while_the_folder_is_listed_does_not_break_the_listing(tmp_path, monkeypatch):
+    """A lock's staging file committed by another run right after it was first looked at (garbage
+    collection lists while a snapshot writes): the listing goes on."""
+    location = LocalLocation(tmp_path)
+    location.put_bytes("locks/kept.json", b"{}")
+    staging = tmp_path / "locks" / ".partial-1-snapshot-1.json"
+    staging.write_bytes(b"{}")
+    real_stat = os.stat
+
+    def stat_then_commit(path, *args, **kwargs):
+        found = real_stat(path, *args, **kwargs)
+        if pathlib.Path(path) == staging:
+            staging.rename(tmp_path / "locks" / "snapshot-1.json")
+        return found
+
+    monkeypatch.setattr(os, "stat", stat_then_commit)
+    keys = [item.key for item in location.iter_objects("locks/")]
+    assert "locks/kept.json" in keys

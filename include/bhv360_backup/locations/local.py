@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -34,6 +35,18 @@ def _make_dirs(path: Path) -> None:
     for parent in reversed([path, *path.parents]):
         if not parent.exists():
             parent.mkdir(mode=0o700, exist_ok=True)  # another writer thread may create it first
+
+
+def _files(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """The regular files below ``folder`` (no symlinks), skipping any renamed or removed since listed (a
+    staging file another run committed meanwhile)."""
+    for path in folder.rglob("*"):
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            yield path, info
 
 
 class LocalWriter(ArtifactWriter):
@@ -155,7 +168,7 @@ class LocalLocation(Location):
         for entry in type_dir.iterdir():
             if not entry.is_dir() or entry.is_symlink() or not is_backup_id(entry.name):
                 continue
-            times = [entry.stat().st_mtime] + [f.stat().st_mtime for f in entry.rglob("*") if f.is_file()]
+            times = [entry.stat().st_mtime] + [info.st_mtime for _, info in _files(entry)]
             folders.append(
                 BackupFolder(
                     backup_id=entry.name,
@@ -169,11 +182,9 @@ class LocalLocation(Location):
         folder = self.path_of(prefix.rstrip("/"))
         if not folder.is_dir():
             return
-        for path in folder.rglob("*"):
-            if path.is_file() and not path.is_symlink():
-                info = path.stat()
-                key = path.relative_to(self.root).as_posix()
-                yield StoredObject(key, info.st_size, datetime.fromtimestamp(info.st_mtime, timezone.utc))
+        for path, info in _files(folder):
+            key = path.relative_to(self.root).as_posix()
+            yield StoredObject(key, info.st_size, datetime.fromtimestamp(info.st_mtime, timezone.utc))
 
     def delete(self, key: str) -> None:
         self.path_of(key).unlink(missing_ok=True)
