@@ -78,3 +78,15 @@ def test_local_source_lists_non_ascii_names(tmp_path):
     assert [b.id for b in source.list_buckets()] == ["photos"]
     (obj,) = source.list_objects("photos")
     assert obj.path == "café/foto 1.png" and obj.content_type == "image/png"
+
+
+def test_local_source_lists_regular_files_at_every_depth_and_no_links(tmp_path):
+    (tmp_path / "docs" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "docs" / "top.pdf").write_bytes(b"1")
+    (tmp_path / "docs" / "a" / "b" / "deep.pdf").write_bytes(b"22")
+    (tmp_path / "docs" / "link.pdf").symlink_to(tmp_path / "docs" / "top.pdf")
+    (tmp_path / "docs" / "linked-folder").symlink_to(tmp_path / "docs" / "a")
+    listed = {obj.path: obj for obj in LocalFolderSource(tmp_path).list_objects("docs")}
+    assert sorted(listed) == ["a/b/deep.pdf", "top.pdf"]
+    info = (tmp_path / "docs" / "a" / "b" / "deep.pdf").stat()
+    assert listed["a/b/deep.pdf"].etag == f"{info.st_mtime_ns:x}-2" and listed["a/b/deep.pdf"].size == 2

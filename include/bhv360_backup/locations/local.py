@@ -39,14 +39,17 @@ def _make_dirs(path: Path) -> None:
 
 def _files(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
     """The regular files below ``folder`` (no symlinks), skipping any renamed or removed since listed (a
-    staging file another run committed meanwhile)."""
-    for path in folder.rglob("*"):
-        try:
-            info = path.lstat()
-        except FileNotFoundError:
-            continue
-        if stat.S_ISREG(info.st_mode):
-            yield path, info
+    staging file another run committed meanwhile). Walked folder by folder: ``Path.rglob`` remembers
+    every path it yielded, a million blobs' worth of memory."""
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = Path(parent, name)
+            try:
+                info = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                yield path, info
 
 
 class LocalWriter(ArtifactWriter):

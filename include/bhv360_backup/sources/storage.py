@@ -10,6 +10,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import random
+import stat
 import time
 import urllib.parse
 from abc import ABC, abstractmethod
@@ -114,21 +115,30 @@ class LocalFolderSource(StorageSource):
         return [BucketInfo(entry.name) for entry in sorted(self.root.iterdir()) if entry.is_dir()]
 
     def list_objects(self, bucket: str) -> Iterator[ObjectInfo]:
+        """Regular files only (no symlinks), one ``lstat`` each; a file removed meanwhile is left out."""
         base = self.root / bucket
-        for folder, _, files in os.walk(base):
-            for name in sorted(files):
-                path = Path(folder) / name
-                if path.is_symlink():
+        folders = [""]
+        while folders:
+            prefix = folders.pop()
+            with os.scandir(base / prefix) as found:
+                entries = sorted(found, key=lambda entry: entry.name)
+            for entry in entries:
+                path = f"{prefix}{entry.name}"
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
                     continue
-                info = path.stat()
-                yield ObjectInfo(
-                    bucket=bucket,
-                    path=path.relative_to(base).as_posix(),
-                    size=info.st_size,
-                    etag=f"{info.st_mtime_ns:x}-{info.st_size:x}",
-                    updated_at=_iso(datetime.fromtimestamp(info.st_mtime, timezone.utc)),
-                    content_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
-                )
+                if stat.S_ISDIR(info.st_mode):
+                    folders.append(f"{path}/")
+                elif stat.S_ISREG(info.st_mode):
+                    yield ObjectInfo(
+                        bucket=bucket,
+                        path=path,
+                        size=info.st_size,
+                        etag=f"{info.st_mtime_ns:x}-{info.st_size:x}",
+                        updated_at=_iso(datetime.fromtimestamp(info.st_mtime, timezone.utc)),
+                        content_type=mimetypes.guess_type(entry.name)[0] or "application/octet-stream",
+                    )
 
     def open_object(self, obj: ObjectInfo) -> OpenedObject:
         try:
