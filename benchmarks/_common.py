@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 WORK = Path(__file__).parent / ".work"
@@ -16,6 +19,17 @@ def peak_rss_mb() -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) // 1024
     raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def parse_or_run_child(parser: argparse.ArgumentParser, run_child: Callable[[dict], None]) -> argparse.Namespace:
+    """The benchmark's arguments; with ``--child SPEC`` (how the benchmark runs a measured child process)
+    run the child and exit."""
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_child(json.loads(args.child))
+        raise SystemExit(0)
+    return args
 
 
 def timed(argv: list[str], env: dict | None = None) -> float:

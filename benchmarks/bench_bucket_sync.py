@@ -27,7 +27,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import WORK, loopback_s3_client, peak_rss_mb, require_tool, timed
+from _common import WORK, loopback_s3_client, parse_or_run_child, peak_rss_mb, require_tool, timed
 from pyrage import x25519
 
 from bhv360_backup.demo.servers import MotoS3
@@ -87,11 +87,7 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=5000)
     parser.add_argument("--parallelism", type=int, default=8)
     parser.add_argument("--encrypt", action="store_true", help="age-encrypted snapshots against rclone crypt")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        run_snapshot_child(json.loads(args.child))
-        return
+    args = parse_or_run_child(parser, run_snapshot_child)
 
     rclone = require_tool("rclone", "rclone")
     WORK.mkdir(exist_ok=True)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import WORK, peak_rss_mb, require_tool, timed
+from _common import WORK, parse_or_run_child, peak_rss_mb, require_tool, timed
 
 BUCKETS = ("certificates", "floor-plans", "incident-photos")
 
@@ -81,11 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--objects", type=int, nargs="+", default=[10_000, 50_000, 200_000])
     parser.add_argument("--parallelism", type=int, default=8)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        run_snapshot_child(json.loads(args.child))
-        return
+    args = parse_or_run_child(parser, run_snapshot_child)
     rclone = require_tool("rclone", "rclone")
     WORK.mkdir(exist_ok=True)
     print(f"folder source to a local location, parallelism {args.parallelism}, {os.cpu_count()} cores; "

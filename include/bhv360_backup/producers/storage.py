@@ -249,9 +249,11 @@ def _snapshot_through(
     blobs = BlobStore(writer, scratch)
     lock = threading.Lock()
 
-    def transfer(obj: ObjectInfo) -> None:
+    def store(obj: ObjectInfo, earlier: dict | None = None) -> None:
+        """Index one object: its earlier blob reused, or else its bytes copied."""
         try:
-            entry = copy_object(source, blobs, obj)
+            entry = (copy_object(source, blobs, obj) if earlier is None
+                     else blobs.keep_locked(IndexEntry.reuse(obj, earlier)))
         except ObjectGone:
             with lock:
                 stats.skip(f"{obj.bucket}/{obj.path}")
@@ -262,19 +264,11 @@ def _snapshot_through(
             return
         scratch.add_entry(entry)
         with lock:
-            stats.downloaded += 1
-            stats.bytes_transferred += entry.size
-
-    def reuse(obj: ObjectInfo, row: dict) -> None:
-        try:
-            entry = blobs.keep_locked(IndexEntry.reuse(obj, row))
-        except Exception as error:  # noqa: BLE001 - the task fails after the other objects finish
-            with lock:
-                stats.fail(f"{obj.bucket}/{obj.path}: {first_line(error)}")
-            return
-        scratch.add_entry(entry)
-        with lock:
-            stats.reused += 1
+            if earlier is None:
+                stats.downloaded += 1
+                stats.bytes_transferred += entry.size
+            else:
+                stats.reused += 1
 
     listing_started = utc_now()
     buckets = source.list_buckets()
@@ -285,11 +279,11 @@ def _snapshot_through(
             to_reuse, to_download = compare_with_previous(batch, scratch, blobs)
             for obj, row in to_reuse:
                 if blobs.locked:  # extending a lock is a request: in the pool
-                    pool.submit(reuse, obj, row)
+                    pool.submit(store, obj, row)
                 else:
-                    reuse(obj, row)
+                    store(obj, row)
             for obj in to_download:
-                pool.submit(transfer, obj)
+                pool.submit(store, obj)
         listing_completed = utc_now()
     stats.seconds = time.monotonic() - started
     if stats.failed:
