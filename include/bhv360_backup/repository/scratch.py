@@ -19,11 +19,14 @@ from bhv360_backup.repository.snapshots import IndexEntry
 from bhv360_backup.streams import json_line
 
 _SCHEMA = """
-CREATE TABLE previous (source TEXT PRIMARY KEY, row TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE previous (source TEXT NOT NULL, row TEXT NOT NULL);
+CREATE UNIQUE INDEX previous_by_source ON previous (source);
 CREATE TABLE present (location TEXT, name TEXT, size INTEGER NOT NULL, PRIMARY KEY (location, name)) WITHOUT ROWID;
-CREATE TABLE entries (bucket TEXT, path TEXT, size INTEGER NOT NULL, row TEXT NOT NULL, blob_row TEXT NOT NULL,
-                      PRIMARY KEY (bucket, path)) WITHOUT ROWID;
+CREATE TABLE entries (bucket TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL, row TEXT NOT NULL,
+                      blob_row TEXT NOT NULL);
+CREATE UNIQUE INDEX entries_by_name ON entries (bucket, path);
 """
+# rows arrive in no particular key order: appended to full pages, only the small key indexes are sorted
 BATCH = 500  # rows per statement: each SQLite call gives up the GIL, so the run's threads meet it rarely
 _FILTER_BITS = 1 << 25  # 4 MB: under 0.1 % false positives up to two million blobs
 
