@@ -122,7 +122,7 @@ def capture_segment(
                 if storage is None:
                     raise BackupError("storage.objects changed but no storage source is configured to copy the files")
                 with ScratchIndex() as scratch:
-                    events, blob_rows = _store_objects(stats, storage(), BlobStore(writer, scratch))
+                    events, blob_rows = _store_objects(stats, storage(), BlobStore(writer, scratch, listed=False))
                 for location in writer.live:
                     location.flush()
                 writer.add(OBJECTS_ARTIFACT, gzip_json_lines(events))

@@ -54,15 +54,19 @@ class StoredBlob:
 
 
 class BlobStore:
-    """The blob space of the live locations of one snapshot run (plain, or of the writer's recipients)."""
+    """The blob space of the live locations of one run (plain, or of the writer's recipients).
 
-    def __init__(self, writer: BackupWriter, scratch: ScratchIndex) -> None:
+    A snapshot lists each location's blobs once (``listed``); a run that stores a few objects (an
+    incremental segment) asks each location about each blob instead of listing them all."""
+
+    def __init__(self, writer: BackupWriter, scratch: ScratchIndex, *, listed: bool = True) -> None:
         self.writer = writer
         self.space = blob_space(writer.recipients)
         self.folder = f"{BLOBS_ROOT}{self.space or PLAIN_SPACE}/"
         self.scratch = scratch
+        self.listed = listed
         self.locked = [location for location in writer.live if location.lock_until() is not None]
-        for location in writer.live:
+        for location in writer.live if listed else ():
             try:
                 scratch.load_present(location.name, ((item.key.rsplit("/", 1)[-1], item.size)
                                                      for item in location.iter_objects(self.folder)))
@@ -72,9 +76,18 @@ class BlobStore:
     def reusable(self, rows: list[dict]) -> list[bool]:
         """For each earlier blob row: is its blob, of this blob space, in every live location?"""
         names = [row["sha256"] for row in rows if row.get("space") == self.space]
-        present = [self.scratch.present_sizes(location.name, names) for location in self.writer.live]
+        present = [self._present_sizes(location, names) for location in self.writer.live]
         return [row.get("space") == self.space and all(sizes.get(row["sha256"]) == stored_size(row) for sizes in present)
                 for row in rows]
+
+    def _present_sizes(self, location: Location, names: list[str]) -> dict[str, int]:
+        found = self.scratch.present_sizes(location.name, names)
+        if not self.listed:
+            for name in names:
+                if name not in found and (size := location.size_of(blob_key(name, self.space))) is not None:
+                    found[name] = size
+                    self.scratch.mark_present(location.name, name, size)
+        return found
 
     def store(self, chunks: Iterator[bytes]) -> StoredBlob:
         """Stream an object into every live location's blob space, each copy written once, straight to
@@ -87,7 +100,7 @@ class BlobStore:
             sealed, plain = chunks, stored
 
         def key_of(location: Location) -> str | None:
-            present = self.scratch.present_sizes(location.name, [plain.sha256]).get(plain.sha256) == stored.size
+            present = self._present_sizes(location, [plain.sha256]).get(plain.sha256) == stored.size
             return None if present else blob_key(plain.sha256, self.space)
 
         def open_writer(location: Location) -> ArtifactWriter:
