@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
+from bhv360_backup.errors import BackupError
 from bhv360_backup.repository.scratch import BATCH, ScratchIndex
 from bhv360_backup.repository.snapshots import IndexEntry
 
@@ -43,3 +46,10 @@ def test_entries_come_back_sorted_across_pages_and_the_last_for_a_name_wins():
         assert [row["path"] for row in rows] == sorted(paths)
         assert rows[-1]["sha256"] == sha("new") and scratch.totals() == (len(paths), len(paths) + 1)
         assert [json.loads(line)["sha256"] for line in scratch.blob_lines()] == [row["sha256"] for row in rows]
+
+
+def test_a_full_scratch_disk_is_named_as_such():
+    with ScratchIndex() as scratch:
+        scratch._db.execute("PRAGMA max_page_count = 8")  # the temporary disk runs full
+        with pytest.raises(BackupError, match=r"scratch index in .* failed: database or disk is full .*TMPDIR"):
+            scratch.load_present("local", ((sha(i), i) for i in range(5000)))

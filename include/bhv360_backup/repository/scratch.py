@@ -12,9 +12,11 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 
+from bhv360_backup.errors import BackupError
 from bhv360_backup.repository.snapshots import IndexEntry
 from bhv360_backup.streams import json_line
 
@@ -71,6 +73,16 @@ class ScratchIndex:
         self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-16000;"
                                + _SCHEMA + "BEGIN;")
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The connection to this thread alone; a failing SQLite call named as the scratch index's."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as error:
+                raise BackupError(f"the snapshot's scratch index in {self._folder} failed: {error} (it needs about "
+                                  "1.2 KB per object in the worker's TMPDIR)") from None
+
     def __enter__(self) -> ScratchIndex:
         return self
 
@@ -80,7 +92,7 @@ class ScratchIndex:
 
     def _insert_many(self, statement: str, rows: Iterable[tuple]) -> None:
         for batch in batched(rows, BATCH):
-            with self._lock:
+            with self._locked():
                 self._db.executemany(statement, batch)
 
     def _select_many(self, statement: str, first: tuple, keys: list[str]) -> list[tuple]:
@@ -88,13 +100,13 @@ class ScratchIndex:
         found = []
         for batch in batched(keys, BATCH):
             query = statement.format(keys=",".join("?" * len(batch)))
-            with self._lock:
+            with self._locked():
                 found.extend(self._db.execute(query, (*first, *batch)).fetchall())
         return found
 
     def load_previous(self, blob_rows: Iterable[dict]) -> None:
         """The previous snapshot's blob rows; any loaded before are replaced (a location that failed midway)."""
-        with self._lock:
+        with self._locked():
             self._db.execute("DELETE FROM previous")
         self._insert_many("INSERT OR REPLACE INTO previous VALUES (?, ?)",
                           ((row["source"], json.dumps(row)) for row in blob_rows))
@@ -115,7 +127,7 @@ class ScratchIndex:
 
     def present_sizes(self, location: str, names: list[str]) -> dict[str, int]:
         """The stored sizes of those of ``names`` that ``location`` holds."""
-        with self._lock:
+        with self._locked():
             marked = {name: self._marked[(location, name)] for name in names if (location, name) in self._marked}
         wanted = [name for name in names if name not in marked and self._filter.may_hold(location, name)]
         found = self._select_many("SELECT name, size FROM present WHERE location = ? AND name IN ({keys})",
@@ -124,7 +136,7 @@ class ScratchIndex:
 
     def mark_present(self, location: str, name: str, size: int) -> None:
         self._filter.add(location, name)
-        with self._lock:
+        with self._locked():
             self._marked[(location, name)] = size
             if len(self._marked) >= BATCH:
                 self._db.executemany("INSERT OR REPLACE INTO present VALUES (?, ?, ?)",
@@ -134,7 +146,7 @@ class ScratchIndex:
     def add_entry(self, entry: IndexEntry) -> None:
         """An entry of the new index (a later one for the same bucket and path replaces it)."""
         row = (entry.bucket, entry.path, entry.size, json_line(entry.row()), json_line(entry.blob_row()))
-        with self._lock:
+        with self._locked():
             self._entries.append(row)
             if len(self._entries) >= BATCH:
                 self._write_entries()
@@ -145,7 +157,7 @@ class ScratchIndex:
 
     def totals(self) -> tuple[int, int]:
         """The new index's number of entries and plain bytes."""
-        with self._lock:
+        with self._locked():
             self._write_entries()
             count, size = self._db.execute("SELECT count(*), coalesce(sum(size), 0) FROM entries").fetchone()
         return count, size
@@ -154,7 +166,7 @@ class ScratchIndex:
         # SQLite's BINARY order of UTF-8 text is Python's order of str: the index stays sorted as before
         after: tuple[str, str] | None = None
         while True:
-            with self._lock:
+            with self._locked():
                 self._write_entries()
                 if after is None:
                     page = self._db.execute(f"SELECT bucket, path, {column} FROM entries ORDER BY bucket, path "
