@@ -91,3 +91,13 @@ def test_the_queue_setting_pins_every_task_when_the_dags_are_parsed(monkeypatch)
     bag = DagBag(dag_folder=str(REPO / "dags"))
     queues = {(dag.dag_id, task.task_id): task.queue for dag in bag.dags.values() for task in dag.tasks}
     assert len(queues) > 20 and set(queues.values()) == {"backup-host"}
+
+
+@pytest.mark.parametrize("moment", ["", "noon", "2026-11-26T14:05:00"])
+def test_the_restore_form_refuses_a_point_in_time_that_is_not_a_moment_with_a_zone(moment):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    params = dag_bag().dags["bhv360_restore"].params
+    with pytest.raises(ParamValidationError, match="date-time"):
+        params.get_param("point_in_time").resolve(moment)
+    assert params.get_param("point_in_time").resolve(None) is None

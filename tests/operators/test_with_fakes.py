@@ -17,7 +17,6 @@ from bhv360_backup.operators import health as health_module
 from bhv360_backup.operators import verify as verify_module
 from bhv360_backup.operators.bucket_sync import BucketSyncOperator
 from bhv360_backup.operators.health import BackupHealthOperator
-from bhv360_backup.operators.restore import request_from_context
 from bhv360_backup.operators.verify import VerifyBackupOperator
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.settings import Settings
@@ -84,8 +83,3 @@ def test_the_health_operator_records_what_it_read(fakes):
     assert any("database @ local: no complete backup" in finding for finding in line["findings"])
     assert BackupType.STORAGE.value in line["deep_checked"]["local"]
 
-
-def test_a_cleared_point_in_time_field_of_the_trigger_form_means_none(fakes):
-    params = {"type": "database", "paths": {"database": "latest"}, "point_in_time": "", "dry_run": True}
-    request = request_from_context({"params": params}, fakes.settings)
-    assert request.point_in_time is None and request.dry_run

@@ -101,8 +101,6 @@ def resolve_targets(request: RestoreRequest, plan_components: set[str], settings
 def request_from_context(context: Context, settings: Settings) -> RestoreRequest:
     params = context["params"]
     body = {name: params[name] for name in REQUEST_FIELDS if name in params and params[name] is not None}
-    if body.get("point_in_time") == "":
-        del body["point_in_time"]  # the trigger form's cleared field; the API refuses an empty string
     return parse_request(body, backup_root=str(settings.backup_root), bucket=settings.s3_bucket)
 
 
