@@ -112,8 +112,8 @@ def take_snapshot(
         log.info("storage snapshot %s was completed by an earlier try; reusing it", writer.backup_id)
         return reused_manifest, SnapshotStats()
     try:
-        with shared_lock(writer.live, run_id):
-            return _snapshot(source, writer, dag_id=dag_id, run_id=run_id, parallelism=parallelism)
+        with shared_lock(writer.live, run_id), ScratchIndex() as scratch:
+            return _snapshot(scratch, source, writer, dag_id=dag_id, run_id=run_id, parallelism=parallelism)
     except BaseException:
         writer.discard()
         raise
@@ -146,9 +146,8 @@ BATCH = 500  # listed objects compared with the previous snapshot at once
 TRANSFERS_AHEAD = 4  # transfers queued per worker thread
 
 
-def listed_batches(source: StorageSource, buckets: Sequence[BucketInfo], parallelism: int,
-                   size: int = BATCH) -> Iterator[list[ObjectInfo]]:
-    """Every bucket's objects in batches of up to ``size`` (as many as are listed, never waiting for a
+def listed_batches(source: StorageSource, buckets: Sequence[BucketInfo], parallelism: int) -> Iterator[list[ObjectInfo]]:
+    """Every bucket's objects in batches of up to BATCH (as many as are listed, never waiting for a
     batch to fill), buckets listed side by side through a bounded queue; a listing that fails raises here."""
     listed: queue.Queue = queue.Queue(maxsize=LISTING_DEPTH)
     stopped = threading.Event()
@@ -192,7 +191,7 @@ def listed_batches(source: StorageSource, buckets: Sequence[BucketInfo], paralle
                     remaining -= 1
                     continue
                 batch.append(item)
-                if len(batch) >= size:
+                if len(batch) >= BATCH:
                     yield batch
                     batch = []
             if batch:
@@ -234,13 +233,6 @@ def compare_with_previous(
 
 
 def _snapshot(
-    source: StorageSource, writer: BackupWriter, *, dag_id: str, run_id: str, parallelism: int
-) -> tuple[Manifest, SnapshotStats]:
-    with ScratchIndex() as scratch:
-        return _snapshot_through(scratch, source, writer, dag_id=dag_id, run_id=run_id, parallelism=parallelism)
-
-
-def _snapshot_through(
     scratch: ScratchIndex, source: StorageSource, writer: BackupWriter, *, dag_id: str, run_id: str, parallelism: int
 ) -> tuple[Manifest, SnapshotStats]:
     stats = SnapshotStats()

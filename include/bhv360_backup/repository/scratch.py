@@ -29,6 +29,7 @@ CREATE TABLE entries (bucket TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT
 CREATE UNIQUE INDEX entries_by_name ON entries (bucket, path);
 """
 # rows arrive in no particular key order: appended to full pages, only the small key indexes are sorted
+_INSERT_PRESENT = "INSERT OR REPLACE INTO present VALUES (?, ?, ?)"
 BATCH = 500  # rows per statement: each SQLite call gives up the GIL, so the run's threads meet it rarely
 _FILTER_BITS = 1 << 25  # 4 MB: under 0.1 % false positives up to two million blobs
 
@@ -123,7 +124,7 @@ class ScratchIndex:
                 self._filter.add(location, name)
                 yield location, name, size
 
-        self._insert_many("INSERT OR REPLACE INTO present VALUES (?, ?, ?)", rows())
+        self._insert_many(_INSERT_PRESENT, rows())
 
     def present_sizes(self, location: str, names: list[str]) -> dict[str, int]:
         """The stored sizes of those of ``names`` that ``location`` holds."""
@@ -139,8 +140,7 @@ class ScratchIndex:
         with self._locked():
             self._marked[(location, name)] = size
             if len(self._marked) >= BATCH:
-                self._db.executemany("INSERT OR REPLACE INTO present VALUES (?, ?, ?)",
-                                     [(*key, size) for key, size in self._marked.items()])
+                self._db.executemany(_INSERT_PRESENT, [(*key, size) for key, size in self._marked.items()])
                 self._marked.clear()
 
     def add_entry(self, entry: IndexEntry) -> None:
@@ -164,16 +164,12 @@ class ScratchIndex:
 
     def _lines(self, column: str) -> Iterator[str]:
         # SQLite's BINARY order of UTF-8 text is Python's order of str: the index stays sorted as before
-        after: tuple[str, str] | None = None
+        after = ("", "")  # before every name: a path is never empty
         while True:
             with self._locked():
                 self._write_entries()
-                if after is None:
-                    page = self._db.execute(f"SELECT bucket, path, {column} FROM entries ORDER BY bucket, path "
-                                            "LIMIT ?", (BATCH,)).fetchall()
-                else:
-                    page = self._db.execute(f"SELECT bucket, path, {column} FROM entries WHERE (bucket, path) > (?, ?) "
-                                            "ORDER BY bucket, path LIMIT ?", (*after, BATCH)).fetchall()
+                page = self._db.execute(f"SELECT bucket, path, {column} FROM entries WHERE (bucket, path) > (?, ?) "
+                                        "ORDER BY bucket, path LIMIT ?", (*after, BATCH)).fetchall()
             if not page:
                 return
             for _, _, line in page:
