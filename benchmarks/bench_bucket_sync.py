@@ -7,8 +7,9 @@ run the script times, at the same parallelism:
 - a first full snapshot by the package into the local location,
 - a second snapshot with nothing changed,
 
-and prints the ratio to rclone, the bytes the second run downloaded, and the snapshot process's
-peak RSS. With ``--encrypt`` the snapshots encrypt every blob to a fresh age key and rclone syncs
+and prints the ratio to rclone, the bytes the second run downloaded, the snapshot process's
+peak RSS, and the CPU time moto's server spent in each phase (it runs in this process, on one GIL: a
+phase whose server time is close to its wall time is bound by the server, whatever the client). With ``--encrypt`` the snapshots encrypt every blob to a fresh age key and rclone syncs
 through its ``crypt`` remote: encryption on both sides.
 
     .venv/bin/python benchmarks/bench_bucket_sync.py --objects 5000 --parallelism 8 [--encrypt]
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -48,6 +50,17 @@ def object_sizes(count: int, rng: random.Random) -> list[int]:
         else:
             sizes.append(rng.randint(1_000_000, 3_000_000))
     return sizes
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds so far of this process (moto's server) and of its waited-for children (the clients)."""
+    server, clients = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return server.ru_utime + server.ru_stime, clients.ru_utime + clients.ru_stime
+
+
+def since(started: tuple[float, float]) -> tuple[float, float]:
+    now = cpu_seconds()
+    return now[0] - started[0], now[1] - started[1]
 
 
 def fill_source(s3: MotoS3, count: int) -> int:
@@ -110,6 +123,7 @@ def main() -> None:
                    RCLONE_CONFIG_ENC_PASSWORD=obscured)
         destination = "enc:"
     rclone_seconds = 0.0
+    started = cpu_seconds()
     for bucket in BUCKETS:
         rclone_seconds += timed([rclone, "sync", f"src:{bucket}", destination + bucket,
                                  f"--transfers={args.parallelism}", f"--checkers={args.parallelism}",
@@ -122,8 +136,13 @@ def main() -> None:
         seconds = timed([sys.executable, __file__, "--child", json.dumps(spec)])
         return seconds, json.loads(report.read_text())
 
+    cpu = {"rclone": since(started)}
+    started = cpu_seconds()
     first_seconds, first = snapshot("20260101T000000Z")
+    cpu["first"] = since(started)
+    started = cpu_seconds()
     second_seconds, second = snapshot("20260102T000000Z")
+    cpu["second"] = since(started)
     s3.stop()
     shutil.rmtree(work)
 
@@ -135,6 +154,10 @@ def main() -> None:
     print(f"second snapshot, nothing changed    {second_seconds:7.2f} s  downloaded {second['downloaded']} objects,"
           f" {second['bytes_transferred']} bytes, reused {second['reused']}, peak RSS {second['peak_rss_mb']} MB")
     print(f"    share of the first run's time (target <= 0.05) {second_seconds / first_seconds:7.3f}")
+    print("CPU seconds (moto's server runs on one GIL: server CPU near the wall time bounds the phase)")
+    for phase, wall in (("rclone", rclone_seconds), ("first", first_seconds), ("second", second_seconds)):
+        server, client = cpu[phase]
+        print(f"    {phase:7} wall {wall:6.2f}  server {server:6.2f} ({server / wall:4.0%})  client {client:6.2f}")
 
 
 if __name__ == "__main__":
