@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -32,9 +33,11 @@ def parse_or_run_child(parser: argparse.ArgumentParser, run_child: Callable[[dic
     return args
 
 
-def timed(argv: list[str], env: dict | None = None) -> float:
+def timed(argv: list[str], env: dict | None = None, cpus: set[int] | None = None) -> float:
+    """Wall seconds of a command; with ``cpus``, the command runs on those CPUs only."""
+    pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
     started = time.monotonic()
-    subprocess.run(argv, env=env, check=True)
+    subprocess.run(argv, env=env, check=True, preexec_fn=pin)
     return time.monotonic() - started
 
 

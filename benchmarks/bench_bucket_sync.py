@@ -9,7 +9,9 @@ run the script times, at the same parallelism:
 
 and prints the ratio to rclone, the bytes the second run downloaded, the snapshot process's
 peak RSS, and the CPU time moto's server spent in each phase (it runs in this process, on one GIL: a
-phase whose server time is close to its wall time is bound by the server, whatever the client). With ``--encrypt`` the snapshots encrypt every blob to a fresh age key and rclone syncs
+phase whose server time is close to its wall time is bound by the server, whatever the client). With
+``--split-cores`` the server runs on the first CPU and every client on the second, as when the server
+is another machine: then the client's own CPU work shows in its time. With ``--encrypt`` the snapshots encrypt every blob to a fresh age key and rclone syncs
 through its ``crypt`` remote: encryption on both sides.
 
     .venv/bin/python benchmarks/bench_bucket_sync.py --objects 5000 --parallelism 8 [--encrypt]
@@ -100,7 +102,12 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=5000)
     parser.add_argument("--parallelism", type=int, default=8)
     parser.add_argument("--encrypt", action="store_true", help="age-encrypted snapshots against rclone crypt")
+    parser.add_argument("--split-cores", action="store_true", help="the server on CPU 0, every client on CPU 1")
     args = parse_or_run_child(parser, run_snapshot_child)
+    client_cpus = None
+    if args.split_cores:
+        os.sched_setaffinity(0, {0})  # before moto's threads start: they inherit it
+        client_cpus = {1}
 
     rclone = require_tool("rclone", "rclone")
     WORK.mkdir(exist_ok=True)
@@ -127,13 +134,13 @@ def main() -> None:
     for bucket in BUCKETS:
         rclone_seconds += timed([rclone, "sync", f"src:{bucket}", destination + bucket,
                                  f"--transfers={args.parallelism}", f"--checkers={args.parallelism}",
-                                 "--s3-list-version=2", "-q"], env=env)
+                                 "--s3-list-version=2", "-q"], env=env, cpus=client_cpus)
 
     def snapshot(backup_id: str) -> tuple[float, dict]:
         report = work / f"{backup_id}.json"
         spec = {"endpoint": s3.endpoint, "root": str(work / "ours"), "backup_id": backup_id,
                 "parallelism": args.parallelism, "report": str(report), "recipient": recipient}
-        seconds = timed([sys.executable, __file__, "--child", json.dumps(spec)])
+        seconds = timed([sys.executable, __file__, "--child", json.dumps(spec)], cpus=client_cpus)
         return seconds, json.loads(report.read_text())
 
     cpu = {"rclone": since(started)}
@@ -146,7 +153,8 @@ def main() -> None:
     s3.stop()
     shutil.rmtree(work)
 
-    print(f"\nparallelism {args.parallelism}" + (", encrypted (age / rclone crypt)" if recipient else ""))
+    print(f"\nparallelism {args.parallelism}" + (", encrypted (age / rclone crypt)" if recipient else "")
+          + (", server on CPU 0, clients on CPU 1" if args.split_cores else ""))
     print(f"rclone sync (3 buckets)             {rclone_seconds:7.2f} s  {total / 1e6 / rclone_seconds:6.1f} MB/s")
     print(f"first snapshot                      {first_seconds:7.2f} s  {total / 1e6 / first_seconds:6.1f} MB/s"
           f"  downloaded {first['downloaded']}, peak RSS {first['peak_rss_mb']} MB")
