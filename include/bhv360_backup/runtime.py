@@ -72,9 +72,9 @@ def bhv360_variables() -> dict[str, str]:
 
 def looks_secret(name: str, value: str) -> bool:
     """Airflow's secrets masker rules: a sensitive name, or a value registered as a secret."""
-    from airflow.sdk.execution_time.secrets_masker import redact, should_hide_value_for_key
+    from airflow.sdk.log import redact
 
-    return bool(should_hide_value_for_key(name)) or redact(value) != value
+    return redact(value, name) != value
 
 
 def get_connection(conn_id: str) -> Any:
