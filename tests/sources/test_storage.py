@@ -38,6 +38,33 @@ def test_supabase_walks_nested_folders_and_pages_past_1000(storage_api):
     assert opened.content_type == "application/pdf"
 
 
+def many_small_folders(storage_api, count: int) -> None:
+    storage_api.create_bucket("incident-photos")
+    for i in range(count):
+        storage_api.put("incident-photos", f"org-{i % 7}/incident-{i}/photo.jpg", b"jpg" + str(i).encode(), "image/jpeg")
+        storage_api.put("incident-photos", f"org-{i % 7}/incident-{i}/notes/report.txt", b"n", "text/plain")
+
+
+def test_supabase_lists_several_folders_at_a_time(storage_api):
+    many_small_folders(storage_api, 40)
+    storage_api.list_delay_s = 0.02
+    storage_api.failing_paths_every = 5  # some folders answer 429 then 503 first: retried, none left out
+
+    listed = [obj.path for obj in supabase_source(storage_api).list_objects("incident-photos")]
+
+    assert sorted(listed) == sorted(path for bucket, path in storage_api.objects if bucket == "incident-photos")
+    assert len(listed) == 80
+    assert storage_api.most_lists_at_once > 1
+
+
+def test_supabase_listing_fails_whole_when_one_folder_cannot_be_listed(storage_api):
+    many_small_folders(storage_api, 20)
+    storage_api.refused_list_prefix = "org-3/incident-10/notes"
+
+    with pytest.raises(BackupError, match="listing incident-photos/org-3/incident-10/notes: listing refused"):
+        list(supabase_source(storage_api).list_objects("incident-photos"))
+
+
 def test_supabase_refuses_a_wrong_key_with_a_clear_error(storage_api):
     storage_api.create_bucket("x")
     with pytest.raises(BackupError, match="Supabase Storage listing buckets"):

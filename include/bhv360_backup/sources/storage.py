@@ -14,7 +14,9 @@ import stat
 import time
 import urllib.parse
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +27,7 @@ from bhv360_backup.locations.base import CHUNK_SIZE
 
 T = TypeVar("T")
 SUPABASE_PAGE = 1000
+LISTING_THREADS = 8  # folder pages of one bucket listed at once
 RETRIES = 4
 RETRY_BASE_DELAY_S = 0.5
 
@@ -200,6 +203,20 @@ class S3StorageSource(StorageSource):
         return OpenedObject(chunks(), response.get("ContentType"), response.get("CacheControl"))
 
 
+def _supabase_object(bucket: str, path: str, entry: dict[str, Any]) -> ObjectInfo:
+    meta = entry.get("metadata") or {}
+    return ObjectInfo(
+        bucket=bucket,
+        path=path,
+        size=int(meta.get("size") or meta.get("contentLength") or 0),
+        etag=str(meta.get("eTag", "")).strip('"'),
+        updated_at=entry.get("updated_at") or meta.get("lastModified") or "",
+        content_type=meta.get("mimetype"),
+        cache_control=meta.get("cacheControl"),
+        id=entry.get("id"),
+    )
+
+
 class SupabaseStorageSource(StorageSource):
     """Supabase Storage: listings through the ``supabase`` client, contents by an authenticated stream.
 
@@ -207,12 +224,14 @@ class SupabaseStorageSource(StorageSource):
     streaming GET of ``/storage/v1/object/authenticated/{bucket}/{path}`` instead.
     """
 
-    def __init__(self, url: str, service_key: str, buckets: Sequence[str] | None = None, timeout: float = 60) -> None:
+    def __init__(self, url: str, service_key: str, buckets: Sequence[str] | None = None, timeout: float = 60,
+                 listing_threads: int = LISTING_THREADS) -> None:
         import httpx
         from supabase import create_client
 
         self.url = url.rstrip("/")
         self.buckets = list(buckets or [])
+        self.listing_threads = max(1, listing_threads)
         self._client = create_client(self.url, service_key)
         self._http = httpx.Client(
             base_url=f"{self.url}/storage/v1",
@@ -249,39 +268,33 @@ class SupabaseStorageSource(StorageSource):
             found = [b for b in found if b.id in self.buckets]
         return sorted(found, key=lambda b: b.id)
 
-    def list_objects(self, bucket: str) -> Iterator[ObjectInfo]:
-        """Walk the bucket folder by folder (v1 list returns one level), paging each folder."""
+    def _page(self, bucket: str, prefix: str, offset: int) -> list[dict[str, Any]]:
         api = self._client.storage.from_(bucket)
-        folders = [""]
-        while folders:
-            prefix = folders.pop()
-            offset = 0
-            while True:
-                page = self._api(
-                    lambda prefix=prefix, offset=offset: api.list(
-                        prefix, {"limit": SUPABASE_PAGE, "offset": offset, "sortBy": {"column": "name", "order": "asc"}}
-                    ),
-                    f"listing {bucket}/{prefix}",
-                )
-                for entry in page:
-                    path = f"{prefix}/{entry['name']}" if prefix else entry["name"]
-                    if entry.get("id") is None:
-                        folders.append(path)
-                        continue
-                    meta = entry.get("metadata") or {}
-                    yield ObjectInfo(
-                        bucket=bucket,
-                        path=path,
-                        size=int(meta.get("size") or meta.get("contentLength") or 0),
-                        etag=str(meta.get("eTag", "")).strip('"'),
-                        updated_at=entry.get("updated_at") or meta.get("lastModified") or "",
-                        content_type=meta.get("mimetype"),
-                        cache_control=meta.get("cacheControl"),
-                        id=entry.get("id"),
-                    )
-                if len(page) < SUPABASE_PAGE:
-                    break
-                offset += len(page)
+        options = {"limit": SUPABASE_PAGE, "offset": offset, "sortBy": {"column": "name", "order": "asc"}}
+        return self._api(lambda: api.list(prefix, options), f"listing {bucket}/{prefix}")
+
+    def list_objects(self, bucket: str) -> Iterator[ObjectInfo]:
+        """Walk the bucket folder by folder (v1 list returns one level), ``listing_threads`` pages at a
+        time: a bucket of many small folders costs one round trip per folder."""
+        to_list: deque[tuple[str, int]] = deque([("", 0)])
+        with ThreadPoolExecutor(self.listing_threads, thread_name_prefix=f"list-{bucket}") as pool:
+            listing: dict[Future, tuple[str, int]] = {}
+            while to_list or listing:
+                while to_list and len(listing) < self.listing_threads:
+                    prefix, offset = to_list.popleft()
+                    listing[pool.submit(self._page, bucket, prefix, offset)] = (prefix, offset)
+                done, _ = wait(listing, return_when=FIRST_COMPLETED)
+                for future in done:
+                    prefix, offset = listing.pop(future)
+                    page = future.result()
+                    if len(page) == SUPABASE_PAGE:
+                        to_list.append((prefix, offset + len(page)))
+                    for entry in page:
+                        path = f"{prefix}/{entry['name']}" if prefix else entry["name"]
+                        if entry.get("id") is None:
+                            to_list.append((path, 0))
+                        else:
+                            yield _supabase_object(bucket, path, entry)
 
     def open_object(self, obj: ObjectInfo) -> OpenedObject:
         quoted = urllib.parse.quote(f"{obj.bucket}/{obj.path}", safe="/")
