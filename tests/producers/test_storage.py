@@ -112,9 +112,10 @@ def test_object_deleted_during_the_run_is_skipped(storage_api, locations, monkey
     listed = source.list_objects
 
     def list_then_delete(bucket):
-        yield from listed(bucket)
-        if bucket == "certificates":  # listed, then gone before its download
-            storage_api.delete("certificates", "org-0/staff 0/BHV basis.pdf")
+        for obj in listed(bucket):
+            if (bucket, obj.path) == ("certificates", "org-0/staff 0/BHV basis.pdf"):
+                storage_api.delete(bucket, obj.path)  # listed, then gone before its download
+            yield obj
 
     monkeypatch.setattr(source, "list_objects", list_then_delete)
     manifest, stats = snapshot(source, locations)
