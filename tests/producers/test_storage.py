@@ -12,6 +12,7 @@ import pytest
 from bhv360_backup.demo.servers import S3_REGION
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations import LocalLocation, S3Location
+from bhv360_backup.pools import TASKS_AHEAD
 from bhv360_backup.producers import storage as storage_producer
 from bhv360_backup.producers.storage import take_snapshot
 from bhv360_backup.repository import retention
@@ -386,7 +387,7 @@ def test_objects_are_copied_while_the_listing_goes_on_in_bounded_memory(tmp_path
     manifest, stats = snapshot(source, [LocalLocation(tmp_path / "backups")], parallelism=2)
     assert stats.downloaded == 3000 and manifest.details["objects"] == 3000
     # listed ahead: the queue, one batch, the transfers in flight and one per listing thread, not everything
-    ahead = 50 + storage_producer.BATCH + 2 * storage_producer.TRANSFERS_AHEAD + 2 + 2
+    ahead = 50 + storage_producer.BATCH + 2 * TASKS_AHEAD + 2 + 2
     assert source.listed_at_first_open <= ahead < 3000
 
 

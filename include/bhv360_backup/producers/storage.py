@@ -8,12 +8,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.locations.base import Location
+from bhv360_backup.pools import BoundedPool
 from bhv360_backup.repository.blobs import BlobStore, StoredBlob, copy_snapshot_blobs
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.locks import shared_lock
@@ -143,7 +144,6 @@ def copy_object(source: StorageSource, blobs: BlobStore, obj: ObjectInfo) -> Ind
 
 LISTING_DEPTH = 10_000  # objects listed ahead of the transfers
 BATCH = 500  # listed objects compared with the previous snapshot at once
-TRANSFERS_AHEAD = 4  # transfers queued per worker thread
 
 
 def listed_batches(source: StorageSource, buckets: Sequence[BucketInfo], parallelism: int) -> Iterator[list[ObjectInfo]]:
@@ -200,24 +200,6 @@ def listed_batches(source: StorageSource, buckets: Sequence[BucketInfo], paralle
             stopped.set()
 
 
-class BoundedPool:
-    """A thread pool whose ``submit`` waits while ``depth`` tasks are queued or running."""
-
-    def __init__(self, workers: int, depth: int, name: str) -> None:
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
-        self._slots = threading.BoundedSemaphore(depth)
-
-    def submit(self, task: Callable[..., None], *args: object) -> None:
-        self._slots.acquire()
-        self._pool.submit(task, *args).add_done_callback(lambda _: self._slots.release())
-
-    def __enter__(self) -> BoundedPool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._pool.shutdown(wait=True)
-
-
 def compare_with_previous(
     batch: list[ObjectInfo], scratch: ScratchIndex, blobs: BlobStore
 ) -> tuple[list[tuple[ObjectInfo, dict]], list[ObjectInfo]]:
@@ -265,7 +247,7 @@ def _snapshot(
     listing_started = utc_now()
     buckets = source.list_buckets()
     workers = max(1, parallelism)
-    with BoundedPool(workers, workers * TRANSFERS_AHEAD, "snapshot") as pool:
+    with BoundedPool(workers, "snapshot") as pool:
         for batch in listed_batches(source, buckets, parallelism):
             stats.seen += len(batch)
             to_reuse, to_download = compare_with_previous(batch, scratch, blobs)
