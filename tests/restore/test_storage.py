@@ -11,13 +11,15 @@ from hypothesis import strategies as st
 
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations import LocalLocation, S3Location
+from bhv360_backup.pools import TASKS_AHEAD
 from bhv360_backup.producers.storage import take_snapshot
 from bhv360_backup.repository.blobs import verify_snapshot_blobs
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.snapshots import IndexEntry, read_index
 from bhv360_backup.repository.writer import BackupWriter
+from bhv360_backup.restore import storage as restore_storage
 from bhv360_backup.restore.storage import FolderSink, restore_snapshot, safe_object_path
-from bhv360_backup.sources.storage import S3StorageSource
+from bhv360_backup.sources.storage import LocalFolderSource, S3StorageSource
 from tests.conftest import BUCKET
 
 SAFE = ["ok/normal name.txt", "%2e%2e/encoded dots are just characters.txt", "ontruiming café/foto 1.jpg",
@@ -75,3 +77,55 @@ def test_any_name_maps_to_itself_inside_its_bucket_folder_or_is_refused(name):
     assert relative == f"incidents/{name}"  # restored to the same name
     assert os.path.normpath(os.path.join("/restore", relative)).startswith("/restore/incidents/")
     assert all(0 < len(part.encode()) <= 255 for part in relative.split("/"))
+
+
+def folder_snapshot(tmp_path, count: int):
+    """A snapshot in a local location of ``count`` small files in one bucket of a folder source."""
+    for i in range(count):
+        folder = tmp_path / "source" / "floor-plans" / f"org-{i % 13}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"plan {i}.txt").write_bytes(f"plan {i}".encode())
+    location = LocalLocation(tmp_path / "backups")
+    writer = BackupWriter([location], BackupType.STORAGE, "20261126T030000Z")
+    manifest, _ = take_snapshot(LocalFolderSource(tmp_path / "source"), writer, dag_id="test", run_id="test",
+                                parallelism=2)
+    writer.raise_for_failures()
+    return location, manifest
+
+
+def test_a_restore_streams_the_index_instead_of_holding_it(tmp_path, monkeypatch):
+    location, manifest = folder_snapshot(tmp_path, 2000)
+    read = {"entries": 0, "at_first_write": None}
+
+    def counted_index(*args, **kwargs):
+        for entry in read_index(*args, **kwargs):
+            read["entries"] += 1
+            yield entry
+
+    class CountingSink(FolderSink):
+        def write(self, entry, chunks):
+            if read["at_first_write"] is None:
+                read["at_first_write"] = read["entries"]
+            super().write(entry, chunks)
+
+    monkeypatch.setattr(restore_storage, "read_index", counted_index)
+    result = restore_snapshot(manifest, [location], CountingSink(tmp_path / "restored"), parallelism=2)
+
+    assert result.restored == 2000 and result.failed == result.check_problems == []
+    assert read["entries"] == 2 * 2000  # once to restore, once to check
+    assert read["at_first_write"] <= 2 * TASKS_AHEAD + 2 + 1 < 2000
+
+
+def test_an_unexpected_error_at_the_target_fails_that_object_and_the_rest_go_on(tmp_path):
+    location, manifest = folder_snapshot(tmp_path, 20)
+
+    class FlakySink(FolderSink):
+        def is_identical(self, entry):
+            if entry.path == "org-3/plan 3.txt":
+                raise PermissionError("target folder is read-only")
+            return super().is_identical(entry)
+
+    result = restore_snapshot(manifest, [location], FlakySink(tmp_path / "restored"), parallelism=2)
+
+    assert result.failed == ["floor-plans/org-3/plan 3.txt: target folder is read-only"]
+    assert result.restored == 19

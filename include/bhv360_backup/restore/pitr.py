@@ -150,7 +150,8 @@ def plan_storage_chain(snapshot: Manifest, locations: Mapping[str, Location], un
 def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPlan, locations: Mapping[str, Location],
                identities: Sequence[Identity] = ()) -> tuple[list[IndexEntry], list[str]]:
     """The snapshot's objects moved on to ``plan.until`` by the segments' object events (puts and deletes
-    committed after its listing started); a delete whose object cannot be named is returned apart."""
+    committed after its listing started), in index order; a delete whose object cannot be named is returned
+    apart."""
     started = parse_iso(snapshot.details["listing_started_at"])
     until = parse_iso(plan.until) if plan.until else None
     by_name = {(entry.bucket, entry.path): entry for entry in entries}
@@ -161,7 +162,7 @@ def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPla
         for event in read_object_events(locations[location_name], manifest, identities):
             moment = datetime.fromisoformat(event["commit_time"])
             if until is not None and moment > until:
-                return list(by_name.values()), unnamed
+                return [by_name[name] for name in sorted(by_name)], unnamed
             if moment <= started:
                 continue
             name = (event["bucket"], event["path"]) if event.get("path") else by_id.get(event.get("id"))
@@ -174,7 +175,7 @@ def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPla
                     unnamed.append(str(event.get("id")))
                 else:
                     by_name.pop(name, None)
-    return list(by_name.values()), unnamed
+    return [by_name[name] for name in sorted(by_name)], unnamed
 
 
 @dataclass

@@ -13,8 +13,7 @@ import logging
 import threading
 import urllib.parse
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from pyrage.x25519 import Identity
 from bhv360_backup.errors import BackupError, IntegrityError, first_line
 from bhv360_backup.locations.base import Location
 from bhv360_backup.locations.local import LocalWriter
+from bhv360_backup.pools import BoundedPool
 from bhv360_backup.repository.encryption import decrypt
 from bhv360_backup.repository.layout import check_relative_path
 from bhv360_backup.repository.manifest import Manifest
@@ -71,7 +71,7 @@ class StorageSink(ABC):
     def write(self, entry: IndexEntry, chunks: Iterator[bytes]) -> None: ...
 
     @abstractmethod
-    def check(self, entries: Sequence[IndexEntry]) -> list[str]:
+    def check(self, entries: Iterable[IndexEntry]) -> list[str]:
         """After the restore: every object is at the target with its size (and content, where readable)."""
 
 
@@ -124,7 +124,7 @@ class FolderSink(StorageSink):
             writer.abort()
             raise
 
-    def check(self, entries: Sequence[IndexEntry]) -> list[str]:
+    def check(self, entries: Iterable[IndexEntry]) -> list[str]:
         return [f"{e.bucket}/{e.path} differs at the target" for e in entries if not self.is_identical(e)]
 
 
@@ -183,12 +183,17 @@ class SupabaseSink(StorageSink):
         if response.status_code >= 400:
             raise BackupError(f"upload refused: HTTP {response.status_code} {response.text[:200]}")
 
-    def check(self, entries: Sequence[IndexEntry]) -> list[str]:
-        found = {(o.bucket, o.path): (o.size, o.etag) for b in {e.bucket for e in entries}
-                 for o in self._source.list_objects(b)}
+    def check(self, entries: Iterable[IndexEntry]) -> list[str]:
+        """Each bucket's objects as the target lists them now, compared as the entries come (in index
+        order a bucket's entries come together: one bucket's listing is held at a time)."""
+        found: dict[str, tuple[int, str]] = {}
+        listed_bucket = None
         problems = []
         for e in entries:
-            size, etag = found.get((e.bucket, e.path), (None, None))
+            if e.bucket != listed_bucket:
+                found = {o.path: (o.size, o.etag) for o in self._source.list_objects(e.bucket)}
+                listed_bucket = e.bucket
+            size, etag = found.get(e.path, (None, None))
             if size != e.size or (e.md5 and etag != e.md5):
                 problems.append(f"{e.bucket}/{e.path} is {'missing' if size is None else 'different'} at the target")
         return problems
@@ -219,9 +224,13 @@ def restore_snapshot(
     entries: Sequence[IndexEntry] | None = None,
 ) -> StorageRestoreResult:
     """Restore every object of the snapshot (or ``entries``, the snapshot moved on to a point in time; or
-    those in ``only``) into ``sink`` and check the result; encrypted objects are decrypted with ``identities``."""
-    index = read_index(locations[0], manifest, identities) if entries is None else entries
-    entries = [e for e in index if only is None or (e.bucket, e.path) in only]
+    those in ``only``) into ``sink`` and check the result; encrypted objects are decrypted with ``identities``.
+    The index streams through twice (restore, then check), never held whole."""
+
+    def selected() -> Iterator[IndexEntry]:
+        index = read_index(locations[0], manifest, identities) if entries is None else entries
+        return (entry for entry in index if only is None or (entry.bucket, entry.path) in only)
+
     sink.prepare(manifest.details.get("buckets", []))
     result = StorageRestoreResult()
     refused: set[tuple[str, str]] = set()
@@ -240,6 +249,10 @@ def restore_snapshot(
                 refused.add((entry.bucket, entry.path))
                 result.refused.append(f"{name!r}: {error}")
             return
+        except Exception as error:  # noqa: BLE001 - reported with the others; the restore fails
+            with lock:
+                result.failed.append(f"{name}: {first_line(error)}")
+            return
         errors = []
         for order in (locations, list(reversed(locations))):
             try:
@@ -253,9 +266,9 @@ def restore_snapshot(
         with lock:
             result.failed.append(f"{name}: {'; '.join(errors)}")
 
-    with ThreadPoolExecutor(max(1, parallelism), thread_name_prefix="restore") as pool:
-        for _ in pool.map(restore_one, entries):
-            pass
+    with BoundedPool(parallelism, "restore") as pool:
+        for entry in selected():
+            pool.submit(restore_one, entry)
     if not result.failed:
-        result.check_problems = sink.check([e for e in entries if (e.bucket, e.path) not in refused])
+        result.check_problems = sink.check(entry for entry in selected() if (entry.bucket, entry.path) not in refused)
     return result
