@@ -14,7 +14,6 @@ import stat
 import time
 import urllib.parse
 from abc import ABC, abstractmethod
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
@@ -276,12 +275,12 @@ class SupabaseStorageSource(StorageSource):
     def list_objects(self, bucket: str) -> Iterator[ObjectInfo]:
         """Walk the bucket folder by folder (v1 list returns one level), ``listing_threads`` pages at a
         time: a bucket of many small folders costs one round trip per folder."""
-        to_list: deque[tuple[str, int]] = deque([("", 0)])
+        to_list = [("", 0)]  # (folder, offset) pages still to list; last in, first out keeps it short
         with ThreadPoolExecutor(self.listing_threads, thread_name_prefix=f"list-{bucket}") as pool:
             listing: dict[Future, tuple[str, int]] = {}
             while to_list or listing:
                 while to_list and len(listing) < self.listing_threads:
-                    prefix, offset = to_list.popleft()
+                    prefix, offset = to_list.pop()
                     listing[pool.submit(self._page, bucket, prefix, offset)] = (prefix, offset)
                 done, _ = wait(listing, return_when=FIRST_COMPLETED)
                 for future in done:
