@@ -2,7 +2,8 @@
 
 A folder source of N small files (64 bytes each, every one different, in three buckets of nested
 folders) is snapshotted into a local location twice, each snapshot in a child process that reports
-its peak RSS: a first snapshot (every object a new blob) and a second with nothing changed. The
+its peak RSS: a first snapshot (every object a new blob), a second with nothing changed, and a restore
+of the first into an empty folder (every blob checked against its sha256, then every restored file). The
 baseline, measured in the same run, is ``rclone sync`` of the same folders to a local folder (Debian's
 ``rclone``; installed if missing) at the same parallelism.
 
@@ -49,6 +50,25 @@ def run_snapshot_child(spec: dict) -> None:
                                                 "peak_rss_mb": peak_rss_mb()}))
 
 
+def run_restore_child(spec: dict) -> None:
+    from bhv360_backup.locations import LocalLocation
+    from bhv360_backup.repository.layout import BackupType
+    from bhv360_backup.restore.storage import FolderSink, restore_snapshot
+
+    location = LocalLocation(Path(spec["root"]))
+    manifest = location.read_manifest(BackupType.STORAGE, spec["backup_id"])
+    started = time.monotonic()
+    result = restore_snapshot(manifest, [location], FolderSink(Path(spec["target"])), parallelism=spec["parallelism"])
+    if result.failed or result.check_problems or result.refused:
+        raise SystemExit(f"the restore did not come out whole: {result.to_dict()}")
+    Path(spec["report"]).write_text(json.dumps({"restored": result.restored, "seconds": time.monotonic() - started,
+                                                "peak_rss_mb": peak_rss_mb()}))
+
+
+def run_child(spec: dict) -> None:
+    (run_restore_child if spec.get("target") else run_snapshot_child)(spec)
+
+
 def measure(count: int, parallelism: int, rclone: str) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-snapshot-memory-", dir=WORK))
     try:
@@ -67,11 +87,19 @@ def measure(count: int, parallelism: int, rclone: str) -> None:
         first = snapshot("20260101T000000Z")
         second = snapshot("20260102T000000Z")
         assert first["downloaded"] == count and second["reused"] == count, (first, second)
+        report = work / "restore.json"
+        timed([sys.executable, __file__, "--child", json.dumps({
+            "root": str(work / "ours"), "backup_id": "20260101T000000Z", "target": str(work / "restored"),
+            "parallelism": parallelism, "report": str(report)})])
+        restore = json.loads(report.read_text())
+        assert restore["restored"] == count, restore
         print(f"{count:>9,} objects  rclone sync {rclone_seconds:7.1f} s ({rclone_seconds / count * 1e3:.2f} ms/object)"
               f"  first {first['seconds']:7.1f} s ({first['seconds'] / count * 1e3:.2f} ms/object,"
               f" {first['seconds'] / rclone_seconds:.2f}x rclone, peak RSS {first['peak_rss_mb']} MB)"
               f"  unchanged {second['seconds']:6.1f} s ({second['seconds'] / count * 1e3:.3f} ms/object,"
-              f" {second['seconds'] / first['seconds']:.3f} of the first, peak RSS {second['peak_rss_mb']} MB)",
+              f" {second['seconds'] / first['seconds']:.3f} of the first, peak RSS {second['peak_rss_mb']} MB)"
+              f"  restore {restore['seconds']:7.1f} s ({restore['seconds'] / count * 1e3:.2f} ms/object,"
+              f" {restore['seconds'] / rclone_seconds:.2f}x rclone, peak RSS {restore['peak_rss_mb']} MB)",
               flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -81,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--objects", type=int, nargs="+", default=[10_000, 50_000, 200_000])
     parser.add_argument("--parallelism", type=int, default=8)
-    args = parse_or_run_child(parser, run_snapshot_child)
+    args = parse_or_run_child(parser, run_child)
     rclone = require_tool("rclone", "rclone")
     WORK.mkdir(exist_ok=True)
     print(f"folder source to a local location, parallelism {args.parallelism}, {os.cpu_count()} cores; "
