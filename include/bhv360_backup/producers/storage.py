@@ -246,8 +246,7 @@ def _snapshot(
 
     listing_started = utc_now()
     buckets = source.list_buckets()
-    workers = max(1, parallelism)
-    with BoundedPool(workers, "snapshot") as pool:
+    with BoundedPool(parallelism, "snapshot") as pool:
         for batch in listed_batches(source, buckets, parallelism):
             stats.seen += len(batch)
             to_reuse, to_download = compare_with_previous(batch, scratch, blobs)
