@@ -8,13 +8,14 @@ run the script times, at the same parallelism:
 - a second snapshot with nothing changed,
 
 and prints the ratio to rclone, the bytes the second run downloaded, the snapshot process's
-peak RSS, and the CPU time moto's server spent in each phase (it runs in this process, on one GIL: a
-phase whose server time is close to its wall time is bound by the server, whatever the client). With
-``--split-cores`` the server runs on the first CPU and every client on the second, as when the server
-is another machine: then the client's own CPU work shows in its time. With ``--encrypt`` the snapshots encrypt every blob to a fresh age key and rclone syncs
-through its ``crypt`` remote: encryption on both sides.
+peak RSS, and the CPU time moto's server and the client spent in each phase (the server runs in this
+process, on one GIL: a phase whose server time is close to its wall time is bound by the server,
+whatever the client). With ``--split-cores`` the server runs on the first CPU and every client on the
+second, as when the server is another machine: then the client's own CPU work shows in its time. With
+``--encrypt`` the snapshots encrypt every blob to a fresh age key and rclone syncs through its
+``crypt`` remote: encryption on both sides.
 
-    .venv/bin/python benchmarks/bench_bucket_sync.py --objects 5000 --parallelism 8 [--encrypt]
+    .venv/bin/python benchmarks/bench_bucket_sync.py --objects 5000 --parallelism 8 [--encrypt] [--split-cores]
 """
 
 from __future__ import annotations
