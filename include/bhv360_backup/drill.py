@@ -23,6 +23,7 @@ from bhv360_backup.postgres.client import PgTarget, find_client, server_major
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import parse_iso
 from bhv360_backup.repository.snapshots import read_index
+from bhv360_backup.restore.pitr import chain_base
 from bhv360_backup.restore.plan import build_plan, choose_copy
 from bhv360_backup.restore.request import parse_request
 from bhv360_backup.restore.run import RestoreTargets, restore_database_component, restore_storage_component
@@ -58,7 +59,8 @@ def scratch_database(server: PgTarget, scratch: PgTarget) -> Iterator[None]:
 
 
 def between_the_newest_segments(locations: Sequence[Location]) -> datetime | None:
-    """The moment halfway between the two newest incremental segments' ends, when there are two."""
+    """The moment halfway between the two newest incremental segments' ends (or, when a database backup
+    that starts a chain was taken between them, between it and the newest end), when there are two."""
     ids = sorted({backup_id for location in locations for backup_id in location.list_backups(BackupType.INCREMENTAL)})
     if len(ids) < 2:
         return None
@@ -66,7 +68,12 @@ def between_the_newest_segments(locations: Sequence[Location]) -> datetime | Non
     for backup_id in ids[-2:]:
         location = next(loc for loc in locations if loc.has_manifest(BackupType.INCREMENTAL, backup_id))
         ends.append(parse_iso(location.read_manifest(BackupType.INCREMENTAL, backup_id).details["captured_until"]))
-    return ends[0] + (ends[1] - ends[0]) / 2
+    base = chain_base(locations, ends[1])
+    if base is None:
+        return None
+    location = next(loc for loc in locations if loc.has_manifest(BackupType.DATABASE, base))
+    start = max(ends[0], parse_iso(location.read_manifest(BackupType.DATABASE, base).details["chain"]["snapshot_at"]))
+    return start + (ends[1] - start) / 2
 
 
 def _drill_point_in_time(ordered: Sequence[Location], locations: Mapping[str, Location], server: PgTarget,

@@ -55,3 +55,17 @@ def test_deletes_and_truncates():
 def test_a_line_it_does_not_understand_stops_the_capture(line):
     with pytest.raises(ChangeFormatError):
         parse(line)
+
+
+def test_bit_strings_are_read_as_their_text():
+    change = parse("table public.t: INSERT: b[bit]:B'1010' v[bit varying]:B'' n[integer]:null")
+    assert change["new"] == [["b", "bit", "1010"], ["v", "bit varying", ""], ["n", "integer", None]]
+
+
+def test_logical_decoding_messages_are_read_not_refused():
+    assert parse("message: transactional: 0 prefix: bhv360-capture, sz: 0 content:") == {
+        "message": "bhv360-capture", "transactional": False, "size": 0}
+    assert parse("message: transactional: 1 prefix: app, sz: 9 content:he,\nllo sz") == {
+        "message": "app", "transactional": True, "size": 9}
+    with pytest.raises(ChangeFormatError, match="message line"):
+        parse("message: something else")

@@ -13,7 +13,6 @@ import pytest
 
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations import LocalLocation, S3Location
-from bhv360_backup.producers.database import dump_database
 from bhv360_backup.producers.incremental import capture_segment
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import parse_iso
@@ -23,11 +22,10 @@ from bhv360_backup.restore.request import parse_request
 from bhv360_backup.restore.run import RestoreTargets, execute_plan
 from bhv360_backup.sources.changes import ChangeSource
 from tests.conftest import AGE_IDENTITY, BUCKET
-from tests.fixtures import postgres
+from tests.fixtures import chain, postgres
+from tests.fixtures.chain import SLOT, capture, dump, next_id, restore_to, run
 
-SLOT = "bhv360_backup"
 TABLES = ("public.incidents", "public.big", "public.log_lines", "public.filler", "public.counters")
-_ids = (f"20261120T{h:02d}{m:02d}00Z" for h in range(24) for m in range(60))
 
 SCHEMA = """
 CREATE TABLE incidents (id bigserial PRIMARY KEY, org int NOT NULL, title text, notes text,
@@ -43,21 +41,8 @@ INSERT INTO counters VALUES ('drills', 0.1234567890123456789);
 """
 
 
-def run(target, *statements):
-    with psycopg.connect(host=target.host, port=target.port, user=target.user, dbname=target.dbname,
-                         autocommit=True) as connection:
-        for statement in statements:
-            connection.execute(statement)
-        return connection.execute("SELECT clock_timestamp()").fetchone()[0]
-
-
-def state(target) -> dict[str, tuple[int, str]]:
-    """Every table's row count and a checksum of its rows, in one snapshot."""
-    with psycopg.connect(host=target.host, port=target.port, user=target.user, dbname=target.dbname) as connection:
-        connection.execute("SET TIME ZONE 'UTC'")
-        return {table: connection.execute(
-            f"SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') FROM {table} t").fetchone()
-            for table in TABLES}
+def state(target):
+    return chain.state(target, TABLES)
 
 
 @pytest.fixture(params=["plain", pytest.param("encrypted", marks=pytest.mark.server)])
@@ -67,21 +52,6 @@ def repo(request, tmp_path, s3):
     return [LocalLocation(tmp_path / "backups"), S3Location(s3.client(), BUCKET)], recipients, identities
 
 
-def capture(source, locations, recipients, *, advance=True):
-    writer = BackupWriter(locations, BackupType.INCREMENTAL, next(_ids), recipients)
-    previous = None
-    for location in writer.live:
-        ids = location.list_backups(BackupType.INCREMENTAL)
-        if ids:
-            previous = location.read_manifest(BackupType.INCREMENTAL, ids[-1]).details["schema"]
-            break
-    manifest = capture_segment(source, writer, dag_id="t", run_id=f"t{writer.backup_id}", previous_schema=previous)
-    writer.raise_for_failures()
-    if advance:
-        source.advance(manifest.details["end_lsn"])
-    return manifest
-
-
 def start_chain(target, locations, recipients):
     """The schema, the slot (its first capture) and a dump that starts the chain; returns the slot's source."""
     run(target, SCHEMA)
@@ -89,24 +59,6 @@ def start_chain(target, locations, recipients):
     capture(source, locations, recipients)
     dump(target, locations, recipients)
     return source
-
-
-def dump(target, locations, recipients):
-    return dump_database(target, BackupWriter(locations, BackupType.DATABASE, next(_ids), recipients), pg_bin_dir="",
-                         dag_id="t", run_id="t", slot=SLOT)
-
-
-def restore_to(logical_cluster, locations, identities, moment, tmp_path, accept_earlier=False):
-    target = postgres.create_database(logical_cluster, "bhv360_pitr")
-    body = {"type": "database", "paths": {"database": "latest"}, "accept_earlier_point": accept_earlier}
-    if moment is not None:
-        body["point_in_time"] = moment.isoformat()
-    request = parse_request(body, backup_root=str(locations[0].root), bucket=BUCKET)
-    plan = build_plan(request, locations, {}, None, identities)
-    report = execute_plan(plan, request, {location.name: location for location in locations},
-                          RestoreTargets(database=target, sink=None, work_dir=tmp_path / f"work-{target.dbname}",
-                                         identities=identities))
-    return target, plan, report
 
 
 def test_restores_to_three_moments_equal_the_source_then(logical_db, logical_cluster, repo, tmp_path):
@@ -224,7 +176,10 @@ def test_a_schema_change_stops_the_chain_and_a_table_without_a_key_stops_the_rep
     run(logical_db, "DELETE FROM log_lines")
     segment = capture(source, locations, recipients)
     assert "public.log_lines" in segment.details["not_exact"]
-    target, plan, report = restore_to(logical_cluster, locations, identities, None, tmp_path)
+    with pytest.raises(BackupError, match="stopped at .*public.log_lines has no primary key or replica identity.*"
+                                          "accept_earlier_point"):
+        restore_to(logical_cluster, locations, identities, None, tmp_path)  # the newest moment, not reached
+    target, plan, report = restore_to(logical_cluster, locations, identities, None, tmp_path, accept_earlier=True)
     try:
         assert "public.log_lines has no primary key or replica identity" in report["database"]["point_in_time"]["stopped"]
         assert state(target) == exact_until
@@ -234,7 +189,7 @@ def test_a_schema_change_stops_the_chain_and_a_table_without_a_key_stops_the_rep
 
 def test_a_source_without_logical_decoding_is_refused_naming_what_it_lacks(pg_database, repo):
     locations, recipients, _ = repo
-    writer = BackupWriter(locations, BackupType.INCREMENTAL, next(_ids), recipients)
+    writer = BackupWriter(locations, BackupType.INCREMENTAL, next_id(), recipients)
     with pytest.raises(BackupError, match="wal_level is replica, change capture needs logical"):
         capture_segment(ChangeSource(pg_database, SLOT), writer, dag_id="t", run_id="t")
     assert all(location.scan(BackupType.INCREMENTAL) == [] for location in locations)
@@ -267,10 +222,10 @@ def test_storage_objects_between_snapshots_and_a_storage_restore_to_a_point_in_t
     upload("org-1/bram.pdf", b"%PDF bram")
     source = ChangeSource(logical_db, SLOT)
     capture(source, locations, recipients)
-    take_snapshot(storage(), BackupWriter(locations, BackupType.STORAGE, next(_ids), recipients), dag_id="t", run_id="t")
+    take_snapshot(storage(), BackupWriter(locations, BackupType.STORAGE, next_id(), recipients), dag_id="t", run_id="t")
 
     def capture_with_files():
-        writer = BackupWriter(locations, BackupType.INCREMENTAL, next(_ids), recipients)
+        writer = BackupWriter(locations, BackupType.INCREMENTAL, next_id(), recipients)
         manifest = capture_segment(source, writer, dag_id="t", run_id=writer.backup_id, storage=storage)
         source.advance(manifest.details["end_lsn"])
         return manifest

@@ -11,7 +11,9 @@ PostgreSQL's own and stable (its regression tests pin it); this module parses it
 A line is ``BEGIN <xid>``, ``COMMIT <xid> (at <timestamp>)``, or
 ``table <schema>.<name>: INSERT|UPDATE|DELETE: <column>[<type>]:<value> …`` (an UPDATE whose key changed,
 or of a table with REPLICA IDENTITY FULL, has ``old-key: … new-tuple: …``; a DELETE of a table without a
-replica identity has ``(no-tuple-data)``), or ``table <a>, <b>: TRUNCATE: [restart_seqs] [cascade]``.
+replica identity has ``(no-tuple-data)``), ``table <a>, <b>: TRUNCATE: [restart_seqs] [cascade]``, or a
+logical decoding message (``pg_logical_emit_message``): ``message: transactional: 0|1 prefix: <p>, sz: <n>
+content:<bytes>``. Any other line stops the capture, naming the line.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 UNCHANGED_TOAST = "unchanged-toast-datum"
 _BARE = re.compile(r"[^\s\[\].:,\"]+")
 _COMMIT = re.compile(r"^COMMIT (\d+) \(at (.+)\)$")
+_MESSAGE = re.compile(r"^message: transactional: ([01]) prefix: (.*), sz: (\d+) content:", re.DOTALL)
 
 
 class ChangeFormatError(ValueError):
@@ -75,6 +78,8 @@ class _Line:
         return schema, self.identifier()
 
     def value(self) -> str | None:
+        if self.peek("B'"):  # a bit string: B'1010' is the text 1010
+            self.at += 1
         if self.peek("'"):
             return self.quoted("'", "value")
         end = self.text.find(" ", self.at)
@@ -118,7 +123,14 @@ def parse_timestamp(text: str) -> datetime:
 def parse(data: str) -> dict[str, Any]:
     """One ``test_decoding`` line as a change: ``{"begin": xid}``, ``{"commit": xid, "time": …}``,
     ``{"op": "insert"|"update"|"delete", "table": [schema, name], "new"/"old_key": [[name, type, value]…],
-    "unchanged": [names]}`` or ``{"op": "truncate", "tables": […], "restart_seqs": bool, "cascade": bool}``."""
+    "unchanged": [names]}``, ``{"op": "truncate", "tables": […], "restart_seqs": bool, "cascade": bool}`` or
+    ``{"message": prefix, "transactional": bool, "size": n}`` (a message's content is not kept: a replay has
+    nothing to do with it)."""
+    if data.startswith("message: "):
+        match = _MESSAGE.match(data)
+        if not match:
+            raise ChangeFormatError(f"a logical decoding message line this parser does not understand: {data[:200]!r}")
+        return {"message": match.group(2), "transactional": match.group(1) == "1", "size": int(match.group(3))}
     if data.startswith("BEGIN "):
         return {"begin": int(data[6:])}
     if data.startswith("COMMIT "):

@@ -19,7 +19,7 @@ from bhv360_backup.repository.manifest import Manifest
 from bhv360_backup.repository.scratch import ScratchIndex
 from bhv360_backup.repository.segments import CHANGES_ARTIFACT, OBJECTS_ARTIFACT, SEGMENT_BLOBS_ARTIFACT
 from bhv360_backup.repository.writer import BackupWriter
-from bhv360_backup.sources.changes import PLUGIN, ChangeSource, changed_tables
+from bhv360_backup.sources.changes import BARRIER_PREFIX, PLUGIN, ChangeSource, changed_tables, position_of
 from bhv360_backup.sources.storage import ObjectGone, ObjectInfo, StorageSource
 from bhv360_backup.streams import gzip_json_lines
 
@@ -35,13 +35,16 @@ class SegmentStats:
     tables: dict[str, int] = field(default_factory=dict)
     first_commit: str | None = None
     last_commit: str | None = None
+    last_commit_lsn: str | None = None  # the end of the last commit record decoded
+    messages: dict[str, int] = field(default_factory=dict)  # logical decoding messages by prefix
     without_key: dict[str, str] = field(default_factory=dict)  # table -> first commit time it was inexact
     objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # the last event per object
 
     def to_dict(self) -> dict[str, Any]:
         return {"transactions": self.transactions, "changes": self.changes, "tables": self.tables,
                 "first_commit_time": self.first_commit, "last_commit_time": self.last_commit,
-                "not_exact": self.without_key}
+                "not_exact": self.without_key,
+                **({"messages": self.messages} if self.messages else {})}
 
 
 def _value(columns: list[list[Any]] | None, name: str) -> Any:
@@ -56,6 +59,7 @@ def _counted(changes: Iterator[dict[str, Any]], stats: SegmentStats, keys: dict[
             stats.transactions += 1
             stats.first_commit = stats.first_commit or change["time"]
             stats.last_commit = change["time"]
+            stats.last_commit_lsn = change["lsn"]
             for event in pending:
                 stats.objects[(event["bucket"], event["path"]) if event["path"] else ("", event["id"])] = {
                     **event, "commit_time": change["time"]}
@@ -70,6 +74,8 @@ def _counted(changes: Iterator[dict[str, Any]], stats: SegmentStats, keys: dict[
                     stats.without_key.setdefault(table, stats.last_commit or "")
             if change.get("table") == list(STORAGE_OBJECTS):
                 pending.append(_object_event(change))
+        elif "message" in change and change["message"] != BARRIER_PREFIX:
+            stats.messages[change["message"]] = stats.messages.get(change["message"], 0) + 1
         yield change
 
 
@@ -132,9 +138,11 @@ def capture_segment(
                                    "bytes": sum(row["size"] for row in blob_rows)}
             writer.verify()
             changed = changed_tables(previous_schema, seen["schema"]) if previous_schema is not None else []
+            # the slot moves to what was decoded: the bound, or the end of a commit record that crossed it
+            end = max(seen["lsn"], stats.last_commit_lsn or seen["lsn"], key=position_of)
             return writer.publish(dag_id=dag_id, run_id=run_id, details={
                 "source": source.describe(), "slot": source.slot, "plugin": PLUGIN, "slot_created": created,
-                "start_lsn": start, "end_lsn": seen["lsn"], "captured_until": seen["time"].astimezone(timezone.utc).isoformat(),
+                "start_lsn": start, "end_lsn": end, "captured_until": seen["time"].astimezone(timezone.utc).isoformat(),
                 **stats.to_dict(), "keys": seen["keys"], "sequences": seen["sequences"],
                 "fingerprint": seen["fingerprint"], "schema": seen["schema"],
                 **({"schema_changed": {"tables": changed}} if changed else {}),

@@ -11,7 +11,6 @@ identity, or a schema or access change (which the chain itself marks).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,8 +37,6 @@ from bhv360_backup.repository.verify import verify_backup
 from bhv360_backup.sources.changes import snapshot_visible
 
 log = logging.getLogger(__name__)
-
-_TYPE = re.compile(r'^[A-Za-z0-9_ ."\[\](),]+$')
 
 
 class ReplayMismatch(BackupError):
@@ -192,42 +189,106 @@ class ReplayReport:
         return dict(self.__dict__)
 
 
-def _cast(value_type: str) -> sql.Composable:
-    if not _TYPE.match(value_type):
-        raise ReplayMismatch(f"a recorded column type is not a type name: {value_type!r}")
-    return sql.SQL(value_type)
+@dataclass(frozen=True)
+class TargetColumn:
+    """A column of a replay's target table as its catalog says: the type to cast a decoded value to
+    (schema-qualified, with its modifier: ``character(8)``, ``numeric(5,2)``), and whether the server
+    computes it (a generated column is never written; an identity column ``GENERATED ALWAYS`` only
+    with ``OVERRIDING SYSTEM VALUE``)."""
+
+    name: str
+    type: str
+    generated: bool
+    identity_always: bool
+
+
+TARGET_COLUMNS_SQL = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '', a.attidentity = 'a'
+FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+"""
+
+
+class TargetCatalog:
+    """The target's columns per table, read once each on a session with an empty ``search_path`` so every
+    type name is schema-qualified (never the name the decoder printed: it drops type modifiers)."""
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self.connection = connection
+        self.connection.execute("SET search_path = ''")
+        self.connection.commit()
+        self.tables: dict[tuple[str, str], dict[str, TargetColumn]] = {}
+
+    def columns(self, table: Sequence[str]) -> dict[str, TargetColumn]:
+        key = (table[0], table[1])
+        if key not in self.tables:
+            name = _table(table).as_string(self.connection)
+            try:
+                rows = self.connection.execute(TARGET_COLUMNS_SQL, [name]).fetchall()
+            except psycopg.Error as error:
+                self.connection.rollback()
+                raise ReplayMismatch(f"table {'.'.join(table)} of the change stream is not in the target: "
+                                     f"{first_line(error)}") from None
+            self.connection.rollback()
+            self.tables[key] = {row[0]: TargetColumn(*row) for row in rows}
+        return self.tables[key]
+
+    def column(self, table: Sequence[str], name: str) -> TargetColumn:
+        column = self.columns(table).get(name)
+        if column is None:
+            raise ReplayMismatch(f"column {name} of {'.'.join(table)} is in the change stream but not in the target")
+        return column
 
 
 def _table(table: Sequence[str]) -> sql.Composable:
     return sql.SQL("{}.{}").format(sql.Identifier(table[0]), sql.Identifier(table[1]))
 
 
-def _match(columns: list[list[Any]], full: bool) -> tuple[sql.Composable, list[Any]]:
-    """A WHERE clause finding one row by its key (or, for REPLICA IDENTITY FULL, by every old value)."""
-    if full:
-        condition = sql.SQL(" AND ").join(sql.SQL("{}::text IS NOT DISTINCT FROM %s::text").format(sql.Identifier(name))
-                                          for name, _, _ in columns)
-    else:
-        condition = sql.SQL(" AND ").join(sql.SQL("{} = %s::{}").format(sql.Identifier(name), _cast(kind))
-                                          for name, kind, _ in columns)
-    return condition, [value for _, _, value in columns]
+def _typed(column: TargetColumn) -> sql.Composable:
+    return sql.SQL("%s::{}").format(sql.SQL(column.type))  # the type comes from the target's catalog
 
 
-def _statement(change: Mapping[str, Any], keys: Mapping[str, Any]) -> tuple[sql.Composable, list[Any], bool] | str:
+def _key_match(table: Sequence[str], old: list[list[Any]], catalog: TargetCatalog) -> tuple[sql.Composable, list[Any]]:
+    """A WHERE clause finding one row by its key columns."""
+    columns = [catalog.column(table, name) for name, _, _ in old]
+    condition = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(sql.Identifier(column.name), _typed(column))
+                                      for column in columns)
+    return condition, [value for _, _, value in old]
+
+
+def _full_match(table: Sequence[str], old: list[list[Any]], catalog: TargetCatalog) -> tuple[sql.Composable, list[Any]]:
+    """For REPLICA IDENTITY FULL: every column of the row, compared as its type's text (some types have no
+    equality); a column the old tuple leaves out was NULL. Rows matching it are identical, so any one of
+    them stands for the row changed."""
+    old_values = {name: value for name, _, value in old}
+    for name in old_values:
+        catalog.column(table, name)
+    parts, params = [], []
+    for column in catalog.columns(table).values():
+        if old_values.get(column.name) is None:
+            parts.append(sql.SQL("{} IS NULL").format(sql.Identifier(column.name)))
+        else:
+            parts.append(sql.SQL("{}::text = ({})::text").format(sql.Identifier(column.name), _typed(column)))
+            params.append(old_values[column.name])
+    return sql.SQL(" AND ").join(parts), params
+
+
+def _statement(change: Mapping[str, Any], keys: Mapping[str, Any],
+               catalog: TargetCatalog) -> tuple[sql.Composable, list[Any], bool] | str:
     """The SQL that replays one change, its parameters and whether it must touch exactly one row; or,
     when it cannot be replayed exactly, why."""
     if change["op"] == "truncate":
         return (sql.SQL("TRUNCATE {}{}{}").format(sql.SQL(", ").join(map(_table, change["tables"])),
                                                    sql.SQL(" RESTART IDENTITY" if change["restart_seqs"] else ""),
                                                    sql.SQL(" CASCADE" if change["cascade"] else "")), [], False)
-    table = _table(change["table"])
-    name = ".".join(change["table"])
+    table = change["table"]
+    name = ".".join(table)
     if change["op"] == "insert":
-        columns = change["new"]
-        return (sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-            table, sql.SQL(", ").join(sql.Identifier(column) for column, _, _ in columns),
-            sql.SQL(", ").join(sql.SQL("%s::{}").format(_cast(kind)) for _, kind, _ in columns)),
-            [value for _, _, value in columns], False)
+        columns = [(catalog.column(table, column), value) for column, _, value in change["new"]]
+        columns = [(column, value) for column, value in columns if not column.generated]
+        overriding = " OVERRIDING SYSTEM VALUE" if any(column.identity_always for column, _ in columns) else ""
+        return (sql.SQL("INSERT INTO {} ({}){} VALUES ({})").format(
+            _table(table), sql.SQL(", ").join(sql.Identifier(column.name) for column, _ in columns), sql.SQL(overriding),
+            sql.SQL(", ").join(_typed(column) for column, _ in columns)), [value for _, value in columns], False)
     key = keys.get(name, {})
     full = key.get("identity") == "f"
     old = change.get("old_key")
@@ -235,16 +296,31 @@ def _statement(change: Mapping[str, Any], keys: Mapping[str, Any]) -> tuple[sql.
         old = [column for column in change["new"] if column[0] in key["columns"]]
     if not old:
         return f"table {name} has no primary key or replica identity, so its {change['op']} cannot be replayed exactly"
-    where, where_params = _match(old, full and change.get("old_key") is not None)
-    target = sql.SQL("(SELECT ctid FROM {} WHERE {} LIMIT 1)").format(table, where) if full else where
-    condition = sql.SQL("ctid = {}").format(target) if full else target
+    if full and change.get("old_key") is not None:
+        where, where_params = _full_match(table, old, catalog)
+        condition = sql.SQL("ctid = (SELECT ctid FROM {} WHERE {} LIMIT 1)").format(_table(table), where)
+    else:
+        condition, where_params = _key_match(table, old, catalog)
     if change["op"] == "delete":
-        return sql.SQL("DELETE FROM {} WHERE {}").format(table, condition), where_params, True
-    sets = change["new"]
+        return sql.SQL("DELETE FROM {} WHERE {}").format(_table(table), condition), where_params, True
+    old_values = {column: value for column, _, value in change.get("old_key") or []}
+    sets = []
+    for column_name, _, value in change["new"]:
+        column = catalog.column(table, column_name)
+        if column.generated:
+            continue
+        if column.identity_always:
+            if column_name in old_values and old_values[column_name] != value:
+                return (f"an update of {name} changed its GENERATED ALWAYS identity column {column_name}, which "
+                        "cannot be written back exactly")
+            continue
+        sets.append((column, value))
+    if not sets:
+        return sql.SQL("SELECT 1 FROM {} WHERE {}").format(_table(table), condition), where_params, True
     return (sql.SQL("UPDATE {} SET {} WHERE {}").format(
-        table, sql.SQL(", ").join(sql.SQL("{} = %s::{}").format(sql.Identifier(column), _cast(kind))
-                                  for column, kind, _ in sets), condition),
-        [value for _, _, value in sets] + where_params, True)
+        _table(table), sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(column.name), _typed(column))
+                                          for column, _ in sets), condition),
+        [value for _, value in sets] + where_params, True)
 
 
 def replay(target: PgTarget, base: Manifest, plan: ChainPlan, locations: Mapping[str, Location],
@@ -255,8 +331,10 @@ def replay(target: PgTarget, base: Manifest, plan: ChainPlan, locations: Mapping
     until = parse_iso(plan.until) if plan.until else None
     report = ReplayReport(stopped=plan.stop)
     applied_position = 0
+    applied: dict[int, int] = {}  # xid -> commit position, of the transactions applied: overlapping segments
     sequences: dict[str, int] = {}
-    with target.connect() as connection:
+    with target.connect() as connection, target.connect() as catalog_connection:
+        catalog = TargetCatalog(catalog_connection)
         connection.execute("SET session_replication_role = replica")  # the source ran the triggers and checks
         connection.commit()
         cursor = connection.cursor()
@@ -264,12 +342,15 @@ def replay(target: PgTarget, base: Manifest, plan: ChainPlan, locations: Mapping
             manifest = locations[location_name].read_manifest(BackupType.INCREMENTAL, segment_id)
             keys = manifest.details.get("keys", {})
             sequences = manifest.details.get("sequences", {})  # at the segment's end: never behind its rows
+            start = lsn_position(manifest.details["start_lsn"])
+            applied = {xid: position for xid, position in applied.items() if position > start}
             report.segments += 1
-            skip, statements = False, 0
+            skip, statements, xid = False, 0, None
             for change in read_changes(locations[location_name], manifest, identities):
                 if "begin" in change:
-                    skip, statements = snapshot_visible(snapshot, change["begin"]), 0
-                    if skip:
+                    xid, statements = change["begin"], 0
+                    skip = snapshot_visible(snapshot, xid) or xid in applied  # in the dump, or applied already
+                    if skip and xid not in applied:
                         report.in_the_dump += 1
                 elif "commit" in change:
                     commit_time = datetime.fromisoformat(change["time"])
@@ -281,11 +362,12 @@ def replay(target: PgTarget, base: Manifest, plan: ChainPlan, locations: Mapping
                     else:
                         connection.commit()
                         applied_position = lsn_position(change["lsn"])
+                        applied[xid] = applied_position
                         report.transactions += 1
                         report.changes += statements
                         report.reached = change["time"]
-                elif not skip:
-                    built = _statement(change, keys)
+                elif "op" in change and not skip:
+                    built = _statement(change, keys, catalog)
                     if isinstance(built, str):
                         connection.rollback()
                         report.stopped = f"{built} (a transaction committed after {report.reached or 'the dump'})"

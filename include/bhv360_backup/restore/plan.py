@@ -194,15 +194,34 @@ def _resolve_at(request: RestoreRequest, locations: Sequence[Location], until: d
     resolution = Resolution({}, until=until)
     for name, spec in request.paths.items():
         backup_type = BackupType(name)
+        newest = (chain_base(locations, until) if backup_type == BackupType.DATABASE else None) \
+            or newest_before(locations, backup_type, until)
         if spec.kind != "latest":
+            _refuse_if_later(locations, backup_type, spec.backup_id, until, newest)
             resolution.chosen[name] = (spec.backup_id, spec)
             continue
-        backup_id = (chain_base(locations, until) if backup_type == BackupType.DATABASE else None) \
-            or newest_before(locations, backup_type, until)
+        backup_id = newest
         if backup_id is None:
             raise BackupError(f"there is no {name} backup made before {until.isoformat()} in any location")
         resolution.chosen[name] = (backup_id, spec)
     return resolution
+
+
+def _refuse_if_later(locations: Sequence[Location], backup_type: BackupType, backup_id: str, until: datetime,
+                     newest: str | None) -> None:
+    """A backup named explicitly must have been taken at or before the moment asked for: its data would
+    otherwise be from after that moment (the very state the operator wants to undo)."""
+    for location in locations:
+        try:
+            taken = _data_time(location.read_manifest(backup_type, backup_id))
+        except BackupError:
+            continue
+        if taken > until:
+            instead = f"the newest {backup_type.value} backup before it is {newest}" if newest else \
+                f"there is no {backup_type.value} backup before it"
+            raise BackupError(f"{backup_type.value} backup {backup_id} was taken at {taken.isoformat()}, after "
+                              f"point_in_time {until.isoformat()}: it cannot restore that moment; {instead}")
+        return
 
 
 def resolve(request: RestoreRequest, locations: Sequence[Location]) -> Resolution:

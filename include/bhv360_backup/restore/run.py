@@ -170,6 +170,11 @@ def restore_database_component(
         report["point_in_time"] = {"until": chain.until, "chain_reaches": chain.reaches,
                                    "reflects": replayed.reached or manifest.details["chain"]["snapshot_at"],
                                    **replayed.to_dict()}
+        if replayed.stopped and not request.accept_earlier_point:
+            raise RestoreMismatch(f"point-in-time replay over backup {component.backup_id} stopped at "
+                                  f"{report['point_in_time']['reflects']}, before the moment asked for: "
+                                  f"{replayed.stopped}. The target holds that earlier moment; set "
+                                  "accept_earlier_point to accept it", report)
         report["seconds"] = round(time.monotonic() - started, 1)
     return report
 

@@ -26,6 +26,7 @@ PLUGIN = "test_decoding"
 PEEK_OPTIONS = ["include-xids", "1", "include-timestamp", "1", "skip-empty-xacts", "1"]
 SUPABASE_TRANSACTION_POOLER_PORT = 6543
 FETCH_ROWS = 2000
+BARRIER_PREFIX = "bhv360-capture"
 
 KEYS_SQL = """
 SELECT n.nspname, c.relname, c.relreplident::text,
@@ -125,24 +126,37 @@ class ChangeSource:
     def observe(self) -> dict[str, Any]:
         """Where the capture will read up to, and what is true there: the WAL position and server time,
         the key columns of every table, every sequence's value, and a fingerprint of the schema and the
-        access model (a change in it breaks the exactness of a replay past it)."""
-        with self.target.connect() as connection, connection.transaction():
+        access model (a change in it breaks the exactness of a replay past it).
+
+        The position is the *flushed* end of WAL (logical decoding reads no further), taken after a
+        barrier: a transaction of this session that writes one WAL record and commits synchronously, so
+        every commit record written before it (asynchronous commits included) is flushed, and decoded,
+        before the position is read. Every commit stamped before the time read first is then in this
+        capture or an earlier one."""
+        with self.target.connect(autocommit=True) as connection:
             cursor = connection.cursor()
-            cursor.execute("SET LOCAL TIME ZONE 'UTC'")
-            # the clock first: a commit stamped before it has its commit record before the position read after
-            now, lsn = cursor.execute("SELECT clock_timestamp(), pg_current_wal_lsn()::text").fetchone()
-            keys = {f"{schema}.{name}": {"identity": identity, "columns": list(columns)}
-                    for schema, name, identity, columns in cursor.execute(KEYS_SQL).fetchall()}
-            sequences = {f"{schema}.{name}": value for schema, name, value in cursor.execute(
-                "SELECT schemaname, sequencename, last_value FROM pg_sequences WHERE last_value IS NOT NULL")}
-            schema = schema_digests(cursor)
+            cursor.execute("SET TIME ZONE 'UTC'")
+            cursor.execute("SET synchronous_commit = on")
+            with connection.transaction():
+                now = cursor.execute("SELECT clock_timestamp()").fetchone()[0]
+                cursor.execute("SELECT pg_current_xact_id()")
+                cursor.execute("SELECT pg_logical_emit_message(false, %s, '')", [BARRIER_PREFIX])
+            with connection.transaction():
+                lsn = cursor.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()[0]
+                keys = {f"{schema}.{name}": {"identity": identity, "columns": list(columns)}
+                        for schema, name, identity, columns in cursor.execute(KEYS_SQL).fetchall()}
+                sequences = {f"{schema}.{name}": value for schema, name, value in cursor.execute(
+                    "SELECT schemaname, sequencename, last_value FROM pg_sequences WHERE last_value IS NOT NULL")}
+                schema = schema_digests(cursor)
         return {"lsn": lsn, "time": now, "keys": keys, "sequences": sequences, "schema": schema,
                 "fingerprint": fingerprint_of(schema)}
 
     def changes(self, upto_lsn: str) -> Iterator[dict[str, Any]]:
         """Every change committed before ``upto_lsn`` that the slot has not confirmed, in commit order,
-        streamed (``begin`` and ``commit`` carry the LSN of their line)."""
+        streamed (``begin`` and ``commit`` carry the LSN of their line; a commit's is the end of its
+        record). Type names are read with an empty ``search_path``, so every one is schema-qualified."""
         with self.target.connect() as connection, connection.transaction():
+            connection.execute("SET LOCAL search_path = ''")
             with connection.cursor(name="bhv360_changes") as cursor:
                 cursor.itersize = FETCH_ROWS
                 cursor.execute(sql.SQL("SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, %s, NULL, {})")

@@ -12,7 +12,7 @@ import psycopg
 from bhv360_backup.postgres import access
 from bhv360_backup.postgres.client import PgTarget
 from bhv360_backup.postgres.stats import table_stats
-from bhv360_backup.sources.changes import schema_fingerprint, slot_state
+from bhv360_backup.sources.changes import SlotState, schema_fingerprint, slot_state
 
 
 @dataclass
@@ -50,6 +50,9 @@ def exported_snapshot(target: PgTarget, slot: str | None = None) -> Iterator[Dat
     stands in that slot's change stream (see :func:`chain_point`)."""
     with target.connect(autocommit=True) as connection:
         with connection.cursor() as cursor:
+            # the slot's position before the snapshot: a capture that moves the slot in between leaves its
+            # transactions in the segments from here, and the snapshot's visibility skips those it holds
+            slot_before = slot_state(cursor, slot) if slot else None
             cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snapshot_id, snapshot_time, version_num, version = cursor.execute(
                 "SELECT pg_export_snapshot(), to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
@@ -63,8 +66,8 @@ def exported_snapshot(target: PgTarget, slot: str | None = None) -> Iterator[Dat
                 cursor=cursor,
             )
             try:
-                if slot:
-                    snapshot.chain = chain_point(cursor, slot)
+                if slot_before is not None:
+                    snapshot.chain = chain_point(cursor, slot_before)
                 yield snapshot
             except BaseException:
                 # the server may be gone with the dump's error in flight: keep that error, not the rollback's
@@ -74,13 +77,13 @@ def exported_snapshot(target: PgTarget, slot: str | None = None) -> Iterator[Dat
             cursor.execute("ROLLBACK")
 
 
-def chain_point(cursor: psycopg.Cursor, slot: str) -> dict[str, Any]:
+def chain_point(cursor: psycopg.Cursor, state: SlotState) -> dict[str, Any]:
     """Where a dump's snapshot stands in the change stream, so incremental segments can be replayed over
-    it exactly: the slot's confirmed position (every change the dump lacks is in the segments from
-    there), the snapshot itself (a decoded transaction is already in the dump if and only if it is
-    visible in it), the precise snapshot time, and the schema fingerprint the chain starts from."""
-    state = slot_state(cursor, slot)
-    point: dict[str, Any] = {"slot": slot, "exists": state.exists}
+    it exactly: the slot's confirmed position read before the snapshot was taken (every change the dump
+    lacks is in the segments from there), the snapshot itself (a decoded transaction is already in the
+    dump if and only if it is visible in it), the precise snapshot time, and the schema fingerprint the
+    chain starts from."""
+    point: dict[str, Any] = {"slot": state.name, "exists": state.exists}
     if not state.exists:
         return point
     xmin, xmax, xip, at = cursor.execute(
