@@ -70,6 +70,15 @@ def bhv360_variables() -> dict[str, str]:
     return found
 
 
+def airflow_folders() -> list[Path]:
+    """The folders whose files Airflow runs or serves: DAGs, plugins, its home and its logs."""
+    from airflow.sdk import conf
+
+    home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
+    return [home, *(Path(conf.get(section, key)).expanduser() for section, key in (
+        ("core", "dags_folder"), ("core", "plugins_folder"), ("logging", "base_log_folder")))]
+
+
 def looks_secret(name: str, value: str) -> bool:
     """Airflow's secrets masker rules: a sensitive name, or a value registered as a secret."""
     from airflow.sdk.log import redact

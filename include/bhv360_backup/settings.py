@@ -47,6 +47,7 @@ DEFAULTS = {
     "bhv360_incremental_slot": "bhv360_backup",
     "bhv360_incremental_max_retained_mb": "2048",
     "bhv360_dump_compression": "gzip:1",
+    "bhv360_restore_folder_root": "",
 }
 
 VariableGetter = Callable[[str, str], str]
@@ -186,6 +187,7 @@ class Settings:
     incremental_slot: str = "bhv360_backup"
     incremental_max_retained_mb: int = 2048
     dump_compression: DumpCompression = DEFAULT_DUMP_COMPRESSION
+    restore_folder_root: Path | None = None
 
     @property
     def incremental(self) -> bool:
@@ -239,6 +241,7 @@ class Settings:
             dump_compression=checked(lambda: DumpCompression.parse(value("bhv360_dump_compression"),
                                                                    "variable bhv360_dump_compression"),
                                      DEFAULT_DUMP_COMPRESSION),
+            restore_folder_root=Path(value("bhv360_restore_folder_root")) if value("bhv360_restore_folder_root") else None,
         )
         if problems:
             raise ConfigurationError("; ".join(problems))

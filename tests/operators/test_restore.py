@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -235,3 +236,26 @@ def test_supabase_target_follows_the_migration_procedure(backup_env, restore_db)
     assert after["public.drills"]["rows"] == 1 and after["auth.users"]["rows"] == 1
     assert after["storage.objects"]["rows"] == 1
     assert after["auth.schema_migrations"]["rows"] == 3 and after["storage.migrations"]["rows"] == 3  # untouched
+
+
+def test_a_folder_target_outside_the_restore_root_is_refused_and_nothing_is_written(backup_env, monkeypatch, tmp_path):
+    from airflow.sdk import conf
+
+    (tmp_path / "buckets" / "certificates").mkdir(parents=True)
+    (tmp_path / "buckets" / "certificates" / "evil.py").write_bytes(b"import os  # uploaded by anyone")
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_STORAGE_SOURCE", f"folder:{tmp_path / 'buckets'}")
+    run_dag("bhv360_storage_backup")
+    dags = Path(conf.get("core", "dags_folder"))
+    before = sorted(dags.rglob("*"))
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_RESTORE_FOLDER_ROOT", str(tmp_path / "restores"))
+    run, states = run_dag(RESTORE, {"type": "storage", "paths": {"storage": "latest"},
+                                    "storage_target": f"folder:{dags / 'restored'}"})
+    assert "failed" in states.values()
+    assert sorted(dags.rglob("*")) == before
+    line = [e for e in backup_env.job_log() if e["type"].startswith("restore")][-1]
+    assert line["status"] == "failed" and "outside the restore root" in line["error"]
+
+    run, states = run_dag(RESTORE, {"type": "storage", "paths": {"storage": "latest"},
+                                    "storage_target": f"folder:{tmp_path / 'restores' / 'drill'}"})
+    assert states == {"validate": "success", "restore": "success"}
+    assert (tmp_path / "restores" / "drill" / "certificates" / "evil.py").read_bytes().startswith(b"import os")

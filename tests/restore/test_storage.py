@@ -129,3 +129,30 @@ def test_an_unexpected_error_at_the_target_fails_that_object_and_the_rest_go_on(
 
     assert result.failed == ["floor-plans/org-3/plan 3.txt: target folder is read-only"]
     assert result.restored == 19
+
+
+def test_a_folder_target_without_a_restore_root_is_refused_naming_the_variable(tmp_path):
+    from bhv360_backup.restore.storage import folder_target
+
+    with pytest.raises(BackupError, match="need the variable bhv360_restore_folder_root"):
+        folder_target(str(tmp_path / "anywhere"), None, [])
+
+
+def test_a_folder_target_must_lie_inside_the_restore_root_and_away_from_airflow(tmp_path):
+    from bhv360_backup.restore.storage import folder_target
+
+    root, dags = tmp_path / "restores", tmp_path / "restores" / "dags"
+    dags.mkdir(parents=True)
+    (root / "escape").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (root / "used").mkdir()
+    (root / "used" / "x").write_text("x")
+    assert folder_target(str(root / "drill-1"), root, [dags]) == (root / "drill-1").resolve()
+    for requested, problem in ((str(tmp_path / "dags"), "outside the restore root"),
+                               (str(root / ".." / "plugins"), "outside the restore root"),
+                               (str(root / "escape" / "bucket"), "outside the restore root"),
+                               (str(root), "outside the restore root"),
+                               (str(dags / "sub"), "is or holds .*dags"),
+                               ("relative/path", "outside the restore root"),
+                               (str(root / "used"), "not empty")):
+        with pytest.raises(BackupError, match=problem):
+            folder_target(requested, root, [dags])

@@ -17,9 +17,10 @@ from bhv360_backup.postgres.client import PgTarget, find_client, server_major
 from bhv360_backup.restore.plan import RestorePlan, build_plan, resolve
 from bhv360_backup.restore.request import RestoreRequest, parse_request
 from bhv360_backup.restore.run import RestoreMismatch, RestoreTargets, check_targets, execute_plan
-from bhv360_backup.restore.storage import FolderSink, StorageSink, SupabaseSink
+from bhv360_backup.restore.storage import FolderSink, StorageSink, SupabaseSink, folder_target
 from bhv360_backup.runtime import (
     age_identities,
+    airflow_folders,
     job_log_dir,
     load_settings,
     open_locations,
@@ -65,10 +66,8 @@ def storage_sink(request: RestoreRequest, settings: Settings, run_id: str) -> St
     if spec == "folder":
         return FolderSink(restore_folder(settings, run_id) / "storage")
     if spec.startswith("folder:"):
-        folder = Path(spec[len("folder:"):])
-        if folder.exists() and any(folder.iterdir()):
-            raise BackupError(f"storage_target folder {folder} is not empty; restore into a new or empty folder")
-        return FolderSink(folder)
+        protected = [settings.backup_root, settings.log_dir, *airflow_folders()]
+        return FolderSink(folder_target(spec[len("folder:"):], settings.restore_folder_root, protected))
     conn_id = spec.partition(":")[2] or SUPABASE_CONN_ID
     url, key = supabase_project(conn_id)
     production = conn_id == SUPABASE_CONN_ID

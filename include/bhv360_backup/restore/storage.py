@@ -90,6 +90,33 @@ def safe_object_path(entry: IndexEntry) -> str:
     return check_relative_path(f"{entry.bucket}/{entry.path}")
 
 
+RESTORE_ROOT_VARIABLE = "bhv360_restore_folder_root"
+
+
+def folder_target(requested: str, root: Path | None, protected: Iterable[Path]) -> Path:
+    """The folder a ``folder:<path>`` restore may write: inside ``root`` (the operator's restore root),
+    resolved without following a link out of it, new or empty, and never one of the ``protected``
+    folders (DAGs, plugins, Airflow's home and logs, the backups) nor inside or around one. A request
+    may name it, so anything else would let whoever can trigger a restore place files (code) anywhere."""
+    if root is None:
+        raise BackupError(f"storage_target 'folder:{requested}' is refused: folder targets need the variable "
+                          f"{RESTORE_ROOT_VARIABLE} (a folder reserved for restores); use 'folder' for the run's own "
+                          "restore folder")
+    root = root.resolve()
+    folder = Path(requested)
+    resolved = folder.resolve()
+    if not folder.is_absolute() or not resolved.is_relative_to(root) or resolved == root:
+        raise BackupError(f"storage_target folder {requested} is outside the restore root {root} "
+                          f"({RESTORE_ROOT_VARIABLE}): name a folder inside it")
+    for other in protected:
+        other = other.resolve()
+        if resolved.is_relative_to(other) or other.is_relative_to(resolved):
+            raise BackupError(f"storage_target folder {requested} is or holds {other}, which a restore never writes")
+    if resolved.exists() and any(resolved.iterdir()):
+        raise BackupError(f"storage_target folder {requested} is not empty; restore into a new or empty folder")
+    return resolved
+
+
 class FolderSink(StorageSink):
     """A plain file tree ``<root>/<bucket>/<path>``, written through staging files."""
 
