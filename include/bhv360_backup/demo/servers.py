@@ -41,7 +41,8 @@ def _pg_bin(tool: str) -> str | None:
 class ThrowawayCluster:
     """``initdb`` + ``pg_ctl`` in a temporary folder: trust auth on 127.0.0.1 and a free port."""
 
-    def __init__(self, parent: Path | None = None, settings: dict[str, str] | None = None) -> None:
+    def __init__(self, parent: Path | None = None, settings: dict[str, str] | None = None,
+                 superuser: str = "postgres") -> None:
         initdb, self.pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
         if not initdb or not self.pg_ctl:
             raise RuntimeError("no PostgreSQL server on 127.0.0.1:5432 and no initdb/pg_ctl to start one")
@@ -51,7 +52,7 @@ class ThrowawayCluster:
         self.run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self.run_as:
             shutil.chown(self.folder, "postgres")
-        subprocess.run([*self.run_as, initdb, "-D", str(self.folder / "data"), "-U", "postgres", "-A", "trust"],
+        subprocess.run([*self.run_as, initdb, "-D", str(self.folder / "data"), "-U", superuser, "-A", "trust"],
                        check=True, capture_output=True)
         # no pipes: the server started by pg_ctl could keep them open and block the read forever
         result = subprocess.run(
@@ -63,7 +64,7 @@ class ThrowawayCluster:
         if result.returncode != 0:
             log_file = self.folder / "log"
             raise RuntimeError(f"pg_ctl start failed: {log_file.read_text()[-2000:] if log_file.exists() else ''}")
-        self.target = PgTarget(host="127.0.0.1", port=self.port, dbname="postgres", user="postgres")
+        self.target = PgTarget(host="127.0.0.1", port=self.port, dbname="postgres", user=superuser)
 
     def stop(self) -> None:
         subprocess.run([*self.run_as, self.pg_ctl, "-D", str(self.folder / "data"), "-m", "fast", "stop"],

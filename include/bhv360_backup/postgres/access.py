@@ -270,6 +270,7 @@ class Scope:
     ``storage`` tables, row-level security, policies and the project's triggers."""
 
     supabase: bool = False
+    platform_event_triggers: bool = True  # False: the platform's were left out (a non-superuser restored)
 
     def probes(self, table: str) -> bool:
         """Whether the rows of ``table`` (``schema.name``) are restored, so its probes must match."""
@@ -279,12 +280,15 @@ class Scope:
     def attributes(self, key: str, entry: Mapping[str, Any]) -> tuple[str, ...] | None:
         """The attributes of ``key`` to compare, or None when the restore does not own the object."""
         everything = tuple(name for name in entry if name != "function_schema")
+        if key.startswith("event trigger ") and entry["function_schema"] in SUPABASE_INTERNAL_SCHEMAS \
+                and not (self.platform_event_triggers and not self.supabase):
+            return None
         if not self.supabase:
             return everything
         if key.startswith("publication "):
             return ()  # the platform's supabase_realtime exists already; membership is on the tables
         if key.startswith("event trigger "):
-            return everything if entry["function_schema"] not in SUPABASE_INTERNAL_SCHEMAS else None
+            return everything
         if key.startswith("default privileges "):
             schema = entry["schema"]
             return everything if schema and schema not in SUPABASE_INTERNAL_SCHEMAS else None

@@ -85,8 +85,10 @@ def supabase_lists(toc: Iterable[str], existing_publications: Collection[str] = 
         elif kind == "SCHEMA":
             if name not in SUPABASE_INTERNAL_SCHEMAS and name != "public":
                 schema.append(line)
-        elif kind == "EXTENSION" or (kind == "COMMENT" and namespace == "-" and name == "EXTENSION"):
+        elif kind == "EXTENSION" or (kind == "COMMENT" and namespace == "-" and name in ("EXTENSION", "EVENT")):
             continue
+        elif kind == "EVENT TRIGGER":
+            continue  # the platform's: every project has its own, and postgres may not create one
         elif kind == "PUBLICATION" and name in existing_publications:
             continue
         elif namespace not in SUPABASE_INTERNAL_SCHEMAS:
@@ -213,30 +215,83 @@ def create_extensions(target: PgTarget, recorded: Sequence[Mapping[str, str]], s
 
 # --- pg_restore --------------------------------------------------------------------------------------------------
 
+def event_triggers(toc: Iterable[str]) -> list[str]:
+    """The event triggers a dump holds (they belong to no schema)."""
+    return [entry[1] if entry[1] != "-" else entry[2] for entry in map(toc_entry, toc)
+            if entry is not None and entry[0] == "EVENT TRIGGER"]
+
+
+def _without_event_triggers(toc: Iterable[str]) -> list[str]:
+    kept = []
+    for line in toc:
+        entry = toc_entry(line)
+        if entry is None or entry[0] == "EVENT TRIGGER" or (entry[0] == "COMMENT" and entry[2] == "EVENT"):
+            continue
+        kept.append(line)
+    return kept
+
+
+def _restore_in_replica_mode(dump: Path, lists: Sequence[Path], env: dict[str, str], pg_restore: str, psql: str) -> None:
+    """Each list's entries as pg_restore's SQL piped into a psql session that first sets
+    ``session_replication_role = replica`` by statement: a non-superuser ``postgres`` may do that on a hosted
+    project (supautils), never as a connection option. One pipeline per list, side by side."""
+    pipelines = []
+    for listed in lists:
+        producer = subprocess.Popen([pg_restore, "--section=data", f"--use-list={listed}", "--file=-", str(dump)],
+                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        consumer = subprocess.Popen([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
+                                     "-c", "SET session_replication_role = replica", "-f", "-"],
+                                    env=env, stdin=producer.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        producer.stdout.close()
+        pipelines.append((producer, consumer))
+    problems = []
+    for producer, consumer in pipelines:
+        consumer_error = consumer.communicate()[1].decode(errors="replace").strip()
+        producer_error = producer.communicate()[1].decode(errors="replace").strip()
+        if consumer.returncode != 0:
+            problems.append(exit_message("psql (data, replica mode)", consumer.returncode, consumer_error[-2000:]))
+        elif producer.returncode != 0:
+            problems.append(exit_message("pg_restore (data)", producer.returncode, producer_error[-2000:]))
+    if problems:
+        raise BackupError("; ".join(problems))
+
+
 def restore_dump(
     dump: Path, target: PgTarget, pg_restore: str, *, jobs: int, no_owner: bool, supabase: bool, work_dir: Path,
-    state: TargetState | None = None,
-) -> None:
-    """Restore ``dump`` into ``target`` with its grants; raise with ``pg_restore``'s own message on failure."""
+    state: TargetState | None = None, psql: str = "psql",
+) -> list[str]:
+    """Restore ``dump`` into ``target`` with its grants; raise with the client's own message on failure.
+    Returns the event triggers left out: a Supabase project's are the platform's, and a non-superuser may
+    create none (the report names them)."""
     owner = ["--no-owner"] if no_owner else []
+    superuser = state.superuser if state else True
     with libpq_environment(target) as env:
-        if not supabase:
-            _run([pg_restore, "--clean", "--if-exists", f"--jobs={jobs}", *owner, f"--dbname={target.dbname}",
-                  str(dump)], env, "pg_restore")
-            return
         toc = _run([pg_restore, "--list", str(dump)], env, "pg_restore --list").splitlines()
-        schema_lines, data_lines = supabase_lists(toc, state.publications if state else ())
-        schema_list, data_list = work_dir / "schema.list", work_dir / "data.list"
-        schema_list.write_text("\n".join(schema_lines) + "\n")
-        data_list.write_text("\n".join(data_lines) + "\n")
+        skipped = event_triggers(toc) if (supabase or not superuser) else []
         database = f"--dbname={target.dbname}"
+        if not supabase:
+            listed = []
+            if skipped:
+                full_list = work_dir / "restore.list"
+                full_list.write_text("\n".join(_without_event_triggers(toc)) + "\n")
+                listed = [f"--use-list={full_list}"]
+            _run([pg_restore, "--clean", "--if-exists", f"--jobs={jobs}", *owner, *listed, database, str(dump)], env,
+                 "pg_restore")
+            return skipped
+        schema_lines, data_lines = supabase_lists(toc, state.publications if state else ())
+        schema_list = work_dir / "schema.list"
+        schema_list.write_text("\n".join(schema_lines) + "\n")
+        data_lists = []
+        for part in range(max(1, min(jobs, len(data_lines)))):
+            data_list = work_dir / f"data-{part}.list"
+            data_list.write_text("\n".join(data_lines[part::max(1, min(jobs, len(data_lines)))]) + "\n")
+            data_lists.append(data_list)
         _run([pg_restore, "--section=pre-data", "--no-owner", f"--use-list={schema_list}", database, str(dump)], env,
              "pg_restore (schema)")
-        data_env = {**env, "PGOPTIONS": "-c session_replication_role=replica"}
-        _run([pg_restore, "--section=data", f"--jobs={jobs}", f"--use-list={data_list}", database, str(dump)],
-             data_env, "pg_restore (data)")
+        _restore_in_replica_mode(dump, data_lists, env, pg_restore, psql)
         _run([pg_restore, "--section=post-data", "--no-owner", f"--jobs={jobs}", f"--use-list={schema_list}", database,
               str(dump)], env, "pg_restore (indexes, keys, triggers, policies)")
+    return skipped
 
 
 # --- the access model after the data is in ----------------------------------------------------------------------
@@ -264,11 +319,11 @@ class AccessCheck:
 
 def check_access(
     target: PgTarget, model: Mapping[str, Any], row_counts: Mapping[str, int], *, supabase: bool, no_owner: bool,
-    reconcile: bool = True,
+    reconcile: bool = True, platform_event_triggers: bool = True,
 ) -> AccessCheck:
     """Make the target's access equal to ``model`` (unless ``reconcile`` is off), then compare it, the
     row-visibility probes and the sign-in data with what the backup recorded."""
-    scope = access.Scope(supabase=supabase)
+    scope = access.Scope(supabase=supabase, platform_event_triggers=platform_event_triggers)
     result = AccessCheck()
     with target.connect(autocommit=True) as connection:
         cursor = connection.cursor()

@@ -143,9 +143,12 @@ def restore_database_component(
         if owners_missing and not request.no_owner:
             log.warning("owner role(s) %s missing in the target: their objects stay owned by %s",
                         ", ".join(owners_missing), state.user)
-        restore_dump(dump, targets.database, find_client("pg_restore", major, targets.pg_bin_dir), jobs=targets.jobs,
-                     no_owner=request.no_owner or bool(owners_missing), supabase=request.supabase_target,
-                     work_dir=staging, state=state)
+        skipped = restore_dump(dump, targets.database, find_client("pg_restore", major, targets.pg_bin_dir),
+                               jobs=targets.jobs, no_owner=request.no_owner or bool(owners_missing),
+                               supabase=request.supabase_target, work_dir=staging, state=state,
+                               psql=find_client("psql", major, targets.pg_bin_dir))
+        if skipped:
+            report["event_triggers_not_restored"] = skipped
     finally:
         shutil.rmtree(staging / manifest.backup_id, ignore_errors=True)  # downloads and decrypted copies
     problems = compare_database(manifest.details, database_stats(targets.database), supabase=request.supabase_target)
@@ -155,7 +158,8 @@ def restore_database_component(
         report["access"] = {"checked": False, "reason": "the backup was made before access models were recorded (0.3)"}
     else:
         check = check_access(targets.database, model, manifest.details.get("table_rows", {}),
-                             supabase=request.supabase_target, no_owner=request.no_owner)
+                             supabase=request.supabase_target, no_owner=request.no_owner,
+                             platform_event_triggers=not report.get("event_triggers_not_restored"))
         report["access"] = {"checked": True, **check.to_dict()}
         problems += check.differences
     if problems:
