@@ -19,6 +19,8 @@ from bhv360_backup.restore.run import RestoreTargets, execute_plan
 from tests.conftest import BUCKET
 from tests.fixtures import supabase_db
 
+pytestmark = pytest.mark.server  # a throwaway cluster of its own: not the fast tier
+
 HOSTED_POSTGRES = """
 CREATE ROLE postgres LOGIN NOSUPERUSER CREATEDB CREATEROLE REPLICATION BYPASSRLS;
 GRANT SET ON PARAMETER session_replication_role TO postgres;
