@@ -281,8 +281,8 @@ class Scope:
         """The attributes of ``key`` to compare, or None when the restore does not own the object."""
         everything = tuple(name for name in entry if name != "function_schema")
         if key.startswith("event trigger ") and entry["function_schema"] in SUPABASE_INTERNAL_SCHEMAS \
-                and not (self.platform_event_triggers and not self.supabase):
-            return None
+                and (self.supabase or not self.platform_event_triggers):
+            return None  # the platform's: never restored into a project, nor by a non-superuser
         if not self.supabase:
             return everything
         if key.startswith("publication "):

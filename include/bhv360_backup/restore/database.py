@@ -217,8 +217,7 @@ def create_extensions(target: PgTarget, recorded: Sequence[Mapping[str, str]], s
 
 def event_triggers(toc: Iterable[str]) -> list[str]:
     """The event triggers a dump holds (they belong to no schema)."""
-    return [entry[1] if entry[1] != "-" else entry[2] for entry in map(toc_entry, toc)
-            if entry is not None and entry[0] == "EVENT TRIGGER"]
+    return [entry[2] for entry in map(toc_entry, toc) if entry is not None and entry[0] == "EVENT TRIGGER"]
 
 
 def _without_event_triggers(toc: Iterable[str]) -> list[str]:
@@ -281,11 +280,10 @@ def restore_dump(
         schema_lines, data_lines = supabase_lists(toc, state.publications if state else ())
         schema_list = work_dir / "schema.list"
         schema_list.write_text("\n".join(schema_lines) + "\n")
-        data_lists = []
-        for part in range(max(1, min(jobs, len(data_lines)))):
-            data_list = work_dir / f"data-{part}.list"
-            data_list.write_text("\n".join(data_lines[part::max(1, min(jobs, len(data_lines)))]) + "\n")
-            data_lists.append(data_list)
+        parts = max(1, min(jobs, len(data_lines)))
+        data_lists = [work_dir / f"data-{part}.list" for part in range(parts)]
+        for part, data_list in enumerate(data_lists):
+            data_list.write_text("\n".join(data_lines[part::parts]) + "\n")
         _run([pg_restore, "--section=pre-data", "--no-owner", f"--use-list={schema_list}", database, str(dump)], env,
              "pg_restore (schema)")
         _restore_in_replica_mode(dump, data_lists, env, pg_restore, psql)
