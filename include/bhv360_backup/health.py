@@ -262,15 +262,25 @@ def check_slot(report: HealthReport, state: Any, max_retained_bytes: int, interv
                                        "is being captured (the incremental DAG creates it on its next run)"))
         report.rows.append(Row("slot", "source", state.name, "-", 0, "MISSING"))
         return
+    if state.lost:
+        report.findings.append(Finding("incremental", state.recovery()))
+        report.rows.append(Row("slot", "source", state.name, "-", 0, "LOST"))
+        report.slot = {"name": state.name, "active": state.active, "wal_status": state.wal_status}
+        return
+    if state.wal_status == "unreserved":
+        report.findings.append(Finding("incremental", f"replication slot {state.name} is about to be invalidated "
+                                       "(wal_status unreserved: it holds back more WAL than max_slot_wal_keep_size "
+                                       "and the next checkpoint may remove it): run the incremental DAG now"))
     retained = f"{state.retained_bytes / 1e6:,.0f} MB WAL held"
     if state.retained_bytes > max_retained_bytes:
         report.findings.append(Finding("incremental", f"replication slot {state.name} holds {retained[:-9]} of WAL "
                                        f"(allowed {max_retained_bytes / 1e6:,.0f} MB): the capture is stalled or "
                                        "falling behind; the source keeps WAL until it catches up"))
-    report.rows.append(Row("slot", "source", state.name, "active" if state.active else "inactive", 0,
-                           "ok" if state.retained_bytes <= max_retained_bytes else "BEHIND"))
+    label = "BEHIND" if state.retained_bytes > max_retained_bytes else "AT RISK" \
+        if state.wal_status == "unreserved" else "ok"
+    report.rows.append(Row("slot", "source", state.name, "active" if state.active else "inactive", 0, label))
     report.slot = {"name": state.name, "active": state.active, "retained_bytes": state.retained_bytes,
-                   "confirmed_flush_lsn": state.confirmed_flush_lsn}
+                   "confirmed_flush_lsn": state.confirmed_flush_lsn, "wal_status": state.wal_status}
 
 
 def _check_drill(report: HealthReport, log_dir: Path, now: datetime) -> None:

@@ -56,16 +56,30 @@ class SlotState:
     active: bool = False
     retained_bytes: int = 0
     plugin: str | None = None
+    wal_status: str | None = None
+
+    @property
+    def lost(self) -> bool:
+        """The server invalidated the slot (it held back more WAL than ``max_slot_wal_keep_size``): the
+        changes since its confirmed position are gone, and it can never be read again."""
+        return self.exists and (self.wal_status == "lost" or self.restart_lsn is None)
+
+    def recovery(self) -> str:
+        return (f"replication slot {self.name} was invalidated by the server (wal_status {self.wal_status}; it held "
+                "back more WAL than max_slot_wal_keep_size): the changes since its last capture are lost and no "
+                "point-in-time restore reaches past that capture. Recover: drop it (SELECT "
+                f"pg_drop_replication_slot('{self.name}')), run the incremental DAG once (it creates a new slot), "
+                "then run the database backup DAG right away: its backup starts the new chain")
 
 
 def slot_state(cursor: psycopg.Cursor, slot: str) -> SlotState:
     row = cursor.execute(
         "SELECT confirmed_flush_lsn::text, restart_lsn::text, active, plugin, "
-        "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint "
+        "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, wal_status "
         "FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()", [slot]).fetchone()
     if row is None:
         return SlotState(slot, False)
-    return SlotState(slot, True, row[0], row[1], row[2], row[4], row[3])
+    return SlotState(slot, True, row[0], row[1], row[2], row[4], row[3], row[5])
 
 
 class ChangeSource:
@@ -95,6 +109,8 @@ class ChangeSource:
             problems.append(f"role {user} may not create or read a replication slot: give it the REPLICATION "
                             f"attribute (ALTER ROLE {user} WITH REPLICATION) or connect as a role that has it")
         state = slot_state(cursor, self.slot)
+        if state.lost:
+            problems.append(state.recovery())
         if state.exists and state.plugin != PLUGIN:
             problems.append(f"replication slot {self.slot} exists with output plugin {state.plugin}, not {PLUGIN}: "
                             f"drop it (SELECT pg_drop_replication_slot('{self.slot}')) or name another slot")
@@ -145,8 +161,7 @@ class ChangeSource:
                 lsn = cursor.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()[0]
                 keys = {f"{schema}.{name}": {"identity": identity, "columns": list(columns)}
                         for schema, name, identity, columns in cursor.execute(KEYS_SQL).fetchall()}
-                sequences = {f"{schema}.{name}": value for schema, name, value in cursor.execute(
-                    "SELECT schemaname, sequencename, last_value FROM pg_sequences WHERE last_value IS NOT NULL")}
+                sequences = sequence_values(cursor)
                 schema = schema_digests(cursor)
         return {"lsn": lsn, "time": now, "keys": keys, "sequences": sequences, "schema": schema,
                 "fingerprint": fingerprint_of(schema)}
@@ -196,6 +211,24 @@ def schema_digests(cursor: psycopg.Cursor) -> dict[str, str]:
     digests = {table: _digest(columns) for table, columns in tables.items()}
     digests[ACCESS_MODEL_KEY] = _digest(access.capture(cursor)["objects"])
     return digests
+
+
+def sequence_values(cursor: psycopg.Cursor) -> dict[str, int]:
+    """Every sequence's value; one the capture role may not read fails the capture, since
+    ``pg_sequences`` would show it as never used and a replay would leave it behind its rows."""
+    unreadable = [f"{schema}.{name}" for schema, name in cursor.execute(
+        "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind = 'S' AND n.nspname NOT LIKE 'pg\\_temp%' "
+        "AND CASE WHEN c.relkind = 'S' THEN NOT has_sequence_privilege(c.oid, 'SELECT, USAGE') END "  # only sequences
+        "ORDER BY 1, 2")]
+    if unreadable:
+        user = cursor.execute("SELECT current_user").fetchone()[0]
+        raise ConfigurationError(
+            f"the capture role {user} may not read sequence(s) {', '.join(unreadable)}: a replay would leave them "
+            f"behind their rows. Grant it SELECT on each (GRANT SELECT ON SEQUENCE {unreadable[0]} TO {user}), or "
+            "membership of pg_read_all_data")
+    return {f"{schema}.{name}": value for schema, name, value in cursor.execute(
+        "SELECT schemaname, sequencename, last_value FROM pg_sequences WHERE last_value IS NOT NULL")}
 
 
 def fingerprint_of(digests: dict[str, str]) -> str:

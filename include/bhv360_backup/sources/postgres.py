@@ -82,9 +82,11 @@ def chain_point(cursor: psycopg.Cursor, state: SlotState) -> dict[str, Any]:
     it exactly: the slot's confirmed position read before the snapshot was taken (every change the dump
     lacks is in the segments from there), the snapshot itself (a decoded transaction is already in the
     dump if and only if it is visible in it), the precise snapshot time, and the schema fingerprint the
-    chain starts from."""
-    point: dict[str, Any] = {"slot": state.name, "exists": state.exists}
-    if not state.exists:
+    chain starts from. A slot the server invalidated starts no chain (``lost``)."""
+    point: dict[str, Any] = {"slot": state.name, "exists": state.exists and not state.lost}
+    if state.lost:
+        point["lost"] = True
+    if not point["exists"]:
         return point
     xmin, xmax, xip, at = cursor.execute(
         "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint, "
