@@ -52,8 +52,11 @@ with bhv360_dag(
         "restore_roles": Param(False, type="boolean", title="Restore roles",
                                description="Apply the backup's roles.sql first."),
         "no_owner": Param(True, type="boolean", title="No owner",
-                          description="pg_restore --no-owner: objects are owned by the restoring user (grants are "
-                                      "always restored)."),
+                          description="pg_restore --no-owner; the access step then gives every object its recorded "
+                                      "owner (grants are always restored)."),
+        "owner_map": Param({}, type="object", title="Owner map",
+                           description="Recorded owner -> role on the target, for owners the target lacks "
+                                       "(otherwise refused, unless restore_roles creates them)."),
         "point_in_time": Param(None, type=["null", "string"], format="date-time", title="Point in time",
                                description="Restore the state as it was at this moment (ISO 8601 with a zone): the "
                                            "newest backups before it plus the incremental segments up to it."),

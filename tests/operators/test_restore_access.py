@@ -110,7 +110,7 @@ def test_a_grant_altered_after_the_restore_fails_the_check_and_is_named(backup_e
     with supabase_db.connect(restore_db) as connection:
         connection.execute("GRANT SELECT ON public.staff_private TO anon")
         connection.execute("ALTER TABLE public.organisations DISABLE ROW LEVEL SECURITY")
-    check = check_access(restore_db, model, manifest.details["table_rows"], supabase=False, no_owner=True,
+    check = check_access(restore_db, model, manifest.details["table_rows"], supabase=False,
                          reconcile=False)
     assert any(d.startswith("table public.staff_private: acl") and '"anon": ["SELECT"]' in d
                for d in check.differences), check.differences

@@ -3,6 +3,8 @@ every reason a target cannot take a backup, found before anything is written."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bhv360_backup.restore.database import TargetState, non_reserved_roles_sql, preflight, supabase_lists
 
 TOC = """;
@@ -67,7 +69,26 @@ def test_every_reason_a_target_cannot_take_the_backup_is_named_before_writing():
     assert "the target lacks the role(s) bhv360_app" in problems[2] and "restore_roles" in problems[2]
     assert problems[3] == ("extension postgis (in schema extensions) is not available on the target: enable it in "
                            "the Supabase dashboard (Database > Extensions)")
-    assert len(problems) == 4  # pgcrypto is available: it is created; a missing owner is mapped, not refused
+    assert problems[4].startswith("the owner role(s) bhv360_owner of the backup's objects are missing in the target")
+    assert len(problems) == 5  # pgcrypto is available: it is created
+
+
+def test_every_object_gets_its_recorded_owner_or_an_explicit_one_with_no_more_rights():
+    summary = {**SUMMARY, "extensions": [], "roles": [], "owner_rights": {"bhv360_owner": ""}}
+    as_postgres = state(user="postgres", superuser=False, roles=frozenset({"postgres", "bhv360_owner", "app"}),
+                        member_of=frozenset({"postgres"}), rights={"postgres": "bypassrls"})
+    assert preflight(summary, as_postgres, supabase=False, restore_roles=False) == [
+        "postgres may not give objects to role(s) bhv360_owner: grant them to it first (GRANT bhv360_owner TO "
+        "postgres; on a hosted project postgres may do that for the project's own roles), or restore as a superuser"]
+    assert preflight(summary, replace(as_postgres, member_of=frozenset({"postgres", "bhv360_owner"})),
+                     supabase=False, restore_roles=False) == []
+    problems = preflight(summary, as_postgres, supabase=False, restore_roles=False,
+                         owner_map={"bhv360_owner": "postgres"})
+    assert problems == ["owner_map gives objects to a role with more rights than their recorded owner (bhv360_owner -> "
+                        "postgres (bypassrls)): a view or SECURITY DEFINER function it owns would show rows its "
+                        "recorded owner could not; map to a role with no more than the recorded owner's rights"]
+    assert preflight(summary, replace(as_postgres, member_of=frozenset({"postgres", "app"})), supabase=False,
+                     restore_roles=False, owner_map={"bhv360_owner": "app"}) == []
 
 
 def test_restore_roles_creates_the_projects_own_roles_but_never_reserved_ones():

@@ -78,7 +78,7 @@ def test_a_plain_restore_as_hosted_postgres_leaves_the_platforms_event_triggers_
     dump_database(source, BackupWriter(locations, BackupType.DATABASE, "20261204T010000Z"), pg_bin_dir="",
                   dag_id="t", run_id="t")
     target = as_postgres(database(platform, "plain_target"))
-    report = restore(locations, target, tmp_path, no_owner=True)
+    report = restore(locations, target, tmp_path, owner_map={"supabase_admin": "postgres"})
     assert report["database"]["event_triggers_not_restored"] == ["issue_pg_graphql_access"]
     with psycopg.connect(host=target.host, port=target.port, user="postgres", dbname=target.dbname) as connection:
         assert connection.execute("SELECT count(*) FROM public.drills").fetchone()[0] == 2

@@ -31,7 +31,7 @@ from bhv360_backup.runtime import (
 from bhv360_backup.settings import DB_CONN_ID, SUPABASE_CONN_ID, Settings
 
 REQUEST_FIELDS = ("type", "paths", "target_conn_id", "confirm_overwrite", "dry_run", "supabase_target",
-                  "storage_target", "restore_roles", "no_owner", "point_in_time", "accept_earlier_point")
+                  "storage_target", "restore_roles", "no_owner", "point_in_time", "accept_earlier_point", "owner_map")
 
 
 def restore_folder(settings: Settings, run_id: str) -> Path:

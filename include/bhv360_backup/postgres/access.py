@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,8 +148,15 @@ def capture(cursor: psycopg.Cursor) -> dict[str, Any]:
     for name, event, enabled, tags, schema, function in _rows(cursor, "event_triggers"):
         objects[f"event trigger {name}"] = {"event": event, "enabled": enabled, "tags": sorted(tags),
                                             "function": f"{schema}.{function}", "function_schema": schema}
+    owners = sorted({entry["owner"] for entry in objects.values() if entry.get("owner")})
     return {"format": MODEL_FORMAT, "objects": dict(sorted(objects.items())),
-            "extensions": [{"name": n, "schema": s, "version": v} for n, s, v in sorted(_rows(cursor, "extensions"))]}
+            "extensions": [{"name": n, "schema": s, "version": v} for n, s, v in sorted(_rows(cursor, "extensions"))],
+            "owner_rights": dict(cursor.execute(
+                "SELECT rolname, CASE WHEN rolsuper THEN 'superuser' WHEN rolbypassrls THEN 'bypassrls' ELSE '' END "
+                "FROM pg_roles WHERE rolname = ANY(%s) ORDER BY 1", [owners]).fetchall())}
+
+
+RIGHTS_RANK = {"": 0, "bypassrls": 1, "superuser": 2}  # how much of every table a role sees past RLS
 
 
 # --- behaviour: row visibility as the API roles, and whether users can still sign in -------------------------
@@ -187,13 +194,27 @@ def identities(cursor: psycopg.Cursor, users: list[str]) -> list[tuple[str, str,
     return found
 
 
+_RLS_TABLES_AND_VIEWS_OVER_THEM = f"""
+    SELECT n.nspname, c.relname, ARRAY[n.nspname || '.' || c.relname]
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity AND {_USER_SCHEMAS}
+    UNION ALL
+    SELECT n.nspname, c.relname, array_agg(DISTINCT tn.nspname || '.' || t.relname)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_rewrite r ON r.ev_class = c.oid
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass
+    JOIN pg_class t ON t.oid = d.refobjid AND t.oid <> c.oid AND t.relkind IN ('r', 'p') AND t.relrowsecurity
+    JOIN pg_namespace tn ON tn.oid = t.relnamespace
+    WHERE c.relkind = 'v' AND {_USER_SCHEMAS}
+    GROUP BY 1, 2 ORDER BY 1, 2"""
+
+
 def _probed_tables(cursor: psycopg.Cursor, row_counts: Mapping[str, int], supabase: bool) -> list[tuple[str, str]]:
-    rows = cursor.execute(f"""
-        SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p') AND c.relrowsecurity AND {_USER_SCHEMAS} ORDER BY 1, 2""").fetchall()
+    """Tables with row-level security, and the views that read them (a view runs as its owner: who owns it
+    decides what it shows), each no larger than the probes allow."""
     scope = Scope(supabase=supabase)
-    return [(schema, name) for schema, name in rows
-            if row_counts.get(f"{schema}.{name}", 0) <= PROBE_MAX_ROWS and scope.probes(f"{schema}.{name}")]
+    return [(schema, name) for schema, name, tables in cursor.execute(_RLS_TABLES_AND_VIEWS_OVER_THEM).fetchall()
+            if max(row_counts.get(table, 0) for table in tables) <= PROBE_MAX_ROWS and scope.probes(f"{schema}.{name}")]
 
 
 def probe(cursor: psycopg.Cursor, row_counts: Mapping[str, int], users: list[str], *,
@@ -253,7 +274,7 @@ def record(cursor: psycopg.Cursor, row_counts: Mapping[str, int]) -> dict[str, A
 
 # --- comparison: which objects a restore restored, and how they differ ---------------------------------------
 
-def _schema_of(key: str) -> str | None:
+def schema_of(key: str) -> str | None:
     kind_and_name = key.split(" ")
     name = kind_and_name[-1]
     if key.startswith("schema "):
@@ -292,7 +313,7 @@ class Scope:
         if key.startswith("default privileges "):
             schema = entry["schema"]
             return everything if schema and schema not in SUPABASE_INTERNAL_SCHEMAS else None
-        schema = _schema_of(key)
+        schema = schema_of(key)
         if schema not in SUPABASE_INTERNAL_SCHEMAS:
             return everything
         if key.startswith("schema ") and schema in SUPABASE_DATA_SCHEMAS:
@@ -327,26 +348,44 @@ def _renamed(value: Any, owners: Mapping[str, str]) -> Any:
 class Comparison:
     compared: int = 0
     differences: list[str] = field(default_factory=list)
-    owners_mapped: dict[str, str] = field(default_factory=dict)
+    owners_mapped: dict[str, str] = field(default_factory=dict)  # the request's explicit owner map
 
     def to_dict(self) -> dict[str, Any]:
         return {"objects_compared": self.compared, "differences": self.differences[:100],
                 "owners_mapped": self.owners_mapped}
 
 
-def expected_owner(recorded: str, actual: str, restoring_user: str, *, may_map: bool) -> str:
-    """The owner an object should have after restore: the recorded one, or the restoring user where
-    ownership was not restored (``no_owner``, or the recorded owner missing in the target)."""
-    return restoring_user if may_map and recorded != actual and actual == restoring_user else recorded
+def target_only(recorded: Mapping[str, Any], actual: Mapping[str, Any], scope: Scope) -> Iterator[str]:
+    """The keys of objects the target has and the backup does not, that the restore answers for: in a
+    Supabase project the platform's schemas are the platform's. A default-privileges entry that grants
+    nothing beyond the built-in defaults is no difference."""
+    for key, entry in actual["objects"].items():
+        if key in recorded["objects"] or not scope.attributes(key, entry):
+            continue
+        if scope.supabase and schema_of(key) in SUPABASE_INTERNAL_SCHEMAS:
+            continue
+        if key.startswith("default privileges ") and entry["acl"] == _built_in_default(entry):
+            continue
+        yield key
 
 
-def compare(recorded: Mapping[str, Any], actual: Mapping[str, Any], scope: Scope, *, restoring_user: str,
-            mapped_owners: Callable[[str], bool]) -> Comparison:
-    """Every difference between the recorded model and the target's, for the objects in ``scope``.
-    ``mapped_owners(role)`` says whether objects recorded as owned by ``role`` may be owned by the
-    restoring user instead."""
-    result = Comparison()
+def _built_in_default(entry: Mapping[str, Any]) -> dict[str, list[str]]:
+    """What a default-privileges entry's ACL becomes once every grant to others is revoked: the role's
+    own, and PUBLIC's where PostgreSQL grants it by default (functions and types)."""
+    return {grantee: privileges for grantee, privileges in entry["acl"].items()
+            if grantee == entry["role"] or (grantee == "PUBLIC" and entry["type"] in ("functions", "types"))}
+
+
+def compare(recorded: Mapping[str, Any], actual: Mapping[str, Any], scope: Scope, *,
+            owner_map: Mapping[str, str] | None = None) -> Comparison:
+    """Every difference between the recorded model and the target's, in both directions, for the
+    objects in ``scope``. ``owner_map`` names the role that owns, on the target, what the backup
+    records as owned by another (a request's explicit mapping)."""
+    owner_map = owner_map or {}
+    result = Comparison(owners_mapped=dict(owner_map))
     found = actual["objects"]
+    for key in target_only(recorded, actual, scope):
+        result.differences.append(f"{key}: in the target only, not in the backup ({_short(found[key])})")
     for key, entry in recorded["objects"].items():
         attributes = scope.attributes(key, entry)
         if attributes is None:
@@ -357,13 +396,7 @@ def compare(recorded: Mapping[str, Any], actual: Mapping[str, Any], scope: Scope
             if attributes:
                 result.differences.append(f"{key}: missing in the target")
             continue
-        owners: dict[str, str] = {}
-        if "owner" in attributes:
-            owner = expected_owner(entry["owner"], target["owner"], restoring_user,
-                                   may_map=mapped_owners(entry["owner"]))
-            if owner != entry["owner"]:
-                owners[entry["owner"]] = owner
-                result.owners_mapped[entry["owner"]] = owner
+        owners = {entry["owner"]: owner_map[entry["owner"]]} if entry.get("owner") in owner_map else {}
         for attribute in attributes:
             want = _renamed(_derived(entry, attribute), owners if attribute in ("acl", "columns", "api_acl") else {})
             if attribute == "owner":
@@ -517,14 +550,24 @@ def _default_acl_statements(want: Mapping[str, Any], have: Mapping[str, Any] | N
         yield sql.Composed([prefix, statement])
 
 
+def _reserved_for(role: str, restoring_user: str) -> bool:
+    """Whether ``role``'s default privileges are the platform's: never altered by a restore."""
+    return role in SUPABASE_RESERVED_ROLES and role != restoring_user
+
+
 def reconcile_statements(recorded: Mapping[str, Any], actual: Mapping[str, Any], scope: Scope, *,
-                         restoring_user: str, mapped_owners: Callable[[str], bool]) -> list[sql.Composable]:
-    """The statements that make the target's access equal to the recorded one. ``mapped_owners(role)``
-    says whether objects recorded as owned by ``role`` stay owned by the restoring user (``no_owner``, or
-    ``role`` missing in the target); otherwise an object is given back to its recorded owner. Event
-    triggers and publications are only compared: creating them takes rights a restore does not have."""
+                         restoring_user: str, owner_map: Mapping[str, str] | None = None) -> list[sql.Composable]:
+    """The statements that make the target's access equal to the recorded one: every object owned by its
+    recorded owner (or the one ``owner_map`` names for it), its grants, and no default privileges the
+    backup lacks. Event triggers and publications are only compared: creating them takes rights a restore
+    does not have. An object given a new owner gets its grants in the next round, computed again."""
+    owner_map = owner_map or {}
     statements: list[sql.Composable] = []
     found = actual["objects"]
+    for key in target_only(recorded, actual, scope):
+        entry = found[key]
+        if key.startswith("default privileges ") and not _reserved_for(entry["role"], restoring_user):
+            statements += _default_acl_statements({**entry, "acl": _built_in_default(entry)}, entry)
     for key, entry in recorded["objects"].items():
         attributes = scope.attributes(key, entry)
         target = found.get(key)
@@ -532,22 +575,18 @@ def reconcile_statements(recorded: Mapping[str, Any], actual: Mapping[str, Any],
         if not attributes or kind in ("event trigger", "publication"):
             continue
         if kind == "default privileges":
-            reserved = entry["role"] in SUPABASE_RESERVED_ROLES and entry["role"] != restoring_user
-            if not reserved and (target is None or entry["acl"] != target["acl"]):
+            if not _reserved_for(entry["role"], restoring_user) and (target is None or entry["acl"] != target["acl"]):
                 statements += _default_acl_statements(entry, target)
             continue  # a reserved role's defaults are never altered: a difference is reported
         if target is None:
             continue  # a missing object is the restore's failure, named by the comparison
         name = sql_name(key)
-        mapping = {}
-        if "owner" in entry:
-            owner = expected_owner(entry["owner"], target["owner"], restoring_user,
-                                   may_map=mapped_owners(entry["owner"]))
-            mapping = {entry["owner"]: owner} if owner != entry["owner"] else {}
-        if ("owner" in attributes and not mapping and target["owner"] != entry["owner"]
-                and not mapped_owners(entry["owner"])):
+        mapping = {entry["owner"]: owner_map[entry["owner"]]} if entry.get("owner") in owner_map else {}
+        owner = mapping.get(entry.get("owner"), entry.get("owner"))
+        if "owner" in attributes and target["owner"] != owner:
             statements.append(sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(_ALTER_OBJECT[kind]), name,
-                                                                        sql.Identifier(entry["owner"])))
+                                                                        sql.Identifier(owner)))
+            continue
         grant_target = sql.SQL("{} {}").format(sql.SQL(_GRANT_OBJECT[kind]), name)
         if "acl" in attributes:
             statements += acl_statements(grant_target, _renamed(entry["acl"], mapping), target["acl"])

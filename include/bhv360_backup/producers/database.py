@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+from bhv360_backup.postgres.access import schema_of
 from bhv360_backup.postgres.client import (
     ChildProcessStream,
     PgTarget,
@@ -28,18 +29,25 @@ from bhv360_backup.streams import gzip_json_lines
 
 def access_summary(model: dict) -> dict:
     """What a restore must check before writing, readable without the key: the extensions the
-    database used, the roles owning its objects, and the roles its grants and policies name."""
+    database used, the roles owning its objects (and the schemas they own them in), and the roles its
+    grants and policies name."""
     owners: set[str] = set()
+    owned_in: dict[str, set[str]] = {}
     grantees: set[str] = set()
-    for entry in model["objects"].values():
+    for key, entry in model["objects"].items():
         owner = entry.get("owner")
         owners.update(filter(None, [owner]))
+        if owner:
+            owned_in.setdefault(owner, set()).add(schema_of(key) or "")
         grantees.update(filter(None, [entry.get("role")]))
         for acl in [entry.get("acl", {}), *entry.get("columns", {}).values()]:
             grantees.update(role for role in acl if role != owner)
         for policy in entry.get("policies", {}).values():
             grantees.update(policy["roles"])
-    return {"extensions": model["extensions"], "owners": sorted(owners), "roles": sorted(grantees - {"PUBLIC", "public"}),
+    return {"extensions": model["extensions"], "owners": sorted(owners),
+            "owned_in": {owner: sorted(schemas) for owner, schemas in sorted(owned_in.items())},
+            "owner_rights": model.get("owner_rights", {}),
+            "roles": sorted(grantees - {"PUBLIC", "public"}),
             "objects": len(model["objects"]), "probes": len(model["probes"])}
 
 

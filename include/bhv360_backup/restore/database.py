@@ -142,6 +142,8 @@ class TargetState:
     available_extensions: frozenset[str]
     publications: frozenset[str]
     schemas: frozenset[str]
+    member_of: frozenset[str] = frozenset()  # roles whose objects the user may own and give away
+    rights: Mapping[str, str] = field(default_factory=dict)  # superuser or bypassrls: see every row
 
     @classmethod
     def read(cls, target: PgTarget) -> TargetState:
@@ -153,19 +155,61 @@ class TargetState:
                 "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
             return cls(user, superuser, names("SELECT rolname FROM pg_roles"), names("SELECT extname FROM pg_extension"),
                        names("SELECT name FROM pg_available_extensions"), names("SELECT pubname FROM pg_publication"),
-                       names("SELECT nspname FROM pg_namespace"))
+                       names("SELECT nspname FROM pg_namespace"),
+                       names("SELECT rolname FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER')"),
+                       dict(connection.execute(
+                           "SELECT rolname, CASE WHEN rolsuper THEN 'superuser' ELSE 'bypassrls' END FROM pg_roles "
+                           "WHERE rolsuper OR rolbypassrls").fetchall()))
 
 
-def missing_owners(summary: Mapping[str, Any] | None, state: TargetState) -> list[str]:
-    """Recorded owners the target lacks: their objects stay owned by the restoring user."""
-    return sorted(set(summary["owners"]) - state.roles) if summary else []
+def restored_owners(summary: Mapping[str, Any], *, supabase: bool) -> set[str]:
+    """The roles owning what the restore gives back its owner: into a Supabase project, not the owners of the
+    platform's schemas' objects (a backup before 0.3.2 records no schemas: its reserved roles are left out)."""
+    if not supabase:
+        return set(summary["owners"])
+    if "owned_in" not in summary:
+        return set(summary["owners"]) - SUPABASE_RESERVED_ROLES
+    return {owner for owner, schemas in summary["owned_in"].items()
+            if any(schema not in SUPABASE_INTERNAL_SCHEMAS for schema in schemas)}
+
+
+def owner_problems(summary: Mapping[str, Any], state: TargetState, *, supabase: bool, restore_roles: bool,
+                   owner_map: Mapping[str, str]) -> list[str]:
+    """Why the restore could not give every object its recorded owner (or the one ``owner_map`` names):
+    a role the target lacks, one the restoring user may not give objects to, or a mapping onto a role
+    that sees every row (a view or ``SECURITY DEFINER`` function owned by it would too)."""
+    problems = []
+    creatable = restore_roles
+    owners = {owner: owner_map.get(owner, owner) for owner in sorted(restored_owners(summary, supabase=supabase))
+              if not owner.startswith("pg_")}  # pg_database_owner owns public, on both sides
+    missing = [owner for owner, role in owners.items() if role not in state.roles
+               and not (creatable and role == owner and role not in SUPABASE_RESERVED_ROLES)]
+    if missing:
+        problems.append(f"the owner role(s) {', '.join(missing)} of the backup's objects are missing in the target: set "
+                        "restore_roles to create them from the backup's roles.sql, create them first, or map each "
+                        "to a role of the target with owner_map (e.g. {\"" + missing[0] + "\": \"app_owner\"})")
+    if not state.superuser:
+        foreign = [role for role in sorted(set(owners.values()) - {state.user}) if role not in state.member_of]
+        if foreign:
+            problems.append(f"{state.user} may not give objects to role(s) {', '.join(foreign)}: grant them to it "
+                            f"first (GRANT {foreign[0]} TO {state.user}; on a hosted project postgres may do that for "
+                            "the project's own roles), or restore as a superuser")
+    recorded = summary.get("owner_rights", {})
+    wider = [f"{owner} -> {role} ({state.rights[role]})" for owner, role in owner_map.items()
+             if access.RIGHTS_RANK[state.rights.get(role, "")] > access.RIGHTS_RANK[recorded.get(owner, "")]]
+    if wider:
+        problems.append(f"owner_map gives objects to a role with more rights than their recorded owner ({', '.join(wider)}): "
+                        "a view or SECURITY DEFINER function it owns would show rows its recorded owner could not; map "
+                        "to a role with no more than the recorded owner's rights")
+    return problems
 
 
 def missing_extensions(recorded: Sequence[Mapping[str, str]], state: TargetState) -> list[Mapping[str, str]]:
     return [extension for extension in recorded if extension["name"] not in state.extensions]
 
 
-def preflight(summary: Mapping[str, Any] | None, state: TargetState, *, supabase: bool, restore_roles: bool) -> list[str]:
+def preflight(summary: Mapping[str, Any] | None, state: TargetState, *, supabase: bool, restore_roles: bool,
+              owner_map: Mapping[str, str] | None = None) -> list[str]:
     """Every reason the restore would fail part way, found before anything is written. ``summary`` is
     the manifest's ``access`` (roles and extensions; None for a backup made before 0.3)."""
     problems = []
@@ -174,7 +218,7 @@ def preflight(summary: Mapping[str, Any] | None, state: TargetState, *, supabase
                         "Supabase project (restore without supabase_target)")
     if summary is None:
         return problems
-    needed = set(summary["roles"])  # owners that are missing are mapped to the restoring user instead
+    needed = set(summary["roles"])
     creatable = {role for role in needed if role not in SUPABASE_RESERVED_ROLES} if restore_roles else set()
     missing = sorted(needed - state.roles - creatable)
     if missing:
@@ -192,7 +236,8 @@ def preflight(summary: Mapping[str, Any] | None, state: TargetState, *, supabase
             where = DASHBOARD_EXTENSIONS if supabase else "the server (install its package)"
             problems.append(f"extension {extension['name']} (in schema {extension['schema']}) is not available on "
                             f"the target: enable it in {where}")
-    return problems
+    return problems + owner_problems(summary, state, supabase=supabase, restore_roles=restore_roles,
+                                     owner_map=owner_map or {})
 
 
 def create_extensions(target: PgTarget, recorded: Sequence[Mapping[str, str]], state: TargetState) -> list[str]:
@@ -316,28 +361,23 @@ class AccessCheck:
 
 
 def check_access(
-    target: PgTarget, model: Mapping[str, Any], row_counts: Mapping[str, int], *, supabase: bool, no_owner: bool,
-    reconcile: bool = True, platform_event_triggers: bool = True,
+    target: PgTarget, model: Mapping[str, Any], row_counts: Mapping[str, int], *, supabase: bool,
+    owner_map: Mapping[str, str] | None = None, reconcile: bool = True, platform_event_triggers: bool = True,
 ) -> AccessCheck:
-    """Make the target's access equal to ``model`` (unless ``reconcile`` is off), then compare it, the
-    row-visibility probes and the sign-in data with what the backup recorded."""
+    """Make the target's access equal to ``model`` (unless ``reconcile`` is off), owners included, then
+    compare it, the row-visibility probes and the sign-in data with what the backup recorded."""
     scope = access.Scope(supabase=supabase, platform_event_triggers=platform_event_triggers)
     result = AccessCheck()
     with target.connect(autocommit=True) as connection:
         cursor = connection.cursor()
         user = cursor.execute("SELECT current_user").fetchone()[0]
-        roles = {row[0] for row in cursor.execute("SELECT rolname FROM pg_roles").fetchall()}
-
-        def mapped(owner: str) -> bool:
-            return no_owner or owner not in roles
-
         failed: set[str] = set()
 
         if reconcile:
             # a table-wide REVOKE also takes a column's grants: compute again after each round
             for _ in range(RECONCILE_ROUNDS):
                 statements = access.reconcile_statements(model, access.capture(cursor), scope, restoring_user=user,
-                                                         mapped_owners=mapped)
+                                                         owner_map=owner_map)
                 statements = [s for s in statements if s.as_string(connection) not in failed]
                 if not statements:
                     break
@@ -350,8 +390,7 @@ def check_access(
                         result.statement_errors.append(f"{statement.as_string(connection)}: {first_line(error)}")
             for problem in result.statement_errors:
                 log.warning("access model: %s", problem)
-        result.comparison = access.compare(model, access.capture(cursor), scope, restoring_user=user,
-                                           mapped_owners=mapped)
+        result.comparison = access.compare(model, access.capture(cursor), scope, owner_map=owner_map)
         recorded_probes = {key: value for key, value in model.get("probes", {}).items()
                            if scope.probes(key.split(" as ")[0])}
         with connection.transaction():

@@ -25,8 +25,9 @@ COMPONENTS = {
     BackupType.FULL: ("database", "storage", "config"),
 }
 KNOWN_FIELDS = {"type", "paths", "target_conn_id", "confirm_overwrite", "dry_run", "supabase_target",
-                "storage_target", "restore_roles", "no_owner", "point_in_time", "accept_earlier_point"}
+                "storage_target", "restore_roles", "no_owner", "point_in_time", "accept_earlier_point", "owner_map"}
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
+_ROLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 MAX_PATH = 1024
 _FLAGS = {"confirm_overwrite": False, "dry_run": False, "supabase_target": False, "restore_roles": False,
@@ -54,6 +55,8 @@ REQUEST_SCHEMA: dict[str, Any] = {
                   "properties": {name: _PATH_SCHEMA for name in ("database", "storage", "config")}},
         "target_conn_id": {"type": "string", "pattern": _CONN_ID.pattern},
         "storage_target": {"type": "string", "description": "'folder', 'folder:/path', 'supabase' or 'supabase:<conn id>'"},
+        "owner_map": {"type": "object", "additionalProperties": {"type": "string", "pattern": _ROLE.pattern},
+                      "description": "recorded owner -> target role, for owners the target lacks"},
         "point_in_time": {"type": ["string", "null"], "format": "date-time",
                           "description": "ISO 8601 with a zone: restore the state as it was at that moment"},
         **{name: {"type": "boolean", "default": default} for name, default in _FLAGS.items()},
@@ -94,6 +97,7 @@ class RestoreRequest:
     raw_paths: dict[str, str] = field(default_factory=dict)
     point_in_time: datetime | None = None
     accept_earlier_point: bool = False
+    owner_map: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -210,6 +214,7 @@ def parse_request(body: Any, *, backup_root: str, bucket: str) -> RestoreRequest
         storage_target = "folder"
     flags = {name: _flag(body, name, problems, default) for name, default in _FLAGS.items()}
     point_in_time = _moment(body.get("point_in_time"), problems)
+    owner_map = _owner_map(body.get("owner_map"), problems)
     if problems or backup_type is None:
         raise InvalidRequest(problems)
     return RestoreRequest(
@@ -219,8 +224,20 @@ def parse_request(body: Any, *, backup_root: str, bucket: str) -> RestoreRequest
         storage_target=storage_target,
         raw_paths={k: v for k, v in raw_paths.items() if k in paths},
         point_in_time=point_in_time,
+        owner_map=owner_map,
         **flags,
     )
+
+
+def _owner_map(value: Any, problems: list[str]) -> dict[str, str]:
+    """``owner_map``: ``{"recorded owner": "role on the target"}``, role names only."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) and _ROLE.match(k)
+                                              and _ROLE.match(v) for k, v in value.items()):
+        problems.append("owner_map must map role names to role names, e.g. {\"bhv360_owner\": \"postgres\"}")
+        return {}
+    return dict(value)
 
 
 def _moment(value: Any, problems: list[str]) -> datetime | None:

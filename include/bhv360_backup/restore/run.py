@@ -31,7 +31,6 @@ from bhv360_backup.restore.database import (
     check_access,
     create_extensions,
     missing_extensions,
-    missing_owners,
     preflight,
     restore_dump,
 )
@@ -104,7 +103,8 @@ def ready_target(backup_id: str, summary: dict[str, Any] | None, request: Restor
     """The target database's state, once it is known to take the backup's grants, policies and
     extensions (every problem named together in the error otherwise)."""
     state = TargetState.read(target)
-    problems = preflight(summary, state, supabase=request.supabase_target, restore_roles=request.restore_roles)
+    problems = preflight(summary, state, supabase=request.supabase_target, restore_roles=request.restore_roles,
+                         owner_map=request.owner_map)
     if problems:
         raise BackupError(f"cannot restore database backup {backup_id} into {target.describe()}: "
                           + "; ".join(problems))
@@ -139,12 +139,8 @@ def restore_database_component(
         if request.restore_roles:
             roles = verified_local_file(location, manifest, ROLES_ARTIFACT, staging, targets.identities)
             report["roles_errors"] = apply_roles(roles, targets.database, find_client("psql", major, targets.pg_bin_dir))
-        owners_missing = missing_owners(summary, TargetState.read(targets.database))
-        if owners_missing and not request.no_owner:
-            log.warning("owner role(s) %s missing in the target: their objects stay owned by %s",
-                        ", ".join(owners_missing), state.user)
         skipped = restore_dump(dump, targets.database, find_client("pg_restore", major, targets.pg_bin_dir),
-                               jobs=targets.jobs, no_owner=request.no_owner or bool(owners_missing),
+                               jobs=targets.jobs, no_owner=request.no_owner or bool(request.owner_map),
                                supabase=request.supabase_target, work_dir=staging, state=state,
                                psql=find_client("psql", major, targets.pg_bin_dir))
         if skipped:
@@ -158,7 +154,7 @@ def restore_database_component(
         report["access"] = {"checked": False, "reason": "the backup was made before access models were recorded (0.3)"}
     else:
         check = check_access(targets.database, model, manifest.details.get("table_rows", {}),
-                             supabase=request.supabase_target, no_owner=request.no_owner,
+                             supabase=request.supabase_target, owner_map=request.owner_map,
                              platform_event_triggers=not report.get("event_triggers_not_restored"))
         report["access"] = {"checked": True, **check.to_dict()}
         problems += check.differences
@@ -245,10 +241,9 @@ def check_targets(
     missing = [extension["name"] for extension in missing_extensions(summary["extensions"], state)]
     if missing and request.supabase_target:
         plan.notes.append(f"will create extension(s) {', '.join(missing)} in the target")
-    owners = missing_owners(summary, state)
-    if owners and not request.no_owner:
-        plan.notes.append(f"owner role(s) {', '.join(owners)} missing in the target: their objects stay owned by "
-                          f"{state.user}")
+    if request.owner_map:
+        plan.notes.append("objects of " + ", ".join(f"{owner} will be owned by {role}"
+                                                    for owner, role in sorted(request.owner_map.items())))
     plan.notes.append(f"then checks {summary['objects']} objects' grants, policies and RLS and {summary['probes']} "
                       "row-visibility probes against the backup")
 
