@@ -251,3 +251,12 @@ def test_storage_objects_between_snapshots_and_a_storage_restore_to_a_point_in_t
                                "certificates/org-2/chris.pdf": b"%PDF chris, uploaded after the snapshot"}
     assert restored_at(t2) == {"certificates/org-1/bram.pdf": b"%PDF bram",
                                "certificates/org-2/chris.pdf": b"%PDF chris, uploaded after the snapshot"}
+
+    # a move is an UPDATE of the row that keeps its id (the stream names no old name): the old name is gone
+    moved = storage_api.objects.pop(("certificates", "org-1/bram.pdf"))
+    storage_api.objects[("certificates", "archive/bram.pdf")] = moved
+    run(logical_db, f"UPDATE storage.objects SET name = 'archive/bram.pdf' WHERE id = '{moved['id']}'")
+    t3 = run(logical_db, "SELECT 1")
+    capture_with_files()
+    assert restored_at(t3) == {"certificates/archive/bram.pdf": b"%PDF bram",
+                               "certificates/org-2/chris.pdf": b"%PDF chris, uploaded after the snapshot"}

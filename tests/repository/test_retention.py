@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from bhv360_backup.locations import LocalLocation, S3Location
 from bhv360_backup.repository import retention
 from bhv360_backup.repository.layout import BackupType
+from bhv360_backup.repository.manifest import iso
 from tests.conftest import BUCKET
 from tests.locations.conftest import make_manifest
 
@@ -67,3 +69,43 @@ def test_an_unreadable_manifest_is_kept(tmp_path):
     report = retention.apply(location, BackupType.DATABASE, POLICY, NOW, dry_run=False)
     assert report.deleted == [] and report.errors
     assert location.list_backups(BackupType.DATABASE) == ["20250101T000000Z"]
+
+
+def store_with(location, backup_type, days_ago, details):
+    completed = NOW - timedelta(days=days_ago)
+    backup_id = completed.strftime("%Y%m%dT%H%M%SZ")
+    location.put_bytes(f"{backup_type.value}/{backup_id}/database.dump", b"x")
+    location.write_manifest(replace(make_manifest(backup_id, completed, backup_type), details=details))
+    return backup_id
+
+
+def test_the_storage_snapshot_and_segments_a_restore_to_the_oldest_kept_moment_needs_are_kept(tmp_path):
+    """Weekly snapshots, daily database backups: the oldest kept database backup (30 days) lies after the
+    newest snapshot older than the window (36 days); a storage or full restore to that moment starts there."""
+    location = LocalLocation(tmp_path)
+    for day in range(40, -1, -1):
+        store_with(location, BackupType.DATABASE, day, {"snapshot_time": iso(NOW - timedelta(days=day))})
+        store_with(location, BackupType.INCREMENTAL, day - 0.5, {
+            "end_lsn": f"0/{(41 - day) * 1000:X}", "captured_until": iso(NOW - timedelta(days=day - 0.5))})
+    snapshots = {day: store_with(location, BackupType.STORAGE, day, {
+        "listing_started_at": iso(NOW - timedelta(days=day))}) for day in (43, 36, 29, 22, 15, 8, 1)}
+
+    protected = retention.protected_by_others(location, POLICY, NOW, BackupType.STORAGE)
+    assert protected == {snapshots[36]}
+    retention.apply(location, BackupType.STORAGE, POLICY, NOW, dry_run=False, protected=protected)
+    assert location.list_backups(BackupType.STORAGE) == sorted(snapshots[day] for day in (36, 29, 22, 15, 8, 1))
+
+    segments = retention.protected_by_others(location, POLICY, NOW, BackupType.INCREMENTAL)
+    oldest_needed = min(location.read_manifest(BackupType.INCREMENTAL, backup_id).details["captured_until"]
+                        for backup_id in segments)
+    assert oldest_needed == iso(NOW - timedelta(days=35.5))  # the first to capture after the snapshot's listing
+
+
+def test_segments_after_a_database_backup_that_a_kept_full_set_names_are_kept(tmp_path):
+    location = LocalLocation(tmp_path)
+    old = store_with(location, BackupType.DATABASE, 45, {"chain": {"exists": True, "confirmed_flush_lsn": "0/100"}})
+    for day in (2, 1, 0):
+        store_with(location, BackupType.DATABASE, day, {"chain": {"exists": True, "confirmed_flush_lsn": "5/0"}})
+    store_with(location, BackupType.FULL, 3, {"components": {"database": {"backup_id": old}}})
+    segment = store_with(location, BackupType.INCREMENTAL, 44, {"end_lsn": "0/200", "captured_until": iso(NOW)})
+    assert retention.protected_by_others(location, POLICY, NOW, BackupType.INCREMENTAL) == {segment}

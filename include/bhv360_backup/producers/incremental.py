@@ -112,42 +112,47 @@ def capture_segment(
     """Write the changes committed since the slot's confirmed position as one segment in every live
     location of ``writer`` and publish it; the slot is not moved here. A retry reuses the segment an
     earlier try of the run completed."""
-    reused = writer.resume(copy_extra=copy_snapshot_blobs)
-    if reused is not None:
-        return reused
+    with shared_lock(writer.live, run_id, unreachable=writer.drop):  # a reused segment's blobs are copied under it
+        reused = writer.resume(copy_extra=copy_snapshot_blobs)
+        if reused is not None:
+            return reused
+        return _capture(source, writer, dag_id=dag_id, run_id=run_id, storage=storage, previous_schema=previous_schema)
+
+
+def _capture(source: ChangeSource, writer: BackupWriter, *, dag_id: str, run_id: str,
+             storage: Callable[[], StorageSource] | None, previous_schema: dict[str, str] | None) -> Manifest:
     source.check()
     created = source.ensure_slot()
     start = source.state().confirmed_flush_lsn
     seen = source.observe()
     stats = SegmentStats()
     try:
-        with shared_lock(writer.live, run_id):
-            writer.add(CHANGES_ARTIFACT, gzip_json_lines(_counted(source.changes(seen["lsn"]), stats, seen["keys"])))
-            storage_summary: dict[str, Any] = {"objects": 0}
-            if stats.objects:
-                if storage is None:
-                    raise BackupError("storage.objects changed but no storage source is configured to copy the files")
-                with ScratchIndex() as scratch:
-                    events, blob_rows = _store_objects(stats, storage(), BlobStore(writer, scratch, listed=False))
-                for location in writer.live:
-                    location.flush()
-                writer.add(OBJECTS_ARTIFACT, gzip_json_lines(events))
-                writer.add(SEGMENT_BLOBS_ARTIFACT, gzip_json_lines(blob_rows), encrypt=False)
-                storage_summary = {"objects": len(events), "stored": len(blob_rows),
-                                   "deleted": sum(e["action"] == "delete" for e in events),
-                                   "bytes": sum(row["size"] for row in blob_rows)}
-            writer.verify()
-            changed = changed_tables(previous_schema, seen["schema"]) if previous_schema is not None else []
-            # the slot moves to what was decoded: the bound, or the end of a commit record that crossed it
-            end = max(seen["lsn"], stats.last_commit_lsn or seen["lsn"], key=position_of)
-            return writer.publish(dag_id=dag_id, run_id=run_id, details={
-                "source": source.describe(), "slot": source.slot, "plugin": PLUGIN, "slot_created": created,
-                "start_lsn": start, "end_lsn": end, "captured_until": seen["time"].astimezone(timezone.utc).isoformat(),
-                **stats.to_dict(), "keys": seen["keys"], "sequences": seen["sequences"],
-                "fingerprint": seen["fingerprint"], "schema": seen["schema"],
-                **({"schema_changed": {"tables": changed}} if changed else {}),
-                "storage": storage_summary,
-            })
+        writer.add(CHANGES_ARTIFACT, gzip_json_lines(_counted(source.changes(seen["lsn"]), stats, seen["keys"])))
+        storage_summary: dict[str, Any] = {"objects": 0}
+        if stats.objects:
+            if storage is None:
+                raise BackupError("storage.objects changed but no storage source is configured to copy the files")
+            with ScratchIndex() as scratch:
+                events, blob_rows = _store_objects(stats, storage(), BlobStore(writer, scratch, listed=False))
+            for location in writer.live:
+                location.flush()
+            writer.add(OBJECTS_ARTIFACT, gzip_json_lines(events))
+            writer.add(SEGMENT_BLOBS_ARTIFACT, gzip_json_lines(blob_rows), encrypt=False)
+            storage_summary = {"objects": len(events), "stored": len(blob_rows),
+                               "deleted": sum(e["action"] == "delete" for e in events),
+                               "bytes": sum(row["size"] for row in blob_rows)}
+        writer.verify()
+        changed = changed_tables(previous_schema, seen["schema"]) if previous_schema is not None else []
+        # the slot moves to what was decoded: the bound, or the end of a commit record that crossed it
+        end = max(seen["lsn"], stats.last_commit_lsn or seen["lsn"], key=position_of)
+        return writer.publish(dag_id=dag_id, run_id=run_id, details={
+            "source": source.describe(), "slot": source.slot, "plugin": PLUGIN, "slot_created": created,
+            "start_lsn": start, "end_lsn": end, "captured_until": seen["time"].astimezone(timezone.utc).isoformat(),
+            **stats.to_dict(), "keys": seen["keys"], "sequences": seen["sequences"],
+            "fingerprint": seen["fingerprint"], "schema": seen["schema"],
+            **({"schema_changed": {"tables": changed}} if changed else {}),
+            "storage": storage_summary,
+        })
     except BaseException as error:
         log.error("incremental capture %s failed: %s", writer.backup_id, first_line(error))
         writer.discard()

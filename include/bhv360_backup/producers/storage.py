@@ -107,17 +107,19 @@ def take_snapshot(
     run_id: str,
     parallelism: int = DEFAULT_PARALLELISM,
 ) -> tuple[Manifest, SnapshotStats]:
-    """Snapshot every bucket of ``source`` into the writer's locations and publish the manifest."""
-    reused_manifest = writer.resume(copy_extra=copy_snapshot_blobs)
-    if reused_manifest is not None:
-        log.info("storage snapshot %s was completed by an earlier try; reusing it", writer.backup_id)
-        return reused_manifest, SnapshotStats()
-    try:
-        with shared_lock(writer.live, run_id), ScratchIndex() as scratch:
-            return _snapshot(scratch, source, writer, dag_id=dag_id, run_id=run_id, parallelism=parallelism)
-    except BaseException:
-        writer.discard()
-        raise
+    """Snapshot every bucket of ``source`` into the writer's locations and publish the manifest. The
+    shared lock is held from the start: a retry that reuses an earlier try's blobs copies them under it."""
+    with shared_lock(writer.live, run_id, unreachable=writer.drop):
+        reused_manifest = writer.resume(copy_extra=copy_snapshot_blobs)
+        if reused_manifest is not None:
+            log.info("storage snapshot %s was completed by an earlier try; reusing it", writer.backup_id)
+            return reused_manifest, SnapshotStats()
+        try:
+            with ScratchIndex() as scratch:
+                return _snapshot(scratch, source, writer, dag_id=dag_id, run_id=run_id, parallelism=parallelism)
+        except BaseException:
+            writer.discard()
+            raise
 
 
 def copy_object(source: StorageSource, blobs: BlobStore, obj: ObjectInfo) -> IndexEntry:

@@ -4,16 +4,18 @@ one and deletes only while no other lock lives, checking again right before each
 
 Both sides write their lock first and look for the other's second, so of a run and a garbage
 collection starting together at least one sees the other: the run waits, the collection stops.
-A lock names its run and expires on its own, so a killed run blocks nothing forever.
+A lock names its run and expires on its own, so a killed run blocks nothing forever; a living run
+writes its lock again every hour, so however long it works, its lock does not expire under it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 LOCKS_PREFIX = "locks/"
 SHARED_LOCK_TIME = timedelta(hours=24)
+SHARED_LOCK_REFRESH = timedelta(hours=1)
 EXCLUSIVE_LOCK_TIME = timedelta(minutes=15)
 WAIT_FOR_EXCLUSIVE = timedelta(minutes=30)
 POLL_SECONDS = 2.0
@@ -74,16 +77,41 @@ def _release(location: Location, key: str) -> None:
         log.warning("could not release %s in %s: %s", key, location.name, first_line(error))
 
 
+def _refresh(locations: Sequence[Location], key: str, run_id: str, stop: threading.Event,
+             every: timedelta) -> None:
+    while not stop.wait(every.total_seconds()):
+        for location in locations:
+            try:
+                _write(location, key, run_id, False, SHARED_LOCK_TIME)
+            except Exception as error:  # noqa: BLE001 - tried again at the next refresh
+                log.warning("%s: could not refresh lock %s: %s", location.name, key, first_line(error))
+
+
 @contextmanager
-def shared_lock(locations: Sequence[Location], run_id: str) -> Iterator[None]:
-    """Hold a shared lock in every location while adding blobs; waits (up to 30 minutes) while a
-    garbage collection holds its exclusive lock."""
+def shared_lock(locations: Sequence[Location], run_id: str,
+                unreachable: Callable[[Location, str], None] | None = None,
+                refresh_every: timedelta = SHARED_LOCK_REFRESH) -> Iterator[None]:
+    """Hold a shared lock in every location while adding or reading blobs, written again every
+    ``refresh_every``; waits (up to 30 minutes) while a garbage collection holds its exclusive lock.
+    A location the lock cannot be written to is handed to ``unreachable`` (without it, that fails)."""
     key = f"{LOCKS_PREFIX}snapshot-{uuid.uuid4().hex}.json"
-    for location in locations:
-        _write(location, key, run_id, False, SHARED_LOCK_TIME)
+    held = []
+    for location in list(locations):
+        try:
+            _write(location, key, run_id, False, SHARED_LOCK_TIME)
+        except Exception as error:
+            if unreachable is None:
+                raise
+            unreachable(location, f"lock not writable: {first_line(error)}")
+            continue
+        held.append(location)
+    stop = threading.Event()
+    refresher = threading.Thread(target=_refresh, args=(held, key, run_id, stop, refresh_every),
+                                 name=f"lock-refresh-{key}", daemon=True)
+    refresher.start()
     try:
         deadline = time.monotonic() + WAIT_FOR_EXCLUSIVE.total_seconds()
-        for location in locations:
+        for location in held:
             while exclusive := [lock for lock in live_locks(location, utc_now()) if lock.exclusive]:
                 if time.monotonic() > deadline:
                     raise BackupError(f"{location.name}: {exclusive[0].describe()} has held the blobs for over "
@@ -92,7 +120,9 @@ def shared_lock(locations: Sequence[Location], run_id: str) -> Iterator[None]:
                 time.sleep(POLL_SECONDS)
         yield
     finally:
-        for location in locations:
+        stop.set()
+        refresher.join()
+        for location in held:
             _release(location, key)
 
 

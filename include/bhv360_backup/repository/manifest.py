@@ -97,6 +97,13 @@ class Manifest:
     format: int = MANIFEST_FORMAT
 
     @property
+    def data_time(self) -> datetime:
+        """When the backup's data was taken: the database snapshot, the storage listing's start, else completion."""
+        moment = (self.details.get("chain") or {}).get("snapshot_at") or self.details.get("snapshot_time") \
+            or self.details.get("listing_started_at")
+        return parse_iso(moment) if moment else self.completed_at
+
+    @property
     def size(self) -> int:
         return sum(a.size for a in self.artifacts)
 

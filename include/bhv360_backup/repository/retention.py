@@ -11,7 +11,7 @@ from bhv360_backup.errors import BackupError
 from bhv360_backup.locations.base import BackupFolder, BackupLocked, Location
 from bhv360_backup.repository.fullset import COMPONENT_TYPES
 from bhv360_backup.repository.layout import BackupType
-from bhv360_backup.repository.manifest import iso
+from bhv360_backup.repository.manifest import Manifest, iso, parse_iso
 from bhv360_backup.repository.segments import lsn_position
 
 log = logging.getLogger(__name__)
@@ -119,34 +119,56 @@ def apply(
     return report
 
 
-def protected_segments(location: Location, policy: RetentionPolicy, now: datetime) -> set[str]:
-    """Ids of incremental segments a kept database backup still needs: every segment that ends after the
-    oldest kept backup's place in the change stream (a replay from it reads them)."""
+def _kept_database_backups(location: Location, policy: RetentionPolicy, now: datetime) -> list[Manifest]:
+    """The database backups retention keeps, those a kept full set names included."""
     folders = location.scan(BackupType.DATABASE)
-    starts, completed = {}, {}
-    for folder in folders:
-        if folder.complete:
-            manifest = location.read_manifest(BackupType.DATABASE, folder.backup_id)
-            completed[folder.backup_id] = manifest.completed_at
-            point = manifest.details.get("chain") or {}
-            if point.get("exists"):
-                starts[folder.backup_id] = lsn_position(point["confirmed_flush_lsn"])
-    kept = [d.backup_id for d in plan(folders, completed, policy, now) if not d.delete and d.backup_id in starts]
+    manifests = {folder.backup_id: location.read_manifest(BackupType.DATABASE, folder.backup_id)
+                 for folder in folders if folder.complete}
+    completed = {backup_id: manifest.completed_at for backup_id, manifest in manifests.items()}
+    protected = protected_components(location, policy, now, BackupType.DATABASE)
+    return [manifests[decision.backup_id] for decision in plan(folders, completed, policy, now, protected)
+            if not decision.delete and decision.backup_id in manifests]
+
+
+def protected_snapshots(location: Location, policy: RetentionPolicy, now: datetime) -> set[str]:
+    """The storage snapshot a restore to the oldest moment a kept database backup reaches starts from: the
+    newest one taken at or before it (snapshots are rarer than database backups)."""
+    kept = _kept_database_backups(location, policy, now)
     if not kept:
         return set()
-    oldest = min(starts[backup_id] for backup_id in kept)
+    start = min(manifest.data_time for manifest in kept)
+    before = [(manifest.data_time, manifest.backup_id) for manifest in
+              (location.read_manifest(BackupType.STORAGE, folder.backup_id)
+               for folder in location.scan(BackupType.STORAGE) if folder.complete)
+              if manifest.data_time <= start]
+    return {max(before)[1]} if before else set()
+
+
+def protected_segments(location: Location, policy: RetentionPolicy, now: datetime) -> set[str]:
+    """Ids of incremental segments a kept backup still needs: every segment that ends after the oldest kept
+    database backup's place in the change stream, or after the start of the storage snapshot a restore to
+    that moment starts from (a replay from either reads them)."""
+    kept = _kept_database_backups(location, policy, now)
+    starts = [lsn_position(manifest.details["chain"]["confirmed_flush_lsn"]) for manifest in kept
+              if (manifest.details.get("chain") or {}).get("exists")]
+    snapshots = [location.read_manifest(BackupType.STORAGE, backup_id).data_time
+                 for backup_id in protected_snapshots(location, policy, now)]
     needed = set()
     for backup_id in location.list_backups(BackupType.INCREMENTAL):
-        if lsn_position(location.read_manifest(BackupType.INCREMENTAL, backup_id).details["end_lsn"]) > oldest:
+        details = location.read_manifest(BackupType.INCREMENTAL, backup_id).details
+        if (starts and lsn_position(details["end_lsn"]) > min(starts)) or \
+                (snapshots and parse_iso(details["captured_until"]) > min(snapshots)):
             needed.add(backup_id)
     return needed
 
 
 def protected_by_others(location: Location, policy: RetentionPolicy, now: datetime, backup_type: BackupType) -> set[str]:
     """Backups of ``backup_type`` that other kept backups need: a kept full set's components, the segments
-    after a kept database backup."""
+    after a kept database backup, the storage snapshot a restore to the oldest kept moment starts from."""
     if backup_type == BackupType.INCREMENTAL:
         return protected_segments(location, policy, now)
+    if backup_type == BackupType.STORAGE:
+        return protected_components(location, policy, now, backup_type) | protected_snapshots(location, policy, now)
     return protected_components(location, policy, now, backup_type)
 
 

@@ -148,7 +148,8 @@ def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPla
                identities: Sequence[Identity] = ()) -> tuple[list[IndexEntry], list[str]]:
     """The snapshot's objects moved on to ``plan.until`` by the segments' object events (puts and deletes
     committed after its listing started), in index order; a delete whose object cannot be named is returned
-    apart."""
+    apart. Objects are followed by id: Supabase moves an object (to another name or bucket) by updating its
+    row, so a put of a known id under a new name removes the old one."""
     started = parse_iso(snapshot.details["listing_started_at"])
     until = parse_iso(plan.until) if plan.until else None
     by_name = {(entry.bucket, entry.path): entry for entry in entries}
@@ -164,6 +165,9 @@ def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPla
                 continue
             name = (event["bucket"], event["path"]) if event.get("path") else by_id.get(event.get("id"))
             if event["action"] == "put":
+                moved_from = by_id.get(event.get("id"))
+                if moved_from not in (None, name) and getattr(by_name.get(moved_from), "object_id", None) == event["id"]:
+                    del by_name[moved_from]  # a move keeps the row's id: the old name is gone
                 by_name[name] = IndexEntry.from_row(event)
                 if event.get("id"):
                     by_id[event["id"]] = name

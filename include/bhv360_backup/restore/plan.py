@@ -20,7 +20,6 @@ from bhv360_backup.locations.base import Location
 from bhv360_backup.repository.blobs import verify_snapshot_blobs
 from bhv360_backup.repository.database import dump_artifact
 from bhv360_backup.repository.layout import BackupType
-from bhv360_backup.repository.manifest import parse_iso
 from bhv360_backup.repository.verify import pg_archive_check, verify_backup
 from bhv360_backup.restore.pitr import chain_base, plan_chain, plan_storage_chain
 from bhv360_backup.restore.request import PathSpec, RestoreRequest
@@ -158,14 +157,6 @@ class Resolution:
         return ",".join(backup_id for backup_id, _ in self.chosen.values())
 
 
-def _data_time(manifest: Any) -> datetime:
-    """When a backup's data was taken: the database snapshot, the storage listing's start, else completion."""
-    details = manifest.details
-    moment = (details.get("chain") or {}).get("snapshot_at") or details.get("snapshot_time") \
-        or details.get("listing_started_at")
-    return parse_iso(moment) if moment else manifest.completed_at
-
-
 def newest_before(locations: Sequence[Location], backup_type: BackupType, until: datetime) -> str | None:
     """The newest backup of a type whose data was taken at or before ``until``."""
     ids = sorted({backup_id for location in locations for backup_id in _listed(location, backup_type)}, reverse=True)
@@ -174,7 +165,7 @@ def newest_before(locations: Sequence[Location], backup_type: BackupType, until:
             continue
         for location in locations:
             try:
-                if _data_time(location.read_manifest(backup_type, backup_id)) <= until:
+                if location.read_manifest(backup_type, backup_id).data_time <= until:
                     return backup_id
                 break
             except BackupError:
@@ -213,7 +204,7 @@ def _refuse_if_later(locations: Sequence[Location], backup_type: BackupType, bac
     otherwise be from after that moment (the very state the operator wants to undo)."""
     for location in locations:
         try:
-            taken = _data_time(location.read_manifest(backup_type, backup_id))
+            taken = location.read_manifest(backup_type, backup_id).data_time
         except BackupError:
             continue
         if taken > until:

@@ -21,6 +21,7 @@ from bhv360_backup.repository.config import CONFIG_ARTIFACT
 from bhv360_backup.repository.database import ROLES_ARTIFACT, dump_artifact, read_access_model
 from bhv360_backup.repository.fullset import storage_cross_check
 from bhv360_backup.repository.layout import BackupType, artifact_key
+from bhv360_backup.repository.locks import shared_lock
 from bhv360_backup.repository.manifest import Manifest
 from bhv360_backup.repository.snapshots import read_index
 from bhv360_backup.repository.verify import plain_chunks, read_back, read_checked_artifact
@@ -179,6 +180,11 @@ def restore_database_component(
     return report
 
 
+def _unlocked(location: Location, reason: str) -> None:
+    log.warning("%s: the restore reads it without a lock (%s): keep garbage collection from running meanwhile",
+                location.name, reason)
+
+
 def restore_storage_component(
     component: ComponentPlan, locations: Mapping[str, Location], targets: RestoreTargets,
     only: set[tuple[str, str]] | None = None, rows: set[tuple[str, str]] | None = None,
@@ -202,8 +208,10 @@ def restore_storage_component(
             known = {(entry.bucket, entry.path) for entry in entries}
             extra["storage_objects"] = storage_cross_check(rows, known)
             entries = [entry for entry in entries if (entry.bucket, entry.path) in rows]
-    result = restore_snapshot(manifest, ordered, targets.sink, parallelism=targets.parallelism, only=only,
-                              identities=targets.identities, entries=entries)
+    # a restore reads blobs for hours: garbage collection must wait, as for a run that adds them
+    with shared_lock(ordered, f"restore of {component.backup_id}", unreachable=_unlocked):
+        result = restore_snapshot(manifest, ordered, targets.sink, parallelism=targets.parallelism, only=only,
+                                  identities=targets.identities, entries=entries)
     report = {"backup_id": component.backup_id, "target": targets.sink.describe(),
               "seconds": round(time.monotonic() - started, 1), **result.to_dict(), **extra}
     problems = result.failed + result.refused + result.check_problems
