@@ -16,6 +16,7 @@ AIRFLOW_HOME = configure_airflow_home()
 from bhv360_backup.demo.servers import postgres_server  # noqa: E402
 from bhv360_backup.locations import LocalLocation, S3Location  # noqa: E402
 from bhv360_backup.postgres.client import PgTarget  # noqa: E402
+from tests.fixtures import management_api as management_api_fixture  # noqa: E402
 from tests.fixtures import postgres  # noqa: E402
 from tests.fixtures.canary import (  # noqa: E402
     ArgvLog,
@@ -43,7 +44,7 @@ RECEIVED: dict[str, list[str]] = {"alert e-mails": [], "alert webhook posts": []
 # Tests that need none of these are the fast tier (`make test-fast`, `pytest -m fast`): the package's
 # logic on its own, operators' execute() with fakes, formats, plans and rules; no server, no dag.test().
 SERVER_FIXTURES = {"pg_server", "s3_server", "smtp_server", "webhook_server", "storage_api_server", "airflow_db",
-                   "api_server", "celery_deployment", "logical_cluster", "logical_db"}
+                   "api_server", "celery_deployment", "logical_cluster", "logical_db", "management_api"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -54,7 +55,8 @@ def pytest_collection_modifyitems(config, items):
 
 SECRETS = {"database password": DB_PASSWORD, "S3 secret key": SECRET_KEY,
            "Supabase service-role key": SERVICE_KEY, "webhook token": WebhookReceiver.TOKEN,
-           "age identity": str(AGE_IDENTITY)}
+           "age identity": str(AGE_IDENTITY), "Management API token": management_api_fixture.TOKEN,
+           **management_api_fixture.PROJECT_SECRETS}
 
 
 def _scanned_folders(config) -> list[Path]:
@@ -175,6 +177,19 @@ def storage_api_server():
     server = StorageServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def management_api(monkeypatch):
+    """The Management API stand-in with a seeded source project, set as connection ``bhv360_supabase_management``;
+    after the test, every request and response must have fitted the published description."""
+    stand_in = management_api_fixture.ManagementStandIn().start()
+    management_api_fixture.seed(stand_in, management_api_fixture.SOURCE_REF)
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_SUPABASE_MANAGEMENT",
+                       stand_in.connection_json(management_api_fixture.SOURCE_REF))
+    yield stand_in
+    stand_in.stop()
+    assert stand_in.violations == []
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import yaml
 from tests.fixtures.airflow import REPO
 
 CONTRACT_CONNECTIONS = {"bhv360_db", "bhv360_restore_db", "bhv360_s3", "bhv360_supabase", "bhv360_slack_ops",
-                        "smtp_default"}
+                        "smtp_default", "bhv360_supabase_management"}
 CONTRACT_VARIABLES = {"bhv360_backup_root": "/var/backups/bhv360", "bhv360_s3_bucket": "bhv360-backups",
                       "bhv360_log_dir": "/var/log/bhv360/backups", "bhv360_retention_days": "30",
                       "bhv360_alert_emails": "ops@bhv360.nl", "bhv360_timezone": "Europe/Amsterdam"}

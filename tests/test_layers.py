@@ -49,6 +49,12 @@ def test_producers_never_import_consumers_and_consumers_never_import_producers()
     assert violations(CONSUMERS, PRODUCERS | AIRFLOW_ONLY) == []
 
 
+def test_the_restore_never_reaches_into_the_sources():
+    """What the capture and the replay share (LSN order, snapshot visibility) lives in ``postgres/``; a
+    restore target's own listing is handed in by the wiring."""
+    assert violations({"restore"}, {"sources", "producers"}) == []
+
+
 def test_the_repository_depends_on_neither():
     assert violations({"repository"}, PRODUCERS | CONSUMERS | WIRING | {"sources"}) == []
 

@@ -46,6 +46,7 @@ from bhv360_backup.restore.request import parse_request
 from bhv360_backup.restore.run import RestoreTargets, check_targets, execute_plan
 from bhv360_backup.restore.storage import FolderSink, SupabaseSink
 from bhv360_backup.sources.changes import ChangeSource
+from bhv360_backup.sources.storage import SupabaseStorageSource
 from bhv360_backup.streams import ProgressLog
 
 log = logging.getLogger("bhv360-backup")
@@ -152,7 +153,8 @@ def command_restore(args: argparse.Namespace) -> int:
             if missing:
                 raise BackupError(f"--supabase restores storage into the project SUPABASE_URL names: set "
                                   f"{' and '.join(missing)} (in the environment or the --settings file)")
-            sink = SupabaseSink(os.environ["SUPABASE_URL"], os.environ["SUPABASE_SERVICE_ROLE_KEY"])
+            url, key = os.environ["SUPABASE_URL"], os.environ["SUPABASE_SERVICE_ROLE_KEY"]
+            sink = SupabaseSink(url, key, SupabaseStorageSource(url, key))
         elif args.storage_folder:
             sink = FolderSink(Path(args.storage_folder))
         else:

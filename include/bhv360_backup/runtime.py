@@ -30,6 +30,7 @@ from bhv360_backup.sources.storage import (
     StorageSource,
     SupabaseStorageSource,
 )
+from bhv360_backup.sources.supabase_management import ManagementAPI
 
 _CONN_PURPOSE = {
     "bhv360_db": "the database to back up",
@@ -37,6 +38,8 @@ _CONN_PURPOSE = {
     "bhv360_s3": "the S3 backup bucket",
     "bhv360_supabase": "the Supabase project",
     "bhv360_age_identity": "the age private key that decrypts encrypted backups",
+    "bhv360_supabase_management": "the Supabase Management API: host = API URL, password = personal access token, "
+                                  "extra project_ref",
 }
 
 
@@ -145,6 +148,21 @@ def supabase_project(conn_id: str) -> tuple[str, str]:
         raise ConfigurationError(f"Airflow connection '{conn_id}' needs host = project URL and password = "
                                  "service-role key")
     return (connection.host if "://" in connection.host else f"https://{connection.host}"), connection.password
+
+
+def management_api(conn_id: str) -> ManagementAPI:
+    """The Management API client of a connection: host = the API's base URL, password = a personal access
+    token, extra ``{"project_ref": "<20 lowercase letters>"}``."""
+    connection = get_connection(conn_id)
+    ref = (connection.extra_dejson or {}).get("project_ref", "")
+    if not connection.host or not connection.password or not ref:
+        raise ConfigurationError(f"Airflow connection '{conn_id}' needs host = the Management API URL (e.g. "
+                                 "https://api.supabase.com), password = a personal access token and extra "
+                                 '{"project_ref": "<the project ref>"}')
+    base = connection.host if "://" in connection.host else f"https://{connection.host}"
+    if connection.port:
+        base = f"{base.rstrip('/')}:{connection.port}"
+    return ManagementAPI(base, connection.password, ref)
 
 
 def same_project(url: str, other: str) -> bool:

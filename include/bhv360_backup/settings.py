@@ -21,6 +21,7 @@ RESTORE_DB_CONN_ID = "bhv360_restore_db"
 S3_CONN_ID = "bhv360_s3"
 SUPABASE_CONN_ID = "bhv360_supabase"
 SLACK_CONN_ID = "bhv360_slack_ops"
+MANAGEMENT_CONN_ID = "bhv360_supabase_management"
 SMTP_CONN_ID = "smtp_default"
 AGE_IDENTITY_CONN_ID = "bhv360_age_identity"
 NEEDS_IDENTITY = (f"the age identity (Airflow connection {AGE_IDENTITY_CONN_ID}; for bhv360-backup, "
@@ -48,6 +49,7 @@ DEFAULTS = {
     "bhv360_incremental_max_retained_mb": "2048",
     "bhv360_dump_compression": "gzip:1",
     "bhv360_restore_folder_root": "",
+    "bhv360_config_watch": "auth.disable_signup,auth.uri_allow_list,auth.site_url,auth.external_*_enabled",
 }
 
 VariableGetter = Callable[[str, str], str]
@@ -188,6 +190,7 @@ class Settings:
     incremental_max_retained_mb: int = 2048
     dump_compression: DumpCompression = DEFAULT_DUMP_COMPRESSION
     restore_folder_root: Path | None = None
+    config_watch: tuple[str, ...] = ()
 
     @property
     def incremental(self) -> bool:
@@ -242,6 +245,7 @@ class Settings:
                                                                    "variable bhv360_dump_compression"),
                                      DEFAULT_DUMP_COMPRESSION),
             restore_folder_root=Path(value("bhv360_restore_folder_root")) if value("bhv360_restore_folder_root") else None,
+            config_watch=_names(value("bhv360_config_watch")),
         )
         if problems:
             raise ConfigurationError("; ".join(problems))

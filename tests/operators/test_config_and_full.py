@@ -91,6 +91,36 @@ def test_an_unreadable_section_fails_and_names_it(backup_env, configured_databas
                              "table public.no_such_table (variable bhv360_config_tables) does not exist")
 
 
+def test_the_project_is_backed_up_and_a_change_in_the_dashboard_shows_in_the_next_backup(
+        backup_env, configured_database, management_api):
+    from tests.fixtures.management_api import SOURCE_REF
+
+    run_dag("bhv360_config_backup")
+    management_api.projects[SOURCE_REF]["auth"].update(disable_signup=False, external_google_secret="rotated")
+    run_dag("bhv360_config_backup")
+    first_id, second_id = backup_env.local.list_backups(BackupType.CONFIG)
+    first = backup_env.local.read_manifest(BackupType.CONFIG, first_id).details
+    second = backup_env.local.read_manifest(BackupType.CONFIG, second_id).details
+    assert first["project_changes"] == {} and "auth.site_url" in first["project_fields"]
+    assert second["project_changes"] == {"auth.disable_signup": "changed", "auth.external_google_secret": "changed"}
+    assert any("secret RESEND_API_KEY" in step for step in second["manual_steps"])
+    document = json.loads(config_of(backup_env, second_id)[0])
+    assert document["project"]["functions"][0]["body"]["artifact"] == "functions/notify-team.body"
+    (line,) = [e for e in backup_env.job_log() if e["type"] == "config"][-1:]
+    assert line["project_changes"]["auth.disable_signup"] == "changed"
+    alerts = [post["body"] for post in backup_env.webhook.posts]
+    assert any("auth.disable_signup" in str(body) for body in alerts), alerts  # on the default watch list
+
+
+def test_a_project_read_that_fails_leaves_no_config_backup(backup_env, configured_database, management_api):
+    management_api.denied_scopes.add("edge_functions:read")
+    run, states = run_dag("bhv360_config_backup")
+    assert states["snapshot"] == "failed"
+    assert backup_env.local.scan(BackupType.CONFIG) == [] and backup_env.cloud.scan(BackupType.CONFIG) == []
+    (line,) = [e for e in backup_env.job_log() if e["type"] == "config"]
+    assert "needs the scope edge_functions:read" in line["error"]
+
+
 def test_full_backup_names_its_three_components_in_both_locations(backup_env, configured_database):
     execute(backup_env.db, "CREATE SCHEMA storage",
             "CREATE TABLE storage.objects (bucket_id text, name text)",

@@ -9,13 +9,14 @@ from airflow.sdk import Context
 
 from bhv360_backup.joblog import JobRecord
 from bhv360_backup.operators.base import BaseBackupOperator
+from bhv360_backup.postgres.positions import lsn_position
 from bhv360_backup.producers.incremental import capture_segment
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import Manifest
 from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.runtime import pg_target, storage_source
 from bhv360_backup.settings import DB_CONN_ID, Settings
-from bhv360_backup.sources.changes import ChangeSource, position_of
+from bhv360_backup.sources.changes import ChangeSource
 
 
 def newest_schema(writer: BackupWriter) -> dict[str, str] | None:
@@ -64,7 +65,7 @@ class IncrementalCaptureOperator(BaseBackupOperator):
                                                           "slot_created")}
         if not writer.failures:
             confirmed = source.state().confirmed_flush_lsn
-            if confirmed is None or position_of(details["end_lsn"]) > position_of(confirmed):
+            if confirmed is None or lsn_position(details["end_lsn"]) > lsn_position(confirmed):
                 source.advance(details["end_lsn"])
             self.log.info("slot %s moved to %s: %d transaction(s), %d change(s) captured up to %s", source.slot,
                           details["end_lsn"], details.get("transactions", 0), details.get("changes", 0),

@@ -29,6 +29,7 @@ from bhv360_backup.runtime import (
     supabase_project,
 )
 from bhv360_backup.settings import DB_CONN_ID, SUPABASE_CONN_ID, Settings
+from bhv360_backup.sources.storage import SupabaseStorageSource
 
 REQUEST_FIELDS = ("type", "paths", "target_conn_id", "confirm_overwrite", "dry_run", "supabase_target",
                   "storage_target", "restore_roles", "no_owner", "point_in_time", "accept_earlier_point", "owner_map")
@@ -79,7 +80,7 @@ def storage_sink(request: RestoreRequest, settings: Settings, run_id: str) -> St
     if production and not request.confirm_overwrite:
         raise BackupError(f"storage_target '{spec}' is the production project ({SUPABASE_CONN_ID}, {url}): set "
                           "confirm_overwrite to true, or name another project as 'supabase:<conn id>'")
-    return SupabaseSink(url, key)
+    return SupabaseSink(url, key, SupabaseStorageSource(url, key))
 
 
 def resolve_targets(request: RestoreRequest, plan_components: set[str], settings: Settings, run_id: str) -> RestoreTargets:

@@ -3,7 +3,8 @@
 Sections: the storage bucket definitions, the database-level configuration of ``bhv360_db``
 (extensions, roles without passwords, ``ALTER ... SET`` settings, row-level security, publications),
 rows of the application's settings tables, the ``bhv360_`` Airflow Variables (secret-looking
-values masked) and configuration files. Keys are sorted and lists ordered, so an unchanged
+values masked), configuration files, and with a Management API connection the Supabase project's
+own configuration and Edge Functions (see :mod:`bhv360_backup.repository.config` for its secrets). Keys are sorted and lists ordered, so an unchanged
 configuration gives the same bytes and the same sha256. Each section records where it came from;
 a section whose source cannot be read fails the backup with the section's name.
 """
@@ -11,8 +12,10 @@ a section whose source cannot be read fails the backup with the section's name.
 from __future__ import annotations
 
 import base64
+import hashlib
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +24,15 @@ from psycopg import sql
 
 from bhv360_backup.errors import BackupError, ConfigurationError, first_line
 from bhv360_backup.postgres.client import PgTarget
-from bhv360_backup.repository.config import CONFIG_FORMAT, MASK
+from bhv360_backup.repository.config import (
+    CONFIG_FORMAT,
+    DIGEST_FIELD,
+    MASK,
+    function_body_artifact,
+    split_secrets,
+)
 from bhv360_backup.sources.storage import StorageSource
+from bhv360_backup.sources.supabase_management import READS, ManagementAPI
 
 DATABASE_QUERIES = {
     "extensions": """
@@ -155,3 +165,56 @@ def config_document(
         "airflow_variables": _section("airflow_variables", lambda: variables_section(variables, is_secret)),
         "files": _section("files", lambda: files_section(paths)),
     }
+
+
+@dataclass
+class ProjectConfig:
+    """A project's configuration as read: the section for ``config.json`` (no secret values), the secret
+    values by section, and the steps left to an operator in a restore."""
+
+    section: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    manual_steps: list[str] = field(default_factory=list)
+
+
+def _hashed(chunks: Iterable[bytes], digest: Any) -> Iterator[bytes]:
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+
+
+def project_config(api: ManagementAPI, add_artifact: Callable[[str, Iterable[bytes]], None], *,
+                   keep_secrets: bool) -> ProjectConfig:
+    """Every configuration read of the project, each function's body stored through ``add_artifact``
+    (streamed, its sha256 recorded). Secret values are kept apart (only when ``keep_secrets``: the backup
+    is encrypted); values the API only gives as digests, and the project's secrets, become manual steps."""
+    result = ProjectConfig()
+    project: dict[str, Any] = {}
+    for read in READS:
+        data = _section(f"project.{read.section}", lambda read=read: api.get(read))
+        shown, hidden = split_secrets(read.section, data)
+        for name, value in sorted(hidden.items()):
+            if DIGEST_FIELD.match(name):
+                result.manual_steps.append(f"{read.section}.{name}: set it by hand (the API gives only its digest, "
+                                           f"sha256 {value})")
+            elif not keep_secrets:
+                result.manual_steps.append(f"{read.section}.{name}: set it by hand (backups are not encrypted, so "
+                                           "its value was not kept)")
+        if keep_secrets and hidden:
+            result.secrets[read.section] = hidden
+        project[read.section] = shown
+    project["secrets"] = [{"name": item["name"], "sha256": item["value"]}
+                          for item in sorted(project["secrets"], key=lambda item: item["name"])]
+    result.manual_steps += [f"secret {item['name']}: set it by hand (the API gives only its digest, sha256 "
+                            f"{item['sha256']})" for item in project["secrets"]]
+    functions = []
+    for function in sorted(project["functions"], key=lambda item: item["slug"]):
+        digest = hashlib.sha256()
+        artifact = function_body_artifact(function["slug"])
+        _section(f"project.functions.{function['slug']}",
+                 lambda slug=function["slug"], artifact=artifact, digest=digest:
+                 add_artifact(artifact, _hashed(api.function_body(slug), digest)))
+        functions.append({**function, "body": {"artifact": artifact, "sha256": digest.hexdigest()}})
+    project["functions"] = functions
+    result.section = {"source": api.describe(), **project}
+    return result

@@ -12,6 +12,7 @@ from datetime import timezone
 from typing import Any
 
 from bhv360_backup.errors import BackupError, first_line
+from bhv360_backup.postgres.positions import lsn_position
 from bhv360_backup.producers.storage import copy_object
 from bhv360_backup.repository.blobs import BlobStore, copy_snapshot_blobs
 from bhv360_backup.repository.locks import shared_lock
@@ -19,7 +20,7 @@ from bhv360_backup.repository.manifest import Manifest
 from bhv360_backup.repository.scratch import ScratchIndex
 from bhv360_backup.repository.segments import CHANGES_ARTIFACT, OBJECTS_ARTIFACT, SEGMENT_BLOBS_ARTIFACT
 from bhv360_backup.repository.writer import BackupWriter
-from bhv360_backup.sources.changes import BARRIER_PREFIX, PLUGIN, ChangeSource, changed_tables, position_of
+from bhv360_backup.sources.changes import BARRIER_PREFIX, PLUGIN, ChangeSource, changed_tables
 from bhv360_backup.sources.storage import ObjectGone, ObjectInfo, StorageSource
 from bhv360_backup.streams import gzip_json_lines
 
@@ -144,7 +145,7 @@ def _capture(source: ChangeSource, writer: BackupWriter, *, dag_id: str, run_id:
         writer.verify()
         changed = changed_tables(previous_schema, seen["schema"]) if previous_schema is not None else []
         # the slot moves to what was decoded: the bound, or the end of a commit record that crossed it
-        end = max(seen["lsn"], stats.last_commit_lsn or seen["lsn"], key=position_of)
+        end = max(seen["lsn"], stats.last_commit_lsn or seen["lsn"], key=lsn_position)
         return writer.publish(dag_id=dag_id, run_id=run_id, details={
             "source": source.describe(), "slot": source.slot, "plugin": PLUGIN, "slot_created": created,
             "start_lsn": start, "end_lsn": end, "captured_until": seen["time"].astimezone(timezone.utc).isoformat(),

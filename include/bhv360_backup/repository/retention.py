@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations.base import BackupFolder, BackupLocked, Location
+from bhv360_backup.postgres.positions import lsn_position
 from bhv360_backup.repository.fullset import COMPONENT_TYPES
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import Manifest, iso, parse_iso
-from bhv360_backup.repository.segments import lsn_position
 
 log = logging.getLogger(__name__)
 

@@ -24,18 +24,13 @@ from typing import Any
 from pyrage.x25519 import Identity
 
 from bhv360_backup.locations.base import Location
+from bhv360_backup.postgres.positions import lsn_position
 from bhv360_backup.repository.manifest import Manifest, parse_iso
 from bhv360_backup.repository.verify import read_json_lines_artifact
 
 CHANGES_ARTIFACT = "changes.jsonl.gz"
 OBJECTS_ARTIFACT = "object-events.jsonl.gz"
 SEGMENT_BLOBS_ARTIFACT = "blobs.jsonl.gz"
-
-
-def lsn_position(lsn: str) -> int:
-    """An LSN (``16/B374D848``) as a number, for ordering."""
-    high, _, low = lsn.partition("/")
-    return (int(high, 16) << 32) | int(low, 16)
 
 
 @dataclass(frozen=True)

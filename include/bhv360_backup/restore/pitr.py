@@ -23,18 +23,17 @@ from pyrage.x25519 import Identity
 from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.locations.base import Location
 from bhv360_backup.postgres.client import PgTarget
+from bhv360_backup.postgres.positions import lsn_position, snapshot_visible
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import Manifest, parse_iso
 from bhv360_backup.repository.segments import (
     Segment,
     build_chain,
-    lsn_position,
     read_changes,
     read_object_events,
 )
 from bhv360_backup.repository.snapshots import IndexEntry
 from bhv360_backup.repository.verify import verify_backup
-from bhv360_backup.sources.changes import snapshot_visible
 
 log = logging.getLogger(__name__)
 

@@ -156,15 +156,15 @@ class FolderSink(StorageSink):
 
 
 class SupabaseSink(StorageSink):
-    """A Supabase project: buckets created with their definitions, objects uploaded with upsert."""
+    """A Supabase project: buckets created with their definitions, objects uploaded with upsert.
+    ``listing`` reads what the project already has (its ``list_buckets`` and ``list_objects``: the wiring
+    hands in the Storage API source, so a restore never reaches into the sources)."""
 
-    def __init__(self, url: str, service_key: str, timeout: float = 300) -> None:
+    def __init__(self, url: str, service_key: str, listing: Any, timeout: float = 300) -> None:
         import httpx
 
-        from bhv360_backup.sources.storage import SupabaseStorageSource
-
         self.url = url.rstrip("/")
-        self._source = SupabaseStorageSource(self.url, service_key)
+        self._source = listing
         self._http = httpx.Client(
             base_url=f"{self.url}/storage/v1",
             headers={"Authorization": f"Bearer {service_key}", "apikey": service_key},

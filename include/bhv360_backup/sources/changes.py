@@ -242,20 +242,3 @@ def schema_fingerprint(cursor: psycopg.Cursor) -> str:
 def changed_tables(before: dict[str, str], after: dict[str, str]) -> list[str]:
     """What a schema change touched: tables added, dropped or altered, or the access model."""
     return sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name))
-
-
-def position_of(lsn: str) -> int:
-    """An LSN (``16/B374D848``) as a number, for ordering."""
-    high, _, low = lsn.partition("/")
-    return (int(high, 16) << 32) | int(low, 16)
-
-
-def snapshot_visible(snapshot: dict[str, Any], xid: int) -> bool:
-    """Whether transaction ``xid`` (32-bit, as decoded) is visible in a recorded ``pg_current_snapshot()``
-    (``xmin``, ``xmax``, ``xip`` as 64-bit numbers): committed before the snapshot was taken."""
-    xmin, xmax = snapshot["xmin"], snapshot["xmax"]
-    base = (xmax & ~0xFFFFFFFF) | xid
-    full = min((base - (1 << 32), base, base + (1 << 32)), key=lambda value: abs(value - xmax))  # nearest epoch
-    if full < xmin:
-        return True
-    return full < xmax and full not in set(snapshot["xip"])
