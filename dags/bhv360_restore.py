@@ -57,6 +57,9 @@ with bhv360_dag(
         "owner_map": Param({}, type="object", title="Owner map",
                            description="Recorded owner -> role on the target, for owners the target lacks "
                                        "(otherwise refused, unless restore_roles creates them)."),
+        "target_project_conn_id": Param(None, type=["null", "string"], title="Target project (config)",
+                                         description="A Management API connection: apply the config backup's "
+                                                     "Supabase project settings and Edge Functions to that project."),
         "point_in_time": Param(None, type=["null", "string"], format="date-time", title="Point in time",
                                description="Restore the state as it was at this moment (ISO 8601 with a zone): the "
                                            "newest backups before it plus the incremental segments up to it."),

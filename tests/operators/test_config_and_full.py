@@ -112,6 +112,30 @@ def test_the_project_is_backed_up_and_a_change_in_the_dashboard_shows_in_the_nex
     assert any("auth.disable_signup" in str(body) for body in alerts), alerts  # on the default watch list
 
 
+def test_a_config_restore_applies_the_project_to_a_new_one_and_never_silently_to_the_source(
+        backup_env, configured_database, management_api, encrypted, restore_db, monkeypatch):
+    from tests.fixtures.management_api import FUNCTION_BODY, PROJECT_SECRETS, TARGET_REF
+
+    run_dag("bhv360_config_backup")
+    management_api.add_project(TARGET_REF)
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_NEW_PROJECT", management_api.connection_json(TARGET_REF))
+    execute(restore_db, "CREATE TABLE app_settings (key text PRIMARY KEY, value jsonb NOT NULL)")
+    request = {"type": "config", "paths": {"config": "latest"}}
+
+    run, states = run_dag("bhv360_restore", {**request, "target_project_conn_id": "bhv360_supabase_management"})
+    assert states["validate"] == "failed"  # the source project, by its ref: only with confirm_overwrite
+    assert "is the source project" in [e for e in backup_env.job_log()
+                                       if e["type"] == "restore-validation:config"][-1]["error"]
+
+    run, states = run_dag("bhv360_restore", {**request, "target_project_conn_id": "bhv360_new_project"})
+    assert states["restore"] == "success", states
+    target = management_api.projects[TARGET_REF]
+    assert target["auth"]["external_google_secret"] == PROJECT_SECRETS["Google client secret"]
+    assert target["functions"]["notify-team"]["body"] == FUNCTION_BODY
+    report = [e for e in backup_env.job_log() if e["type"] == "restore:config"][-1]["report"]["config"]["project"]
+    assert report["differences_after"] == {} and any("RESEND_API_KEY" in step for step in report["manual_steps"])
+
+
 def test_a_project_read_that_fails_leaves_no_config_backup(backup_env, configured_database, management_api):
     management_api.denied_scopes.add("edge_functions:read")
     run, states = run_dag("bhv360_config_backup")

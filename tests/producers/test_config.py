@@ -5,30 +5,20 @@ from __future__ import annotations
 
 import json
 
-from bhv360_backup.locations import LocalLocation
-from bhv360_backup.producers.config import project_config
 from bhv360_backup.repository.config import PROJECT_SECRETS_ARTIFACT, encode, project_fields
-from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.verify import read_checked_artifact
-from bhv360_backup.repository.writer import BackupWriter
-from bhv360_backup.sources.supabase_management import ManagementAPI
 from tests.conftest import AGE_IDENTITY
-from tests.fixtures.management_api import FUNCTION_BODY, PROJECT_SECRETS, SMTP_PASS_DIGEST, SOURCE_REF, TOKEN
-
-
-def backup(stand_in, tmp_path, backup_id, recipients=()):
-    location = LocalLocation(tmp_path / "backups")
-    writer = BackupWriter([location], BackupType.CONFIG, backup_id, recipients)
-    with ManagementAPI(stand_in.url, TOKEN, SOURCE_REF) as api:
-        project = project_config(api, lambda path, chunks: writer.add(path, chunks), keep_secrets=writer.encrypted)
-    if project.secrets:
-        writer.add(PROJECT_SECRETS_ARTIFACT, [encode(project.secrets)])
-    writer.add_bytes("config.json", encode({"project": project.section}))
-    return location, writer.publish(dag_id="t", run_id="t", details={}), project
+from tests.fixtures.management_api import (
+    FUNCTION_BODY,
+    PROJECT_SECRETS,
+    SMTP_PASS_DIGEST,
+    SOURCE_REF,
+    backup_project,
+)
 
 
 def test_secret_values_are_only_in_the_encrypted_artifact(management_api, tmp_path):
-    location, manifest, project = backup(management_api, tmp_path, "20261204T020000Z", (AGE_IDENTITY.to_public(),))
+    location, manifest, project = backup_project(management_api, tmp_path, "20261204T020000Z", (AGE_IDENTITY.to_public(),))
     auth = project.section["auth"]
     assert auth["external_google_secret"]["secret"] == "set" and "fingerprint" in auth["external_google_secret"]
     assert auth["external_github_secret"] == {"secret": "unset"}
@@ -47,7 +37,7 @@ def test_secret_values_are_only_in_the_encrypted_artifact(management_api, tmp_pa
 
 
 def test_without_encryption_secret_values_are_left_out_and_listed_as_manual_steps(management_api, tmp_path):
-    location, manifest, project = backup(management_api, tmp_path, "20261204T020000Z")
+    location, manifest, project = backup_project(management_api, tmp_path, "20261204T020000Z")
     assert project.secrets == {} and PROJECT_SECRETS_ARTIFACT not in {a.path for a in manifest.artifacts}
     steps = "\n".join(project.manual_steps)
     assert "auth.external_google_secret: set it by hand (backups are not encrypted" in steps
@@ -55,11 +45,11 @@ def test_without_encryption_secret_values_are_left_out_and_listed_as_manual_step
 
 
 def test_an_unchanged_project_gives_the_same_bytes_and_a_change_shows_by_field(management_api, tmp_path):
-    _, _, first = backup(management_api, tmp_path / "a", "20261204T020000Z")
-    _, _, second = backup(management_api, tmp_path / "b", "20261204T030000Z")
+    _, _, first = backup_project(management_api, tmp_path / "a", "20261204T020000Z")
+    _, _, second = backup_project(management_api, tmp_path / "b", "20261204T030000Z")
     assert encode(first.section) == encode(second.section)
     management_api.projects[SOURCE_REF]["auth"]["external_google_secret"] = "rotated-value"
-    _, _, third = backup(management_api, tmp_path / "c", "20261204T040000Z")
+    _, _, third = backup_project(management_api, tmp_path / "c", "20261204T040000Z")
     before = project_fields({k: v for k, v in first.section.items() if k != "source"})
     after = project_fields({k: v for k, v in third.section.items() if k != "source"})
     assert {field for field in before if before[field] != after[field]} == {"auth.external_google_secret"}

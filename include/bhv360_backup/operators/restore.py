@@ -23,16 +23,19 @@ from bhv360_backup.runtime import (
     airflow_folders,
     job_log_dir,
     load_settings,
+    management_api,
     open_locations,
     pg_target,
     same_project,
     supabase_project,
 )
-from bhv360_backup.settings import DB_CONN_ID, SUPABASE_CONN_ID, Settings
+from bhv360_backup.settings import DB_CONN_ID, MANAGEMENT_CONN_ID, SUPABASE_CONN_ID, Settings
 from bhv360_backup.sources.storage import SupabaseStorageSource
+from bhv360_backup.sources.supabase_management import ManagementAPI
 
 REQUEST_FIELDS = ("type", "paths", "target_conn_id", "confirm_overwrite", "dry_run", "supabase_target",
-                  "storage_target", "restore_roles", "no_owner", "point_in_time", "accept_earlier_point", "owner_map")
+                  "storage_target", "restore_roles", "no_owner", "point_in_time", "accept_earlier_point", "owner_map",
+                  "target_project_conn_id")
 
 
 def restore_folder(settings: Settings, run_id: str) -> Path:
@@ -95,7 +98,25 @@ def resolve_targets(request: RestoreRequest, plan_components: set[str], settings
         pg_bin_dir=settings.pg_bin_dir,
         parallelism=settings.storage_parallelism,
         identities=age_identities(),
+        project=project_target(request) if "config" in plan_components else None,
     )
+
+
+def project_target(request: RestoreRequest) -> ManagementAPI | None:
+    """The project a config restore applies the project configuration to; the source project (same ref as
+    ``bhv360_supabase_management``) only with ``confirm_overwrite``."""
+    if not request.target_project_conn_id:
+        return None
+    api = management_api(request.target_project_conn_id)
+    try:
+        source_ref = management_api(MANAGEMENT_CONN_ID).project_ref
+    except ConfigurationError:
+        source_ref = None
+    if api.project_ref == source_ref and not request.confirm_overwrite:
+        api.close()
+        raise BackupError(f"target_project_conn_id '{request.target_project_conn_id}' is the source project "
+                          f"{source_ref}: set confirm_overwrite to true to apply a backup over it")
+    return api
 
 
 def request_from_context(context: Context, settings: Settings) -> RestoreRequest:

@@ -191,7 +191,7 @@ def project_config(api: ManagementAPI, add_artifact: Callable[[str, Iterable[byt
     result = ProjectConfig()
     project: dict[str, Any] = {}
     for read in READS:
-        data = _section(f"project.{read.section}", lambda read=read: api.get(read))
+        data = _section(f"project.{read.section}", lambda read=read: api.read(read.section))
         shown, hidden = split_secrets(read.section, data)
         for name, value in sorted(hidden.items()):
             if DIGEST_FIELD.match(name):

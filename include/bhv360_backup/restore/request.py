@@ -25,7 +25,8 @@ COMPONENTS = {
     BackupType.FULL: ("database", "storage", "config"),
 }
 KNOWN_FIELDS = {"type", "paths", "target_conn_id", "confirm_overwrite", "dry_run", "supabase_target",
-                "storage_target", "restore_roles", "no_owner", "point_in_time", "accept_earlier_point", "owner_map"}
+                "storage_target", "restore_roles", "no_owner", "point_in_time", "accept_earlier_point", "owner_map",
+                "target_project_conn_id"}
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 _ROLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
@@ -54,6 +55,9 @@ REQUEST_SCHEMA: dict[str, Any] = {
         "paths": {"type": "object", "additionalProperties": False,
                   "properties": {name: _PATH_SCHEMA for name in ("database", "storage", "config")}},
         "target_conn_id": {"type": "string", "pattern": _CONN_ID.pattern},
+        "target_project_conn_id": {"type": ["string", "null"], "pattern": _CONN_ID.pattern,
+                                   "description": "config and full: the Management API connection of the project "
+                                                  "the configuration and Edge Functions are applied to"},
         "storage_target": {"type": "string", "description": "'folder', 'folder:/path', 'supabase' or 'supabase:<conn id>'"},
         "owner_map": {"type": "object", "additionalProperties": {"type": "string", "pattern": _ROLE.pattern},
                       "description": "recorded owner -> target role, for owners the target lacks"},
@@ -98,6 +102,7 @@ class RestoreRequest:
     point_in_time: datetime | None = None
     accept_earlier_point: bool = False
     owner_map: dict[str, str] = field(default_factory=dict)
+    target_project_conn_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -215,6 +220,12 @@ def parse_request(body: Any, *, backup_root: str, bucket: str) -> RestoreRequest
     flags = {name: _flag(body, name, problems, default) for name, default in _FLAGS.items()}
     point_in_time = _moment(body.get("point_in_time"), problems)
     owner_map = _owner_map(body.get("owner_map"), problems)
+    project = body.get("target_project_conn_id")
+    if project is not None and (not isinstance(project, str) or not _CONN_ID.match(project)):
+        problems.append(f"target_project_conn_id must be a connection id, got {project!r}")
+        project = None
+    if project is not None and backup_type not in (None, BackupType.CONFIG, BackupType.FULL):
+        problems.append("target_project_conn_id applies a config backup: only for type config or full")
     if problems or backup_type is None:
         raise InvalidRequest(problems)
     return RestoreRequest(
@@ -225,6 +236,7 @@ def parse_request(body: Any, *, backup_root: str, bucket: str) -> RestoreRequest
         raw_paths={k: v for k, v in raw_paths.items() if k in paths},
         point_in_time=point_in_time,
         owner_map=owner_map,
+        target_project_conn_id=project,
         **flags,
     )
 

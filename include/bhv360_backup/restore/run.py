@@ -17,7 +17,7 @@ from bhv360_backup.errors import BackupError
 from bhv360_backup.locations.base import Location
 from bhv360_backup.locations.local import LocalWriter
 from bhv360_backup.postgres.client import PgTarget, find_client
-from bhv360_backup.repository.config import CONFIG_ARTIFACT
+from bhv360_backup.repository.config import CONFIG_ARTIFACT, PROJECT_SECRETS_ARTIFACT
 from bhv360_backup.repository.database import ROLES_ARTIFACT, dump_artifact, read_access_model
 from bhv360_backup.repository.fullset import storage_cross_check
 from bhv360_backup.repository.layout import BackupType, artifact_key
@@ -37,6 +37,7 @@ from bhv360_backup.restore.database import (
 )
 from bhv360_backup.restore.pitr import ChainPlan, ReplayMismatch, objects_at, replay
 from bhv360_backup.restore.plan import ComponentPlan, RestorePlan
+from bhv360_backup.restore.project import apply_project, backup_state, differences, read_state
 from bhv360_backup.restore.request import RestoreRequest
 from bhv360_backup.restore.storage import StorageSink, restore_snapshot
 from bhv360_backup.restore.validate import compare_database, database_stats
@@ -65,6 +66,7 @@ class RestoreTargets:
     jobs: int = 2
     parallelism: int = 8
     identities: Sequence[Identity] = ()
+    project: Any = None  # the Management API of the project a config restore applies the project to
 
 
 def verified_local_file(
@@ -226,16 +228,48 @@ def restore_config_component(
     location = locations[component.location]
     manifest = location.read_manifest(BackupType.CONFIG, component.backup_id)
     document = json.loads(read_checked_artifact(location, manifest, CONFIG_ARTIFACT, targets.identities))
-    return {"backup_id": component.backup_id, **restore_config(
+    report = {"backup_id": component.backup_id, **restore_config(
         document, database=targets.database, sink=targets.sink,
         files_folder=targets.work_dir / "config-files", set_variable=targets.set_variable)}
+    if targets.project is not None:
+        if "project" not in document:
+            raise BackupError(f"config backup {component.backup_id} holds no Supabase project configuration (made "
+                              "without the connection bhv360_supabase_management): nothing to apply to the project")
+        secrets = {}
+        if any(artifact.path == PROJECT_SECRETS_ARTIFACT for artifact in manifest.artifacts):
+            secrets = json.loads(read_checked_artifact(location, manifest, PROJECT_SECRETS_ARTIFACT, targets.identities))
+        section = {**document["project"], "manual_steps": manifest.details.get("manual_steps", [])}
+        report["project"] = {"target": targets.project.describe(), **apply_project(
+            section, secrets, targets.project,
+            lambda artifact: [read_checked_artifact(location, manifest, artifact, targets.identities)]).to_dict()}
+    return report
+
+
+def _note_project_differences(plan: RestorePlan, locations: Mapping[str, Location], targets: RestoreTargets) -> None:
+    component = plan.component("config")
+    if component is None or targets.project is None:
+        return
+    location = locations[component.location]
+    manifest = location.read_manifest(BackupType.CONFIG, component.backup_id)
+    document = json.loads(read_checked_artifact(location, manifest, CONFIG_ARTIFACT, targets.identities))
+    if "project" not in document:
+        raise BackupError(f"config backup {component.backup_id} holds no Supabase project configuration: nothing to "
+                          f"apply to {targets.project.describe()}")
+    settings, manual = differences(backup_state(document["project"]), read_state(targets.project))
+    plan.notes.append(f"{targets.project.describe()}: will set {len(settings)} setting(s) that differ"
+                      + (f": {', '.join(settings)}" if settings else ""))
+    if manual:
+        plan.notes.append(f"{targets.project.describe()}: {len(manual)} setting(s) differ that only an operator can "
+                          f"set: {', '.join(manual)}")
 
 
 def check_targets(
     plan: RestorePlan, request: RestoreRequest, locations: Mapping[str, Location], targets: RestoreTargets
 ) -> None:
     """Before anything is written: the target database can take the backup's grants, policies and
-    extensions (every problem named together), and the plan notes what the restore will add."""
+    extensions (every problem named together), and the plan notes what the restore will add, and every
+    project setting it will set."""
+    _note_project_differences(plan, locations, targets)
     component = plan.component("database")
     if component is None or targets.database is None:
         return

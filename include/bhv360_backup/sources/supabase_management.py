@@ -55,6 +55,7 @@ READS = (
     Read("functions", "/functions", "edge_functions:read"),
 )
 FUNCTION_SCOPE = "edge_functions:read"
+_READS_BY_SECTION = {read.section: read for read in READS}
 
 
 class ManagementAPI:
@@ -119,7 +120,9 @@ class ManagementAPI:
             return response
         raise AssertionError("unreachable")
 
-    def get(self, read: Read) -> Any:
+    def read(self, section: str) -> Any:
+        """One section's configuration as the API returns it (see :data:`READS`)."""
+        read = _READS_BY_SECTION[section]
         return self.request("GET", read.path, read.scope).json()
 
     def function(self, slug: str) -> dict[str, Any]:

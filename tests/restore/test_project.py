@@ -1,0 +1,63 @@
+"""A config backup's Supabase project applied to an empty project through the Management API stand-in:
+settings, secrets from the encrypted artifact and functions equal afterwards; what only an operator can
+set is named; a failure part-way says what was applied, and a rerun converges."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bhv360_backup.errors import BackupError
+from bhv360_backup.repository.config import PROJECT_SECRETS_ARTIFACT
+from bhv360_backup.repository.verify import read_checked_artifact
+from bhv360_backup.restore.project import apply_project, backup_state, differences, read_state
+from bhv360_backup.sources.supabase_management import ManagementAPI
+from tests.conftest import AGE_IDENTITY
+from tests.fixtures.management_api import FUNCTION_BODY, PROJECT_SECRETS, TARGET_REF, TOKEN, backup_project
+
+
+@pytest.fixture
+def backup(management_api, tmp_path):
+    location, manifest, project = backup_project(management_api, tmp_path, "20261204T020000Z",
+                                                 (AGE_IDENTITY.to_public(),))
+    secrets = json.loads(read_checked_artifact(location, manifest, PROJECT_SECRETS_ARTIFACT, [AGE_IDENTITY]))
+    section = {**project.section, "manual_steps": project.manual_steps}
+    return section, secrets, lambda artifact: [read_checked_artifact(location, manifest, artifact, [AGE_IDENTITY])]
+
+
+@pytest.fixture
+def new_project(management_api):
+    management_api.add_project(TARGET_REF)
+    with ManagementAPI(management_api.url, TOKEN, TARGET_REF, sleep=lambda seconds: None) as api:
+        yield api
+
+
+def test_an_empty_project_equals_the_backup_after_the_apply(management_api, backup, new_project):
+    section, secrets, body_of = backup
+    settings, _ = differences(backup_state(section), read_state(new_project))
+    assert {"auth.site_url", "auth.external_google_secret", "functions.notify-team"} <= set(settings), settings
+
+    report = apply_project(section, secrets, new_project, body_of)
+
+    assert differences(backup_state(section), read_state(new_project))[0] == {}
+    target = management_api.projects[TARGET_REF]
+    assert target["auth"]["external_google_secret"] == PROJECT_SECRETS["Google client secret"]
+    assert target["auth"]["site_url"] == "https://app.bhv360.nl" and target["auth"]["disable_signup"] is True
+    assert target["functions"]["notify-team"]["body"] == FUNCTION_BODY
+    assert report.functions_deployed == ["notify-team"] and "auth" in report.applied
+    steps = "\n".join(report.manual_steps)
+    assert "auth.smtp_pass" in steps and "secret RESEND_API_KEY" in steps and "postgrest.jwt_secret" in steps
+    assert target["auth"]["smtp_pass"] != management_api.projects["bhvthreesixtysourcea"]["auth"]["smtp_pass"]
+
+
+def test_a_failure_part_way_names_what_was_applied_and_a_rerun_converges(management_api, backup, new_project):
+    section, secrets, body_of = backup
+    management_api.fail_after_writes = 1
+    with pytest.raises(BackupError, match=r"stopped at postgrest .*applied auth; not applied postgrest"):
+        apply_project(section, secrets, new_project, body_of)
+    management_api.fail_after_writes = None
+    management_api.throttled[("PATCH", "/v1/projects/{ref}/postgrest")] = 1  # and a 429 on the way
+    report = apply_project(section, secrets, new_project, body_of)
+    assert "auth" not in report.applied and "postgrest" in report.applied  # only what still differed
+    assert differences(backup_state(section), read_state(new_project))[0] == {}
