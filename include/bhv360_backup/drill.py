@@ -20,11 +20,13 @@ from pyrage.x25519 import Identity
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations.base import Location
 from bhv360_backup.postgres.client import PgTarget, find_client, server_major
+from bhv360_backup.repository.config import read_config
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import parse_iso
 from bhv360_backup.repository.snapshots import read_index
 from bhv360_backup.restore.pitr import chain_base
 from bhv360_backup.restore.plan import build_plan, choose_copy
+from bhv360_backup.restore.project import backup_state, differences, read_state
 from bhv360_backup.restore.request import parse_request
 from bhv360_backup.restore.run import RestoreTargets, restore_database_component, restore_storage_component
 from bhv360_backup.restore.storage import FolderSink
@@ -93,12 +95,28 @@ def _drill_point_in_time(ordered: Sequence[Location], locations: Mapping[str, Lo
             "seconds": report["seconds"]}
 
 
+def project_drift(locations: Mapping[str, Location], project: Any, identities: Sequence[Identity] = ()
+                  ) -> dict[str, Any] | None:
+    """How the live project (``project``: its Management API) differs from the newest config backup that
+    holds it: settings changed in the dashboard since, field by field (secrets as changed or not)."""
+    for backup_id in reversed(sorted({i for location in locations.values() for i in location.list_backups(BackupType.CONFIG)})):
+        location = next(location for location in locations.values() if location.has_manifest(BackupType.CONFIG, backup_id))
+        manifest = location.read_manifest(BackupType.CONFIG, backup_id)
+        if "project_fields" not in manifest.details:
+            continue
+        document = read_config(location, manifest, identities)
+        settings, manual = differences(read_state(project), backup_state(document["project"]))  # backup -> live
+        return {"config_backup": backup_id, "project": project.describe(), "drift": {**settings, **manual}}
+    return None
+
+
 def run_drill(
     locations: Mapping[str, Location], server: PgTarget, work_dir: Path, *, pg_bin_dir: str = "",
-    sample_size: int = DEFAULT_SAMPLE, identities: Sequence[Identity] = (),
+    sample_size: int = DEFAULT_SAMPLE, identities: Sequence[Identity] = (), project: Any = None,
 ) -> dict[str, Any]:
     """Restore and check (decrypting with ``identities``); the scratch database and folder are
-    removed whatever happens."""
+    removed whatever happens. With ``project`` (the live project's Management API), report its drift
+    from the newest config backup."""
     report: dict[str, Any] = {}
     ordered = sorted(locations.values(), key=lambda location: location.name != "local")
     database_id = _newest(locations, BackupType.DATABASE)
@@ -130,5 +148,7 @@ def run_drill(
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(work_dir, ignore_errors=True)
+    if project is not None:
+        report["project"] = project_drift(locations, project, identities)
     report["seconds"] = round(time.monotonic() - started, 1)
     return report

@@ -101,6 +101,14 @@ def get_connection(conn_id: str) -> Any:
         ) from None
 
 
+def has_connection(conn_id: str) -> bool:
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
+
+
 def pg_target(conn_id: str) -> PgTarget:
     connection = get_connection(conn_id)
     if not connection.host or not connection.schema:

@@ -8,7 +8,6 @@ from typing import Any
 from airflow.sdk import Context
 
 from bhv360_backup.alerts import PREFIX, lines_alert, notify_ops
-from bhv360_backup.errors import ConfigurationError
 from bhv360_backup.joblog import JobRecord
 from bhv360_backup.operators.base import BaseBackupOperator
 from bhv360_backup.producers import config
@@ -25,7 +24,7 @@ from bhv360_backup.repository.manifest import Manifest
 from bhv360_backup.repository.writer import BackupWriter
 from bhv360_backup.runtime import (
     bhv360_variables,
-    get_connection,
+    has_connection,
     looks_secret,
     management_api,
     pg_target,
@@ -100,10 +99,9 @@ class ConfigSnapshotOperator(BaseBackupOperator):
         )
 
     def _project(self, writer: BackupWriter) -> config.ProjectConfig | None:
-        try:
-            get_connection(self.management_conn_id)
-        except ConfigurationError as missing:
-            self.log.warning("the Supabase project's own configuration is not backed up: %s", missing)
+        if not has_connection(self.management_conn_id):
+            self.log.warning("the Supabase project's own configuration is not backed up: connection %s is not "
+                             "configured (see the README, Connections)", self.management_conn_id)
             return None
         with management_api(self.management_conn_id) as api:
             return config.project_config(api, lambda path, chunks: writer.add(path, chunks),

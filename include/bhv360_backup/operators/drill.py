@@ -10,8 +10,16 @@ from bhv360_backup import joblog
 from bhv360_backup.drill import DEFAULT_SAMPLE, run_drill
 from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.operators.restore import restore_folder
-from bhv360_backup.runtime import age_identities, job_log_dir, load_settings, open_locations, pg_target
-from bhv360_backup.settings import RESTORE_DB_CONN_ID
+from bhv360_backup.runtime import (
+    age_identities,
+    has_connection,
+    job_log_dir,
+    load_settings,
+    management_api,
+    open_locations,
+    pg_target,
+)
+from bhv360_backup.settings import MANAGEMENT_CONN_ID, RESTORE_DB_CONN_ID
 
 
 class RestoreDrillOperator(LocationsOperator):
@@ -40,9 +48,10 @@ class RestoreDrillOperator(LocationsOperator):
         with joblog.job(job_log_dir(), record):
             settings = load_settings()
             locations = {location.name: location for location in open_locations(settings, self.aws_conn_id)}
+            project = management_api(MANAGEMENT_CONN_ID) if has_connection(MANAGEMENT_CONN_ID) else None
             report = run_drill(locations, pg_target(self.restore_conn_id), restore_folder(settings, context["run_id"]),
                                pg_bin_dir=settings.pg_bin_dir, sample_size=self.sample_size,
-                               identities=age_identities())
+                               identities=age_identities(), project=project)
             record.backup_id = ",".join(report[part]["backup_id"] for part in ("database", "storage") if part in report)
             record.locations = sorted(locations)
             access = report["database"].get("access", {})
@@ -53,6 +62,10 @@ class RestoreDrillOperator(LocationsOperator):
                 "access": {key: access.get(key) for key in ("checked", "objects_compared", "probes_compared",
                                                             "differences", "probe_differences")},
                 **({"point_in_time": report["point_in_time"]} if "point_in_time" in report else {}),
+                **({"project_drift": report["project"]} if report.get("project") else {}),
             }
+            if report.get("project") and report["project"]["drift"]:
+                self.log.warning("the live project differs from config backup %s: %s", report["project"]["config_backup"],
+                                 ", ".join(f"{field} ({change})" for field, change in report["project"]["drift"].items()))
         self.log.info("restore drill passed: %s", report)
         return report
