@@ -26,6 +26,7 @@ from psycopg import sql
 from bhv360_backup.postgres.supabase import (
     SUPABASE_DATA_SCHEMAS,
     SUPABASE_INTERNAL_SCHEMAS,
+    SUPABASE_PLATFORM_ROLES,
     SUPABASE_RESERVED_ROLES,
 )
 
@@ -312,7 +313,8 @@ class Scope:
             return everything
         if key.startswith("default privileges "):
             schema = entry["schema"]
-            return everything if schema and schema not in SUPABASE_INTERNAL_SCHEMAS else None
+            platform = entry["role"] in SUPABASE_PLATFORM_ROLES
+            return everything if schema and schema not in SUPABASE_INTERNAL_SCHEMAS and not platform else None
         schema = schema_of(key)
         if schema not in SUPABASE_INTERNAL_SCHEMAS:
             return everything

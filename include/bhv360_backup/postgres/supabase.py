@@ -20,6 +20,8 @@ SUPABASE_RESERVED_ROLES = frozenset({
     "supabase_auth_admin", "supabase_functions_admin", "supabase_read_only_user", "supabase_realtime_admin",
     "supabase_replication_admin", "supabase_storage_admin", "supabase_etl_admin",
 })
+# The roles whose default privileges are the platform's (every project's postgres is the project's own).
+SUPABASE_PLATFORM_ROLES = SUPABASE_RESERVED_ROLES - {"postgres"}
 # Migration history the platform manages; never restored.
 SUPABASE_SKIPPED_TABLES = frozenset({
     "auth.schema_migrations", "storage.migrations", "supabase_functions.migrations",

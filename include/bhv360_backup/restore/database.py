@@ -33,6 +33,7 @@ from bhv360_backup.postgres.client import PgTarget, exit_message, libpq_environm
 from bhv360_backup.postgres.supabase import (
     SUPABASE_DATA_SCHEMAS,
     SUPABASE_INTERNAL_SCHEMAS,
+    SUPABASE_PLATFORM_ROLES,
     SUPABASE_RESERVED_ROLES,
     SUPABASE_SKIPPED_TABLES,
 )
@@ -71,7 +72,8 @@ def toc_entry(line: str) -> tuple[str, str, str] | None:
 def supabase_lists(toc: Iterable[str], existing_publications: Collection[str] = ()) -> tuple[list[str], list[str]]:
     """The ``--use-list`` lines of the schema steps and of the data step. Extensions are the platform's
     (created beforehand, see :func:`missing_extensions`): their entries and those depending on them
-    (their comments) are left out, as are publications the target already has."""
+    (their comments) are left out, as are publications the target already has, the platform's event
+    triggers and the platform roles' default privileges."""
     schema, data = [], []
     for line in toc:
         entry = toc_entry(line)
@@ -91,6 +93,8 @@ def supabase_lists(toc: Iterable[str], existing_publications: Collection[str] = 
             continue  # the platform's: every project has its own, and postgres may not create one
         elif kind == "PUBLICATION" and name in existing_publications:
             continue
+        elif kind == "DEFAULT ACL" and line.rsplit(" ", 1)[-1] in SUPABASE_PLATFORM_ROLES:
+            continue  # the platform's default privileges: every project has them, and postgres may not alter them
         elif namespace not in SUPABASE_INTERNAL_SCHEMAS:
             schema.append(line)
     return schema, data

@@ -1,0 +1,169 @@
+"""The DR runbook's requests, run as a hosted project's own ``postgres`` (not a superuser) against projects
+built from the catalog facts of a fresh Supabase project: the backup, the ``supabase_target`` restore, a
+point-in-time restore over sign-ups and uploads, and the plain mode into an empty database."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import replace
+
+import psycopg
+import pytest
+
+from bhv360_backup.demo.servers import ThrowawayCluster
+from bhv360_backup.errors import BackupError
+from bhv360_backup.locations import LocalLocation
+from bhv360_backup.postgres import access
+from bhv360_backup.sources.changes import ChangeSource
+from tests.fixtures import supabase_catalog, supabase_db
+from tests.fixtures.chain import SLOT, capture, dump, restore_into, run, state
+
+pytestmark = pytest.mark.server  # a throwaway cluster of its own
+
+APP_DATA_SQL = """
+INSERT INTO auth.identities (provider_id, user_id, identity_data, provider)
+  SELECT id::text, id, jsonb_build_object('email', email, 'sub', id::text), 'email' FROM auth.users;
+INSERT INTO auth.refresh_tokens (token, user_id, revoked) SELECT md5(id::text), id::text, false FROM auth.users;
+INSERT INTO public.memberships VALUES
+  ('00000000-0000-0000-0000-0000000000a1', '10000000-0000-0000-0000-000000000001', 'coordinator'),
+  ('00000000-0000-0000-0000-0000000000c3', '10000000-0000-0000-0000-000000000002', 'coordinator');
+INSERT INTO public.incidents (org_id, title) SELECT '10000000-0000-0000-0000-000000000001', 'ontruiming ' || g
+  FROM generate_series(1, 5) g;
+INSERT INTO storage.buckets (id, name) VALUES ('certificates', 'certificates');
+INSERT INTO storage.objects (bucket_id, name, owner) VALUES
+  ('certificates', 'org-1/anna/BHV basis.pdf', '00000000-0000-0000-0000-0000000000a1');
+"""
+TABLES = ["auth.users", "auth.identities", "auth.refresh_tokens", "public.profiles", "public.incidents",
+          "public.memberships", "storage.buckets", "storage.objects"]
+SIGN_UP = """
+INSERT INTO auth.users (id, email, encrypted_password, aud, role, email_confirmed_at)
+  VALUES ('{id}', '{email}', extensions.crypt('pw', extensions.gen_salt('bf', 4)), 'authenticated', 'authenticated', now());
+INSERT INTO auth.identities (provider_id, user_id, identity_data, provider)
+  VALUES ('{id}', '{id}', jsonb_build_object('email', '{email}', 'sub', '{id}'), 'email');
+"""
+
+
+@pytest.fixture(scope="module")
+def platform():
+    cluster = ThrowawayCluster(superuser=supabase_catalog.BOOTSTRAP,
+                               settings={"wal_level": "logical", "max_replication_slots": "20"})
+    with psycopg.connect(host=cluster.target.host, port=cluster.target.port, user=supabase_catalog.BOOTSTRAP,
+                         dbname="postgres", autocommit=True) as connection:
+        for statement in supabase_catalog.roles_sql():
+            connection.execute(statement)
+    yield cluster.target
+    cluster.stop()
+
+
+_count = iter(range(1000))
+
+
+def new_project(platform, *, fresh: bool = True):
+    """A project's database owned by ``postgres``, with the platform's set-up (``fresh``), reached as
+    ``postgres``."""
+    name = f"project_{next(_count)}"
+    with psycopg.connect(host=platform.host, port=platform.port, user=supabase_catalog.BOOTSTRAP,
+                         dbname="postgres", autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name} OWNER postgres")
+    if fresh:
+        with psycopg.connect(host=platform.host, port=platform.port, user=supabase_catalog.BOOTSTRAP, dbname=name,
+                             autocommit=True) as connection:
+            for statement in supabase_catalog.project_sql():
+                connection.execute(statement)
+    return replace(platform.with_dbname(name), user="postgres")
+
+
+@pytest.fixture(scope="module")
+def source(platform):
+    """BHV360's project, made by its migrations as postgres."""
+    target = new_project(platform)
+    values = ", ".join(f"('{user_id}', '{email}')" for user_id, email in supabase_db.USERS.items())
+    run(target, supabase_db.BHV360_SQL)
+    with psycopg.connect(host=target.host, port=target.port, user="postgres", dbname=target.dbname,
+                         autocommit=True) as connection:
+        connection.execute(supabase_db.USERS_SQL.format(users=values), [supabase_db.KNOWN_PASSWORD])
+        connection.execute(APP_DATA_SQL)
+    return target
+
+
+@pytest.fixture
+def no_connection_options(monkeypatch):
+    """A hosted project refuses reserved parameters as connection options: none may be sent."""
+    real_run, real_popen = subprocess.run, subprocess.Popen
+
+    def checked(kind):
+        def call(*args, **kwargs):
+            assert "session_replication_role" not in (kwargs.get("env") or {}).get("PGOPTIONS", "")
+            return kind(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(subprocess, "run", checked(real_run))
+    monkeypatch.setattr(subprocess, "Popen", checked(real_popen))
+
+
+def model(target):
+    with target.connect() as connection, connection.transaction():
+        return access.capture(connection.cursor())["objects"]
+
+
+def test_the_runbooks_database_restore_into_a_new_project_as_postgres(platform, source, tmp_path, no_connection_options):
+    locations = [LocalLocation(tmp_path / "backups")]
+    dump(source, locations)  # as postgres
+    target = new_project(platform)
+
+    plan, report = restore_into(target, locations, tmp_path, supabase_target=True)
+
+    assert state(target, TABLES) == state(source, TABLES)
+    before, after = model(source), model(target)
+    assert after["table storage.objects"]["policies"] == before["table storage.objects"]["policies"]
+    assert "on_auth_user_created" in after["table auth.users"]["triggers"]
+    for table in ("table public.organisations", "table public.staff_private", "table public.memberships"):
+        assert after[table]["acl"] == before[table]["acl"], table
+    assert supabase_db.can_sign_in(target, "anna@brandweer-oost.nl")
+    assert sorted(report["database"]["event_triggers_not_restored"]) == sorted(
+        trigger["name"] for trigger in supabase_catalog.CATALOG["event_triggers"])
+
+
+def test_a_point_in_time_restore_over_sign_ups_and_uploads_as_postgres(platform, tmp_path, storage_api,
+                                                                      no_connection_options):
+    from bhv360_backup.sources.storage import SupabaseStorageSource
+    from tests.fixtures.supabase_storage import SERVICE_KEY
+
+    source = new_project(platform)
+    run(source, supabase_db.BHV360_SQL)
+    locations = [LocalLocation(tmp_path / "backups")]
+    changes = ChangeSource(source, SLOT)
+    storage = lambda: SupabaseStorageSource(storage_api.url, SERVICE_KEY)  # noqa: E731
+    capture(changes, locations, storage=storage)
+    dump(source, locations)
+    storage_api.create_bucket("certificates")
+    storage_api.put("certificates", "org-1/eva/BHV.pdf", b"%PDF eva", "application/pdf")
+    object_id = storage_api.objects[("certificates", "org-1/eva/BHV.pdf")]["id"]
+    run(source, *SIGN_UP.format(id="00000000-0000-0000-0000-0000000000e5", email="eva@brandweer-oost.nl").split(";\n")[:2],
+        "INSERT INTO storage.buckets (id, name) VALUES ('certificates', 'certificates')",
+        "INSERT INTO storage.objects (id, bucket_id, name, owner) VALUES ('" + object_id + "', 'certificates', "
+        "'org-1/eva/BHV.pdf', '00000000-0000-0000-0000-0000000000e5')",
+        "UPDATE auth.users SET last_sign_in_at = now() WHERE email = 'eva@brandweer-oost.nl'")
+    capture(changes, locations, storage=storage)
+    target = new_project(platform)
+    try:
+        plan, report = restore_into(target, locations, tmp_path, supabase_target=True)
+        assert report["database"]["point_in_time"]["transactions"] >= 3
+        assert state(target, TABLES) == state(source, TABLES)  # the profile trigger did not fire a second time
+        assert supabase_db.can_sign_in(target, "eva@brandweer-oost.nl", "pw")
+    finally:
+        with psycopg.connect(host=source.host, port=source.port, user="postgres", dbname=source.dbname,
+                             autocommit=True) as connection:
+            connection.execute("SELECT pg_drop_replication_slot(%s)", [SLOT])
+
+
+def test_the_plain_mode_of_a_whole_project_into_an_empty_database_as_postgres_is_refused_naming_why(platform, source, tmp_path, no_connection_options):
+    locations = [LocalLocation(tmp_path / "backups")]
+    dump(source, locations)
+    target = new_project(platform, fresh=False)
+    with pytest.raises(BackupError, match=r"postgres may not give objects to role\(s\) pgbouncer, supabase_admin: "
+                                          r"grant them to it first .* or restore as a superuser"):
+        restore_into(target, locations, tmp_path)  # the platform's objects are its roles': refused before writing
+    with target.connect() as connection:
+        assert connection.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+                                  ).fetchone()[0] == 0
