@@ -167,3 +167,29 @@ def test_the_plain_mode_of_a_whole_project_into_an_empty_database_as_postgres_is
     with target.connect() as connection:
         assert connection.execute("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace"
                                   ).fetchone()[0] == 0
+
+
+def test_a_right_the_restore_needs_and_lacks_is_named_before_the_first_write(platform, source, tmp_path):
+    locations = [LocalLocation(tmp_path / "backups")]
+    dump(source, locations)
+    target = new_project(platform)
+    with psycopg.connect(host=platform.host, port=platform.port, user=supabase_catalog.BOOTSTRAP, dbname="postgres",
+                         autocommit=True) as connection:
+        connection.execute("REVOKE SET ON PARAMETER session_replication_role FROM postgres")
+        try:
+            with pytest.raises(BackupError, match="postgres may not SET session_replication_role.*supautils"):
+                restore_into(target, locations, tmp_path, supabase_target=True)
+        finally:
+            connection.execute("GRANT SET ON PARAMETER session_replication_role TO postgres")
+    with target.connect() as connection:
+        assert connection.execute("SELECT to_regclass('public.profiles')").fetchone()[0] is None  # nothing written
+
+
+def test_expressions_are_compared_with_one_fixed_search_path(platform, source, tmp_path):
+    """The backup read as supabase_admin (whose search_path has auth: a policy reads ``uid()``), the target
+    checked as postgres (``auth.uid()``): the same policy, no difference."""
+    locations = [LocalLocation(tmp_path / "backups")]
+    dump(replace(source, user=supabase_catalog.BOOTSTRAP), locations)
+    target = new_project(platform)
+    plan, report = restore_into(target, locations, tmp_path, supabase_target=True)
+    assert report["database"]["access"]["differences"] == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ from bhv360_backup.postgres.supabase import (
 
 log = logging.getLogger(__name__)
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2  # 2: expressions read with an empty search_path (every name schema-qualified)
 API_ROLES = ("anon", "authenticated", "service_role")
 PROBE_USERS = 3
 PROBE_MAX_ROWS = 1_000_000
@@ -108,8 +109,29 @@ def _rows(cursor: psycopg.Cursor, name: str) -> list[tuple]:
     return cursor.execute(QUERIES[name]).fetchall()
 
 
-def capture(cursor: psycopg.Cursor) -> dict[str, Any]:
-    """The access model as the cursor's transaction sees it (the backup's snapshot, or a restored target)."""
+@contextmanager
+def search_path(cursor: psycopg.Cursor, path: str) -> Iterator[None]:
+    """The session's ``search_path`` set to ``path`` for the block, then put back."""
+    previous = cursor.execute("SELECT current_setting('search_path')").fetchone()[0]
+    cursor.execute("SELECT set_config('search_path', %s, false)", [path])
+    try:
+        yield
+    finally:
+        cursor.execute("SELECT set_config('search_path', %s, false)", [previous])
+
+
+def capture(cursor: psycopg.Cursor, model_format: int = MODEL_FORMAT) -> dict[str, Any]:
+    """The access model as the cursor's transaction sees it (the backup's snapshot, or a restored target).
+    Expressions (policies, trigger definitions, argument types) are read with an empty ``search_path``, so
+    the same object reads the same whoever reads it; ``model_format`` 1 reads them as 0.3 did (with the
+    session's own), to compare with a model recorded then."""
+    if model_format >= 2:
+        with search_path(cursor, ""):
+            return _capture(cursor, model_format)
+    return _capture(cursor, model_format)
+
+
+def _capture(cursor: psycopg.Cursor, model_format: int) -> dict[str, Any]:
     objects: dict[str, dict[str, Any]] = {}
     for schema, owner, entries in _rows(cursor, "schemas"):
         objects[f"schema {schema}"] = {"owner": owner, "acl": acl(entries)}
@@ -150,7 +172,7 @@ def capture(cursor: psycopg.Cursor) -> dict[str, Any]:
         objects[f"event trigger {name}"] = {"event": event, "enabled": enabled, "tags": sorted(tags),
                                             "function": f"{schema}.{function}", "function_schema": schema}
     owners = sorted({entry["owner"] for entry in objects.values() if entry.get("owner")})
-    return {"format": MODEL_FORMAT, "objects": dict(sorted(objects.items())),
+    return {"format": model_format, "objects": dict(sorted(objects.items())),
             "extensions": [{"name": n, "schema": s, "version": v} for n, s, v in sorted(_rows(cursor, "extensions"))],
             "owner_rights": dict(cursor.execute(
                 "SELECT rolname, CASE WHEN rolsuper THEN 'superuser' WHEN rolbypassrls THEN 'bypassrls' ELSE '' END "
@@ -511,20 +533,24 @@ def _table_statements(key: str, want: Mapping[str, Any], have: Mapping[str, Any]
         for policy in sorted(set(want["policies"]) | set(have["policies"])):
             if want["policies"].get(policy) == have["policies"].get(policy):
                 continue
+            statements = []
             if policy in have["policies"]:
-                yield sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(policy), name)
+                statements.append(sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(policy), name))
             if policy in want["policies"]:
-                yield _policy_statement(name, policy, want["policies"][policy])
+                statements.append(_policy_statement(name, policy, want["policies"][policy]))
+            yield sql.SQL("; ").join(statements)  # one transaction: a replacement that fails leaves the old one
     trigger_attribute = next((a for a in ("triggers", "project_triggers") if a in attributes), None)
     if trigger_attribute:
         wanted, had = _derived(want, trigger_attribute), _derived(have, trigger_attribute)
         for trigger in sorted(set(wanted) | set(had)):
             if wanted.get(trigger) == had.get(trigger):
                 continue
+            statements = []
             if trigger in had:
-                yield sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(trigger), name)
+                statements.append(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(trigger), name))
             if trigger in wanted:
-                yield sql.SQL(wanted[trigger]["definition"])
+                statements.append(sql.SQL(wanted[trigger]["definition"]))
+            yield sql.SQL("; ").join(statements)
     if "publications" in attributes:
         for publication in sorted(set(want["publications"]) - set(have["publications"])):
             yield sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(publication), name)

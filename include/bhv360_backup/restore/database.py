@@ -147,6 +147,8 @@ class TargetState:
     publications: frozenset[str]
     schemas: frozenset[str]
     member_of: frozenset[str] = frozenset()  # roles whose objects the user may own and give away
+    creatable_schemas: frozenset[str] = frozenset()  # schemas the user may create objects in
+    may_set_replica_role: bool = True  # SET session_replication_role = replica, by statement
     rights: Mapping[str, str] = field(default_factory=dict)  # superuser or bypassrls: see every row
 
     @classmethod
@@ -161,9 +163,21 @@ class TargetState:
                        names("SELECT name FROM pg_available_extensions"), names("SELECT pubname FROM pg_publication"),
                        names("SELECT nspname FROM pg_namespace"),
                        names("SELECT rolname FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER')"),
+                       names("SELECT nspname FROM pg_namespace WHERE has_schema_privilege(oid, 'CREATE')"),
+                       _may_set_replica_role(connection),
                        dict(connection.execute(
                            "SELECT rolname, CASE WHEN rolsuper THEN 'superuser' ELSE 'bypassrls' END FROM pg_roles "
                            "WHERE rolsuper OR rolbypassrls").fetchall()))
+
+
+def _may_set_replica_role(connection: psycopg.Connection) -> bool:
+    """Whether the session may ``SET session_replication_role``: tried in a transaction rolled back."""
+    try:
+        with connection.transaction(force_rollback=True):
+            connection.execute("SET LOCAL session_replication_role = replica")
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
 
 
 def restored_owners(summary: Mapping[str, Any], *, supabase: bool) -> set[str]:
@@ -175,6 +189,12 @@ def restored_owners(summary: Mapping[str, Any], *, supabase: bool) -> set[str]:
         return set(summary["owners"]) - SUPABASE_RESERVED_ROLES
     return {owner for owner, schemas in summary["owned_in"].items()
             if any(schema not in SUPABASE_INTERNAL_SCHEMAS for schema in schemas)}
+
+
+def _restored_schemas(summary: Mapping[str, Any], *, supabase: bool) -> set[str]:
+    """The schemas the backup's objects live in that the restore writes objects into."""
+    schemas = {schema for found in summary.get("owned_in", {}).values() for schema in found if schema}
+    return {schema for schema in schemas if not supabase or schema not in SUPABASE_INTERNAL_SCHEMAS}
 
 
 def owner_problems(summary: Mapping[str, Any], state: TargetState, *, supabase: bool, restore_roles: bool,
@@ -213,15 +233,25 @@ def missing_extensions(recorded: Sequence[Mapping[str, str]], state: TargetState
 
 
 def preflight(summary: Mapping[str, Any] | None, state: TargetState, *, supabase: bool, restore_roles: bool,
-              owner_map: Mapping[str, str] | None = None) -> list[str]:
+              owner_map: Mapping[str, str] | None = None, replica_role: bool = False) -> list[str]:
     """Every reason the restore would fail part way, found before anything is written. ``summary`` is
     the manifest's ``access`` (roles and extensions; None for a backup made before 0.3)."""
     problems = []
     if supabase and not SUPABASE_DATA_SCHEMAS <= state.schemas:
         problems.append("supabase_target is set but the target has no auth and storage schemas: it is not a "
                         "Supabase project (restore without supabase_target)")
+    if replica_role and not state.may_set_replica_role:
+        problems.append(f"{state.user} may not SET session_replication_role, which the data step and the replay use "
+                        "so the target's triggers do not fire a second time: on a hosted Supabase project postgres may "
+                        f"(supautils); elsewhere GRANT SET ON PARAMETER session_replication_role TO {state.user} "
+                        "(PostgreSQL 15+), or restore as a superuser")
     if summary is None:
         return problems
+    uncreatable = sorted(schema for schema in _restored_schemas(summary, supabase=supabase)
+                         if schema in state.schemas and schema not in state.creatable_schemas)
+    if uncreatable and not state.superuser:
+        problems.append(f"{state.user} may not create objects in schema(s) {', '.join(uncreatable)}: GRANT CREATE ON "
+                        f"SCHEMA {uncreatable[0]} TO {state.user}, or restore as a superuser")
     needed = set(summary["roles"])
     creatable = {role for role in needed if role not in SUPABASE_RESERVED_ROLES} if restore_roles else set()
     missing = sorted(needed - state.roles - creatable)
@@ -375,12 +405,14 @@ def check_access(
     with target.connect(autocommit=True) as connection:
         cursor = connection.cursor()
         user = cursor.execute("SELECT current_user").fetchone()[0]
+        recorded_format = model.get("format", 1)  # the target is read as the backup was
         failed: set[str] = set()
 
         if reconcile:
             # a table-wide REVOKE also takes a column's grants: compute again after each round
             for _ in range(RECONCILE_ROUNDS):
-                statements = access.reconcile_statements(model, access.capture(cursor), scope, restoring_user=user,
+                statements = access.reconcile_statements(model, access.capture(cursor, recorded_format), scope,
+                                                         restoring_user=user,
                                                          owner_map=owner_map)
                 statements = [s for s in statements if s.as_string(connection) not in failed]
                 if not statements:
@@ -394,7 +426,7 @@ def check_access(
                         result.statement_errors.append(f"{statement.as_string(connection)}: {first_line(error)}")
             for problem in result.statement_errors:
                 log.warning("access model: %s", problem)
-        result.comparison = access.compare(model, access.capture(cursor), scope, owner_map=owner_map)
+        result.comparison = access.compare(model, access.capture(cursor, recorded_format), scope, owner_map=owner_map)
         recorded_probes = {key: value for key, value in model.get("probes", {}).items()
                            if scope.probes(key.split(" as ")[0])}
         with connection.transaction():

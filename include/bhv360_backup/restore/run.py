@@ -101,15 +101,16 @@ def verified_local_file(
     return target
 
 
-def ready_target(backup_id: str, summary: dict[str, Any] | None, request: RestoreRequest,
+def ready_target(component: ComponentPlan, summary: dict[str, Any] | None, request: RestoreRequest,
                  target: PgTarget) -> TargetState:
     """The target database's state, once it is known to take the backup's grants, policies and
-    extensions (every problem named together in the error otherwise)."""
+    extensions, and the restoring user to have every right the restore uses (every problem named
+    together in the error otherwise)."""
     state = TargetState.read(target)
     problems = preflight(summary, state, supabase=request.supabase_target, restore_roles=request.restore_roles,
-                         owner_map=request.owner_map)
+                         owner_map=request.owner_map, replica_role=request.supabase_target or bool(component.chain))
     if problems:
-        raise BackupError(f"cannot restore database backup {backup_id} into {target.describe()}: "
+        raise BackupError(f"cannot restore database backup {component.backup_id} into {target.describe()}: "
                           + "; ".join(problems))
     return state
 
@@ -129,7 +130,7 @@ def restore_database_component(
     manifest = location.read_manifest(BackupType.DATABASE, component.backup_id)
     major = int(manifest.details["server_version"].split(".")[0])
     summary = manifest.details.get("access")
-    state = ready_target(component.backup_id, summary, request, targets.database)
+    state = ready_target(component, summary, request, targets.database)
     staging = targets.work_dir / "staging"
     staging.mkdir(parents=True, exist_ok=True, mode=0o700)
     started = time.monotonic()
@@ -275,7 +276,7 @@ def check_targets(
         return
     manifest = locations[component.location].read_manifest(BackupType.DATABASE, component.backup_id)
     summary = manifest.details.get("access")
-    state = ready_target(component.backup_id, summary, request, targets.database)
+    state = ready_target(component, summary, request, targets.database)
     if summary is None:
         plan.notes.append(f"database backup {component.backup_id} predates access models: grants are restored, "
                           "not compared")

@@ -209,7 +209,7 @@ def schema_digests(cursor: psycopg.Cursor) -> dict[str, str]:
     for table, column, column_type, not_null in cursor.execute(COLUMNS_SQL).fetchall():
         tables.setdefault(table, []).append([column, column_type, not_null])
     digests = {table: _digest(columns) for table, columns in tables.items()}
-    digests[ACCESS_MODEL_KEY] = _digest(access.capture(cursor)["objects"])
+    digests[ACCESS_MODEL_KEY] = _digest(access.capture(cursor, model_format=1)["objects"])  # stable across versions
     return digests
 
 
