@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bhv360_backup.demo.servers import MotoS3, SeaweedS3
+
 WORK = Path(__file__).parent / ".work"
 
 
@@ -59,3 +61,21 @@ def loopback_s3_client(endpoint: str, access_key: str = "bench", secret_key: str
 
     return boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1",
                         aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+
+
+def start_s3(kind: str, split_cores: bool = False):
+    """The benchmark's S3 server: ``seaweedfs`` (default: a real server, its own processes) or ``moto``
+    (in this process, on one interpreter lock). With ``split_cores`` the server runs on CPU 0."""
+    if kind == "moto":
+        if split_cores:
+            os.sched_setaffinity(0, {0})  # before moto's threads start: they inherit it
+        return MotoS3(access_key="bench", secret_key="bench-secret").start()
+    server = SeaweedS3(access_key="bench", secret_key="bench-secret").start()
+    if split_cores:
+        os.sched_setaffinity(server.pid, {0})
+    return server
+
+
+def add_s3_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--s3", choices=("seaweedfs", "moto"), default="seaweedfs",
+                        help="the S3 server: SeaweedFS (default, a real server) or moto's imitation")

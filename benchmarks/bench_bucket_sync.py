@@ -1,6 +1,6 @@
 """Benchmark: a storage snapshot against ``rclone sync`` from the same S3-compatible source.
 
-moto's S3 server on loopback holds N objects of mixed sizes (default 5,000, about 500 MB). In one
+An S3 server on loopback (SeaweedFS by default, ``--s3 moto`` for moto's imitation) holds N objects of mixed sizes (default 5,000, about 500 MB). In one
 run the script times, at the same parallelism:
 
 - ``rclone sync`` of every bucket to a local folder (Debian's ``rclone``; installed if missing),
@@ -8,14 +8,14 @@ run the script times, at the same parallelism:
 - a second snapshot with nothing changed,
 
 and prints the ratio to rclone, the bytes the second run downloaded, the snapshot process's
-peak RSS, and the CPU time moto's server and the client spent in each phase (the server runs in this
-process, on one GIL: a phase whose server time is close to its wall time is bound by the server,
-whatever the client). With ``--split-cores`` the server runs on the first CPU and every client on the
+peak RSS, and the CPU time the server and the client spent in each phase (a phase whose server time
+is close to its wall time, times the server's cores, is bound by the server, whatever the client). With ``--split-cores`` the server runs on the first CPU and every client on the
 second, as when the server is another machine: then the client's own CPU work shows in its time. With
 ``--encrypt`` the snapshots encrypt every blob to a fresh age key and rclone syncs through its
 ``crypt`` remote: encryption on both sides.
 
     .venv/bin/python benchmarks/bench_bucket_sync.py --objects 5000 --parallelism 8 [--encrypt] [--split-cores]
+        [--s3 moto]
 """
 
 from __future__ import annotations
@@ -32,10 +32,18 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import WORK, loopback_s3_client, parse_or_run_child, peak_rss_mb, require_tool, timed
+from _common import (
+    WORK,
+    add_s3_option,
+    loopback_s3_client,
+    parse_or_run_child,
+    peak_rss_mb,
+    require_tool,
+    start_s3,
+    timed,
+)
 from pyrage import x25519
 
-from bhv360_backup.demo.servers import MotoS3
 from bhv360_backup.repository.encryption import parse_recipients
 
 BUCKETS = ("certificates", "floor-plans", "incident-photos")
@@ -55,18 +63,18 @@ def object_sizes(count: int, rng: random.Random) -> list[int]:
     return sizes
 
 
-def cpu_seconds() -> tuple[float, float]:
-    """CPU seconds so far of this process (moto's server) and of its waited-for children (the clients)."""
-    server, clients = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return server.ru_utime + server.ru_stime, clients.ru_utime + clients.ru_stime
+def cpu_seconds(s3) -> tuple[float, float]:
+    """CPU seconds so far of the S3 server and of this process's waited-for children (the clients)."""
+    clients = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s3.cpu_seconds(), clients.ru_utime + clients.ru_stime
 
 
-def since(started: tuple[float, float]) -> tuple[float, float]:
-    now = cpu_seconds()
+def since(s3, started: tuple[float, float]) -> tuple[float, float]:
+    now = cpu_seconds(s3)
     return now[0] - started[0], now[1] - started[1]
 
 
-def fill_source(s3: MotoS3, count: int) -> int:
+def fill_source(s3, count: int) -> int:
     rng = random.Random(5000)
     client = s3.client()
     for bucket in BUCKETS:
@@ -104,16 +112,14 @@ def main() -> None:
     parser.add_argument("--parallelism", type=int, default=8)
     parser.add_argument("--encrypt", action="store_true", help="age-encrypted snapshots against rclone crypt")
     parser.add_argument("--split-cores", action="store_true", help="the server on CPU 0, every client on CPU 1")
+    add_s3_option(parser)
     args = parse_or_run_child(parser, run_snapshot_child)
-    client_cpus = None
-    if args.split_cores:
-        os.sched_setaffinity(0, {0})  # before moto's threads start: they inherit it
-        client_cpus = {1}
+    client_cpus = {1} if args.split_cores else None
 
     rclone = require_tool("rclone", "rclone")
     WORK.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-bucket-sync-", dir=WORK))
-    s3 = MotoS3(access_key="bench", secret_key="bench-secret").start()
+    s3 = start_s3(args.s3, args.split_cores)
     total = fill_source(s3, args.objects)
     print(f"source: {args.objects} objects, {total / 1e6:.0f} MB in {len(BUCKETS)} buckets on {s3.endpoint}")
 
@@ -131,7 +137,7 @@ def main() -> None:
                    RCLONE_CONFIG_ENC_PASSWORD=obscured)
         destination = "enc:"
     rclone_seconds = 0.0
-    started = cpu_seconds()
+    started = cpu_seconds(s3)
     for bucket in BUCKETS:
         rclone_seconds += timed([rclone, "sync", f"src:{bucket}", destination + bucket,
                                  f"--transfers={args.parallelism}", f"--checkers={args.parallelism}",
@@ -144,13 +150,13 @@ def main() -> None:
         seconds = timed([sys.executable, __file__, "--child", json.dumps(spec)], cpus=client_cpus)
         return seconds, json.loads(report.read_text())
 
-    cpu = {"rclone": since(started)}
-    started = cpu_seconds()
+    cpu = {"rclone": since(s3, started)}
+    started = cpu_seconds(s3)
     first_seconds, first = snapshot("20260101T000000Z")
-    cpu["first"] = since(started)
-    started = cpu_seconds()
+    cpu["first"] = since(s3, started)
+    started = cpu_seconds(s3)
     second_seconds, second = snapshot("20260102T000000Z")
-    cpu["second"] = since(started)
+    cpu["second"] = since(s3, started)
     s3.stop()
     shutil.rmtree(work)
 
@@ -163,7 +169,7 @@ def main() -> None:
     print(f"second snapshot, nothing changed    {second_seconds:7.2f} s  downloaded {second['downloaded']} objects,"
           f" {second['bytes_transferred']} bytes, reused {second['reused']}, peak RSS {second['peak_rss_mb']} MB")
     print(f"    share of the first run's time (target <= 0.05) {second_seconds / first_seconds:7.3f}")
-    print("CPU seconds (moto's server runs on one GIL: server CPU near the wall time bounds the phase)")
+    print(f"CPU seconds ({args.s3}'s server; moto runs on one GIL: its CPU near the wall time bounds the phase)")
     for phase, wall in (("rclone", rclone_seconds), ("first", first_seconds), ("second", second_seconds)):
         server, client = cpu[phase]
         print(f"    {phase:7} wall {wall:6.2f}  server {server:6.2f} ({server / wall:4.0%})  client {client:6.2f}")

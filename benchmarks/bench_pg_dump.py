@@ -28,11 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import WORK, loopback_s3_client, peak_rss_mb, timed
+from _common import WORK, add_s3_option, loopback_s3_client, peak_rss_mb, start_s3, timed
 from pyrage import x25519
 
 from bhv360_backup.demo.data import create_demo_database, organisations_for_mb
-from bhv360_backup.demo.servers import MotoS3
 from bhv360_backup.postgres.client import PgTarget
 from bhv360_backup.repository.compression import DEFAULT_DUMP_COMPRESSION, DumpCompression
 from bhv360_backup.repository.encryption import parse_recipients
@@ -86,6 +85,7 @@ def main() -> None:
     parser.add_argument("--encrypt", action="store_true", help="encrypt with age, against age-piped baselines")
     parser.add_argument("--compression", default=str(DEFAULT_DUMP_COMPRESSION), help="gzip:N or zstd:N")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    add_s3_option(parser)
     args = parser.parse_args()
     compression = DumpCompression.parse(args.compression, "--compression")
     if args.child:
@@ -101,7 +101,7 @@ def main() -> None:
     target = ensure_database(args.size_mb)
     WORK.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-pg-dump-", dir=WORK))
-    s3 = MotoS3(access_key="bench", secret_key="bench-secret").start()
+    s3 = start_s3(args.s3)
     s3.create_bucket(BUCKET)
     env = {**os.environ, "PGHOST": target.host, "PGPORT": str(target.port), "PGUSER": target.user,
            "PGDATABASE": target.dbname, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",

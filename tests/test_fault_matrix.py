@@ -114,7 +114,7 @@ def test_alert_channels_down_the_failure_is_still_recorded(backup_env, monkeypat
     intact(backup_env, earlier)
 
 
-def test_s3_stopped_mid_upload(backup_env, monkeypatch):
+def test_s3_stopped_mid_upload(backup_env, monkeypatch, request):
     """The S3 server goes away while the dump streams: the local copy completes, the run fails naming the
     missing cloud copy, no upload is left open, and after the server is back the next run succeeds."""
     from bhv360_backup.locations import s3 as s3_location
@@ -123,20 +123,22 @@ def test_s3_stopped_mid_upload(backup_env, monkeypatch):
     with psycopg.connect(host=backup_env.db.host, port=backup_env.db.port, user="postgres",
                          dbname=backup_env.db.dbname, autocommit=True) as connection:
         create_demo_database(connection, 100)  # a dump of about 8 MB: more than one 5 MiB part
-    flaky = S3Server().start()  # a second endpoint onto the same moto state: it can be stopped on its own
+    flaky = S3Server().start()  # a server of its own: it can be stopped and started again, its data kept on disk
+    request.addfinalizer(flaky.stop)
+    flaky.create_bucket("bhv360-backups")
     monkeypatch.setenv("AIRFLOW_CONN_BHV360_S3", flaky.connection_json())
     run_dag(DAG_ID)
     (earlier,) = backup_env.local.list_backups(BackupType.DATABASE)
     monkeypatch.setattr(s3_location, "MIN_PART_SIZE", 5 << 20)  # S3's smallest part: several parts per dump
     client = flaky.client()
     run, states = run_dag_with_fault(lambda: client.list_multipart_uploads(Bucket="bhv360-backups").get("Uploads"),
-                                     flaky.stop, "stopping the S3 server mid-upload")
+                                     flaky.halt, "stopping the S3 server mid-upload")
     assert states["dump"] == "failed"
     line = [e for e in backup_env.job_log() if e["type"] == "database"][-1]
     assert line["status"] == "failed" and line["locations"] == ["local"] and "missing in s3" in line["error"]
     assert len(backup_env.local.list_backups(BackupType.DATABASE)) == 2
 
-    flaky.start()  # moto keeps its state in this process: the earlier backup is still there
+    flaky.start()  # the same data folder: the earlier backup is still there
     from datetime import timedelta
 
     from bhv360_backup.locations import S3Location

@@ -14,14 +14,17 @@ from tests.fixtures.airflow import run_dag
 DAG_ID = "bhv360_backup_health"
 
 
-def store(location, backup_type, age, data=b"backup bytes"):
+def store(locations, backup_type, age, data=b"backup bytes"):
+    """One backup, the same id and times in every location (one reading of the clock: two readings can
+    straddle a second and make two backups that each miss their other copy)."""
     import hashlib
 
     completed = utc_now() - age
     backup_id = completed.strftime("%Y%m%dT%H%M%SZ")
-    location.put_bytes(f"{backup_type.value}/{backup_id}/data.bin", data)
-    location.write_manifest(Manifest(backup_id, backup_type, completed, completed, "t", "t",
-                                     (Artifact("data.bin", len(data), hashlib.sha256(data).hexdigest()),)))
+    for location in locations:
+        location.put_bytes(f"{backup_type.value}/{backup_id}/data.bin", data)
+        location.write_manifest(Manifest(backup_id, backup_type, completed, completed, "t", "t",
+                                         (Artifact("data.bin", len(data), hashlib.sha256(data).hexdigest()),)))
     return backup_id
 
 
@@ -31,8 +34,7 @@ def healthy(backup_env, monkeypatch):
     ids = {}
     for backup_type, age in ((BackupType.DATABASE, timedelta(hours=3)), (BackupType.CONFIG, timedelta(hours=2)),
                              (BackupType.FULL, timedelta(days=2))):
-        for location in (backup_env.local, backup_env.cloud):
-            ids[backup_type] = store(location, backup_type, age)
+        ids[backup_type] = store((backup_env.local, backup_env.cloud), backup_type, age)
     from bhv360_backup.producers.storage import take_snapshot
     from bhv360_backup.repository.writer import BackupWriter
     from bhv360_backup.sources.storage import LocalFolderSource
@@ -55,8 +57,7 @@ def test_all_well_is_green_and_silent(backup_env, healthy):
 def stale(env, ids):
     env.local.delete_backup(BackupType.DATABASE, ids[BackupType.DATABASE])
     env.cloud.delete_backup(BackupType.DATABASE, ids[BackupType.DATABASE])
-    for location in (env.local, env.cloud):
-        backup_id = store(location, BackupType.DATABASE, timedelta(hours=30))
+    backup_id = store((env.local, env.cloud), BackupType.DATABASE, timedelta(hours=30))
     return f"database @ local: {backup_id}: newest backup is 30.0 h old"
 
 
@@ -91,7 +92,7 @@ def test_each_finding_alerts_with_the_table(backup_env, healthy, damage):
 def test_a_damaged_older_backup_is_shown_on_its_own_row(backup_env, healthy, monkeypatch):
     from bhv360_backup import health
 
-    older = store(backup_env.cloud, BackupType.DATABASE, timedelta(days=3))
+    older = store([backup_env.cloud], BackupType.DATABASE, timedelta(days=3))
     backup_env.local.put_bytes(f"database/{older}/data.bin", b"backup bytes")
     backup_env.local.write_manifest(backup_env.cloud.read_manifest(BackupType.DATABASE, older))
     backup_env.cloud.put_bytes(f"database/{older}/data.bin", b"bitrot")

@@ -74,6 +74,9 @@ INVALID = [
                                      "point_in_time": "20261126T140500Z"}, "date-time form (RFC 3339"),
     ("point in time in the future", {"type": "database", "paths": {"database": "latest"},
                                      "point_in_time": "2999-01-01T00:00:00Z"}, "is in the future"),
+    ("point in time before year 1 in UTC", {"type": "database", "paths": {"database": "latest"},
+                                            "point_in_time": "0001-01-01T00:00:00+00:01"},
+     "is outside the years a backup can have"),
 ]
 
 

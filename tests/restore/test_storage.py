@@ -29,8 +29,16 @@ HOSTILE = ["../../escape.txt", "/absolute.txt", "a/../../b.txt", "nul\x00byte.tx
 
 
 @pytest.fixture
-def hostile_bucket(s3):
-    client = s3.client()
+def hostile_bucket(moto_s3_server):
+    """moto, not SeaweedFS: AWS S3 stores any key up to 1,024 bytes, and so must a source be ready to read
+    them; SeaweedFS keeps objects in a file tree and refuses or rewrites ``..``, ``.``, NUL, ``//``, a
+    leading ``/`` and long keys, so these names can only be served by an S3 server that stores keys as
+    AWS does."""
+    client = moto_s3_server.client()
+    for bucket in client.list_buckets().get("Buckets", []):
+        for item in client.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
+            client.delete_object(Bucket=bucket["Name"], Key=item["Key"])
+        client.delete_bucket(Bucket=bucket["Name"])
     client.create_bucket(Bucket="incidents", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     for name in SAFE + HOSTILE:
         client.put_object(Bucket="incidents", Key=name, Body=f"content of {name!r}".encode())

@@ -2,7 +2,7 @@
 
 Runs the DAGs through Airflow (``dag.test()``) on embedded defaults: where ``bhv360_db`` is not
 configured, a generated BHV360-like database on a throwaway PostgreSQL cluster with logical decoding
-(incremental backups need it); where ``bhv360_s3`` is not configured, moto's S3 server on 127.0.0.1;
+(incremental backups need it); where ``bhv360_s3`` is not configured, SeaweedFS's S3 server on 127.0.0.1 (on disk);
 a generated bucket tree as the storage source; encryption on with a demo age key. Airflow's own records
 go to ``.demo/airflow.log``; the terminal shows one line per step. Everything lands under ``.demo/``.
 """
@@ -92,14 +92,16 @@ def source_database(stack: contextlib.ExitStack):
 
 
 def s3_stand_in(stack: contextlib.ExitStack) -> None:
-    from bhv360_backup.demo.servers import MotoS3
+    from bhv360_backup.demo.servers import SeaweedS3
 
-    s3 = MotoS3().start()
+    s3 = SeaweedS3(folder=DEMO_DIR / "s3").start()
     stack.callback(s3.stop)
     bucket = os.environ.get("AIRFLOW_VAR_BHV360_S3_BUCKET", "bhv360-backups")
-    s3.create_bucket(bucket)
+    if bucket not in {b["Name"] for b in s3.client().list_buckets().get("Buckets", [])}:
+        s3.create_bucket(bucket)
     os.environ["AIRFLOW_CONN_BHV360_S3"] = s3.connection_json()
-    say(f"  cloud: moto's S3 server at {s3.endpoint}, bucket {bucket} (in memory, for this demo only)")
+    say(f"  cloud: SeaweedFS's S3 server at {s3.endpoint}, bucket {bucket} (on disk in {DEMO_DIR / 's3'}: the "
+        "cloud copies outlive a restart of the demo)")
 
 
 def bucket_tree() -> None:

@@ -2,7 +2,7 @@
 
 Starts the api-server, scheduler and DAG processor (LocalExecutor) on the metadata database
 ``make demo`` made (its runs stay visible), with the backups it made: the local location as it is,
-the S3 stand-in (moto) filled with copies of them. The source database is generated anew on a
+the S3 stand-in (SeaweedFS) filled with copies of them. The source database is generated anew on a
 throwaway PostgreSQL cluster. Prints the URL and the login and runs until Ctrl-C; Airflow's own
 records go to ``.demo/ui/``.
 """

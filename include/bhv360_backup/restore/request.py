@@ -275,7 +275,12 @@ def _moment(value: Any, problems: list[str]) -> datetime | None:
         problems.append(f"point_in_time {value[:60]!r} is not in the API's date-time form (RFC 3339, e.g. "
                         "2026-11-26T14:05:00+01:00)")
         return None
+    try:
+        moment = moment.astimezone(timezone.utc)
+    except OverflowError:
+        problems.append(f"point_in_time {value[:60]!r} is outside the years a backup can have")
+        return None
     if moment > datetime.now(timezone.utc) + timedelta(minutes=5):
         problems.append(f"point_in_time {value[:60]!r} is in the future")
         return None
-    return moment.astimezone(timezone.utc)
+    return moment
