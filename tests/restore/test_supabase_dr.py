@@ -193,3 +193,31 @@ def test_expressions_are_compared_with_one_fixed_search_path(platform, source, t
     target = new_project(platform)
     plan, report = restore_into(target, locations, tmp_path, supabase_target=True)
     assert report["database"]["access"]["differences"] == []
+
+
+def test_a_restore_that_fails_after_its_first_write_marks_the_target_and_says_what_was_written(
+        platform, source, tmp_path, monkeypatch):
+    from bhv360_backup.restore import run as restore_run
+
+    locations = [LocalLocation(tmp_path / "backups")]
+    dump(source, locations)
+    target = new_project(platform)
+
+    def broken_check(*args, **kwargs):
+        raise BackupError("the access check could not read the target (injected)")
+
+    monkeypatch.setattr(restore_run, "check_access", broken_check)
+    with pytest.raises(BackupError, match=r"\(written: schema and data; not written: extensions, roles, access model"):
+        restore_into(target, locations, tmp_path, supabase_target=True)
+    with target.connect() as connection:
+        comment = connection.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                                     "WHERE datname = current_database()").fetchone()[0]
+    assert "FAILED" in comment and "INCOMPLETE: do not switch over" in comment and "written: schema and data" in comment
+
+    monkeypatch.undo()
+    target = new_project(platform)
+    restore_into(target, locations, tmp_path, supabase_target=True)
+    with target.connect() as connection:
+        comment = connection.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                                     "WHERE datname = current_database()").fetchone()[0]
+    assert comment.startswith("bhv360-backup: restored from database backup") and "checked equal" in comment

@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from bhv360_backup.postgres.supabase import (
     SUPABASE_RESERVED_ROLES,
     SUPABASE_SKIPPED_TABLES,
 )
+from bhv360_backup.repository.manifest import iso, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +292,46 @@ def create_extensions(target: PgTarget, recorded: Sequence[Mapping[str, str]], s
                                   "again; nothing else was written") from None
             created.append(extension["name"])
     return created
+
+
+# --- the target's own word on its state -------------------------------------------------------------------
+
+RESTORE_STEPS = ("extensions", "roles", "schema and data", "access model", "point-in-time replay")
+
+
+def _mark(target: PgTarget, text: str) -> bool:
+    try:
+        with target.connect(autocommit=True) as connection:
+            connection.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(target.dbname),
+                                                                          sql.Literal(text)))
+        return True
+    except psycopg.Error as error:
+        log.warning("could not mark %s (%s): its comment does not say whether the restore finished",
+                    target.describe(), first_line(error))
+        return False
+
+
+@contextmanager
+def marked_while_restoring(target: PgTarget, backup_id: str, report: dict[str, Any]) -> Iterator[None]:
+    """The target database's comment says what it holds while and after a restore writes it: in progress,
+    FAILED (what was written, what not), or restored and checked, so nobody switches over to a
+    half-written database. ``report["written"]`` collects the steps done."""
+    report["written"] = []
+    report["marked"] = _mark(target, f"bhv360-backup: restoring database backup {backup_id} since {iso(utc_now())}: "
+                                     "INCOMPLETE until the restore ends green; do not switch over to it")
+    try:
+        yield
+    except BaseException as error:
+        report["not_written"] = [step for step in RESTORE_STEPS if step not in report["written"]]
+        _mark(target, f"bhv360-backup: the restore of database backup {backup_id} FAILED at {iso(utc_now())} "
+                      f"({first_line(error)[:300]}); written: {', '.join(report['written']) or 'nothing'}. "
+                      "INCOMPLETE: do not switch over to it")
+        if isinstance(error, BackupError) and not hasattr(error, "report"):
+            raise BackupError(f"{error} (written: {', '.join(report['written']) or 'nothing'}; not written: "
+                              f"{', '.join(report['not_written'])}; the target database's comment marks it "
+                              "INCOMPLETE)") from None
+        raise
+    _mark(target, f"bhv360-backup: restored from database backup {backup_id}, checked equal to it at {iso(utc_now())}")
 
 
 # --- pg_restore --------------------------------------------------------------------------------------------------

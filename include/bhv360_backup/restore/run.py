@@ -31,6 +31,7 @@ from bhv360_backup.restore.database import (
     apply_roles,
     check_access,
     create_extensions,
+    marked_while_restoring,
     missing_extensions,
     preflight,
     restore_dump,
@@ -135,52 +136,59 @@ def restore_database_component(
     staging.mkdir(parents=True, exist_ok=True, mode=0o700)
     started = time.monotonic()
     report: dict[str, Any] = {"backup_id": component.backup_id, "target": targets.database.describe()}
-    try:
-        dump = verified_local_file(location, manifest, dump_artifact(manifest), staging, targets.identities)
-        model = read_access_model(location, manifest, targets.identities)
-        if request.supabase_target and summary:
-            report["extensions_created"] = create_extensions(targets.database, summary["extensions"], state)
-        if request.restore_roles:
-            roles = verified_local_file(location, manifest, ROLES_ARTIFACT, staging, targets.identities)
-            report["roles_errors"] = apply_roles(roles, targets.database, find_client("psql", major, targets.pg_bin_dir))
-        skipped = restore_dump(dump, targets.database, find_client("pg_restore", major, targets.pg_bin_dir),
-                               jobs=targets.jobs, no_owner=request.no_owner or bool(request.owner_map),
-                               supabase=request.supabase_target, work_dir=staging, state=state,
-                               psql=find_client("psql", major, targets.pg_bin_dir))
-        if skipped:
-            report["event_triggers_not_restored"] = skipped
-    finally:
-        shutil.rmtree(staging / manifest.backup_id, ignore_errors=True)  # downloads and decrypted copies
-    problems = compare_database(manifest.details, database_stats(targets.database), supabase=request.supabase_target)
-    report.update(seconds=round(time.monotonic() - started, 1), tables=len(manifest.details.get("table_rows", {})),
-                  rows=sum(manifest.details.get("table_rows", {}).values()))
-    if model is None:
-        report["access"] = {"checked": False, "reason": "the backup was made before access models were recorded (0.3)"}
-    else:
-        check = check_access(targets.database, model, manifest.details.get("table_rows", {}),
-                             supabase=request.supabase_target, owner_map=request.owner_map,
-                             platform_event_triggers=not report.get("event_triggers_not_restored"))
-        report["access"] = {"checked": True, **check.to_dict()}
-        problems += check.differences
-    if problems:
-        raise RestoreMismatch(f"restored database does not match backup {component.backup_id}: "
-                              + "; ".join(problems[:20]), report)
-    if component.chain:
-        chain = ChainPlan.from_dict(component.chain)
+    with marked_while_restoring(targets.database, component.backup_id, report):
         try:
-            replayed = replay(targets.database, manifest, chain, locations, targets.identities)
-        except ReplayMismatch as mismatch:
-            raise RestoreMismatch(f"point-in-time replay over backup {component.backup_id}: {mismatch}", report) from None
-        report["point_in_time"] = {"until": chain.until, "chain_reaches": chain.reaches,
-                                   "reflects": replayed.reached or manifest.details["chain"]["snapshot_at"],
-                                   **replayed.to_dict()}
-        if replayed.stopped and not request.accept_earlier_point:
-            raise RestoreMismatch(f"point-in-time replay over backup {component.backup_id} stopped at "
-                                  f"{report['point_in_time']['reflects']}, before the moment asked for: "
-                                  f"{replayed.stopped}. The target holds that earlier moment; set "
-                                  "accept_earlier_point to accept it", report)
-        report["seconds"] = round(time.monotonic() - started, 1)
-    return report
+            dump = verified_local_file(location, manifest, dump_artifact(manifest), staging, targets.identities)
+            model = read_access_model(location, manifest, targets.identities)
+            if request.supabase_target and summary:
+                report["extensions_created"] = create_extensions(targets.database, summary["extensions"], state)
+                if report["extensions_created"]:
+                    report["written"].append("extensions")
+            if request.restore_roles:
+                roles = verified_local_file(location, manifest, ROLES_ARTIFACT, staging, targets.identities)
+                report["roles_errors"] = apply_roles(roles, targets.database, find_client("psql", major, targets.pg_bin_dir))
+                report["written"].append("roles")
+            skipped = restore_dump(dump, targets.database, find_client("pg_restore", major, targets.pg_bin_dir),
+                                   jobs=targets.jobs, no_owner=request.no_owner or bool(request.owner_map),
+                                   supabase=request.supabase_target, work_dir=staging, state=state,
+                                   psql=find_client("psql", major, targets.pg_bin_dir))
+            report["written"].append("schema and data")
+            if skipped:
+                report["event_triggers_not_restored"] = skipped
+        finally:
+            shutil.rmtree(staging / manifest.backup_id, ignore_errors=True)  # downloads and decrypted copies
+        problems = compare_database(manifest.details, database_stats(targets.database), supabase=request.supabase_target)
+        report.update(seconds=round(time.monotonic() - started, 1), tables=len(manifest.details.get("table_rows", {})),
+                      rows=sum(manifest.details.get("table_rows", {}).values()))
+        if model is None:
+            report["access"] = {"checked": False, "reason": "the backup was made before access models were recorded (0.3)"}
+        else:
+            check = check_access(targets.database, model, manifest.details.get("table_rows", {}),
+                                 supabase=request.supabase_target, owner_map=request.owner_map,
+                                 platform_event_triggers=not report.get("event_triggers_not_restored"))
+            report["access"] = {"checked": True, **check.to_dict()}
+            report["written"].append("access model")
+            problems += check.differences
+        if problems:
+            raise RestoreMismatch(f"restored database does not match backup {component.backup_id}: "
+                                  + "; ".join(problems[:20]), report)
+        if component.chain:
+            chain = ChainPlan.from_dict(component.chain)
+            try:
+                replayed = replay(targets.database, manifest, chain, locations, targets.identities)
+            except ReplayMismatch as mismatch:
+                raise RestoreMismatch(f"point-in-time replay over backup {component.backup_id}: {mismatch}", report) from None
+            report["written"].append("point-in-time replay")
+            report["point_in_time"] = {"until": chain.until, "chain_reaches": chain.reaches,
+                                       "reflects": replayed.reached or manifest.details["chain"]["snapshot_at"],
+                                       **replayed.to_dict()}
+            if replayed.stopped and not request.accept_earlier_point:
+                raise RestoreMismatch(f"point-in-time replay over backup {component.backup_id} stopped at "
+                                      f"{report['point_in_time']['reflects']}, before the moment asked for: "
+                                      f"{replayed.stopped}. The target holds that earlier moment; set "
+                                      "accept_earlier_point to accept it", report)
+            report["seconds"] = round(time.monotonic() - started, 1)
+        return report
 
 
 def _unlocked(location: Location, reason: str) -> None:
