@@ -12,7 +12,7 @@ from bhv360_backup import health
 from bhv360_backup.errors import ConfigurationError
 from bhv360_backup.locations import LocalLocation
 from bhv360_backup.repository.layout import BackupType
-from bhv360_backup.sources.changes import ChangeSource
+from bhv360_backup.sources.changes import ChangeSource, schema_fingerprint
 from tests.fixtures import postgres
 from tests.fixtures.chain import SLOT, capture, dump, run
 
@@ -70,3 +70,27 @@ def test_a_sequence_the_capture_role_may_not_read_fails_the_capture_naming_the_g
     finally:
         postgres.drop_slots(logical_db)
         run(logical_db, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize("change", [
+    "CREATE INDEX ON notes (body)",
+    "ALTER TABLE notes ADD CONSTRAINT short CHECK (length(body) < 100)",
+    "ALTER TABLE notes ALTER COLUMN body SET DEFAULT 'x'",
+    "ALTER TABLE notes REPLICA IDENTITY FULL",
+    "CREATE OR REPLACE VIEW recent AS SELECT id FROM notes WHERE id > 1",
+    "CREATE OR REPLACE FUNCTION tag() RETURNS text LANGUAGE sql AS 'SELECT ''b''::text'",
+    "ALTER TABLE notes ADD COLUMN words int GENERATED ALWAYS AS (length(body)) STORED",
+])
+def test_every_schema_change_a_replay_depends_on_changes_the_fingerprint(pg_database, change):
+    run(pg_database, "CREATE TABLE notes (id int PRIMARY KEY, body text)",
+        "CREATE VIEW recent AS SELECT id FROM notes WHERE id > 0",
+        "CREATE FUNCTION tag() RETURNS text LANGUAGE sql AS 'SELECT ''a''::text'")
+
+    def fingerprint():
+        with pg_database.connect() as connection:
+            return schema_fingerprint(connection.cursor())
+
+    before = fingerprint()
+    assert fingerprint() == before  # the same schema, the same fingerprint
+    run(pg_database, change)
+    assert fingerprint() != before

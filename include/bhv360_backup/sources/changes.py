@@ -47,6 +47,34 @@ ORDER BY 1, a.attnum
 """
 
 
+TABLE_EXTRAS_SQL = """
+SELECT n.nspname || '.' || c.relname, jsonb_build_object(
+  'replica_identity', c.relreplident::text,
+  'defaults', (SELECT coalesce(jsonb_object_agg(a.attname, jsonb_build_array(pg_get_expr(d.adbin, d.adrelid),
+                                                                          a.attgenerated::text, a.attidentity::text)),
+                               '{}')
+               FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+               WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                 AND (d.adbin IS NOT NULL OR a.attgenerated <> '' OR a.attidentity <> '')),
+  'constraints', (SELECT coalesce(jsonb_object_agg(k.conname, pg_get_constraintdef(k.oid)), '{}')
+                  FROM pg_constraint k WHERE k.conrelid = c.oid),
+  'indexes', (SELECT coalesce(jsonb_agg(pg_get_indexdef(i.indexrelid) ORDER BY 1), '[]')
+              FROM pg_index i WHERE i.indrelid = c.oid))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+"""
+DEFINITIONS_SQL = """
+SELECT 'view ' || n.nspname || '.' || c.relname, pg_get_viewdef(c.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure::text, pg_get_functiondef(p.oid)
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE p.prokind IN ('f', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+"""
+
+
 @dataclass(frozen=True)
 class SlotState:
     name: str
@@ -203,13 +231,19 @@ def _digest(value: Any) -> str:
 
 
 def schema_digests(cursor: psycopg.Cursor) -> dict[str, str]:
-    """A digest of every table's columns (name, type, not null), and one of the access model: what a
-    replay of decoded rows relies on staying the same."""
-    tables: dict[str, list] = {}
-    for table, column, column_type, not_null in cursor.execute(COLUMNS_SQL).fetchall():
-        tables.setdefault(table, []).append([column, column_type, not_null])
-    digests = {table: _digest(columns) for table, columns in tables.items()}
-    digests[ACCESS_MODEL_KEY] = _digest(access.capture(cursor, model_format=1)["objects"])  # stable across versions
+    """A digest of everything a replay's exactness depends on staying the same, read with an empty
+    ``search_path``: per table its columns (name, type, not null, default, generated, identity), its
+    constraints, indexes and replica identity; per view its definition; per function its definition and
+    settings; and one of the access model."""
+    with access.search_path(cursor, ""):
+        tables: dict[str, list] = {}
+        for table, column, column_type, not_null in cursor.execute(COLUMNS_SQL).fetchall():
+            tables.setdefault(table, []).append([column, column_type, not_null])
+        for table, extras in cursor.execute(TABLE_EXTRAS_SQL).fetchall():
+            tables.setdefault(table, []).append(extras)
+        digests = {table: _digest(columns) for table, columns in tables.items()}
+        digests.update((name, _digest(definition)) for name, definition in cursor.execute(DEFINITIONS_SQL).fetchall())
+        digests[ACCESS_MODEL_KEY] = _digest(access.capture(cursor, model_format=1)["objects"])
     return digests
 
 
@@ -240,5 +274,6 @@ def schema_fingerprint(cursor: psycopg.Cursor) -> str:
 
 
 def changed_tables(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    """What a schema change touched: tables added, dropped or altered, or the access model."""
+    """What a schema change touched: tables, views and functions added, dropped or altered, or the access
+    model."""
     return sorted(name for name in set(before) | set(after) if before.get(name) != after.get(name))
