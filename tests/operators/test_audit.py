@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 from bhv360_backup import audit, joblog
 from bhv360_backup.repository.layout import BackupType
 from tests.fixtures.airflow import run_dag
-from tests.operators.test_health import store
+from tests.fixtures.stored import store
 
 Q3 = audit.Quarter(2026, 3)
 
@@ -49,7 +49,7 @@ def test_audit_report_for_a_synthetic_quarter(backup_env, monkeypatch, tmp_path)
     for entry in lines:
         joblog.append(backup_env.log_dir, entry)
     for days_ago in range(0, 45):  # a month and a half of daily database backups, kept past 30 days
-        store(backup_env.local, BackupType.DATABASE, timedelta(days=days_ago, hours=1))
+        store([backup_env.local], BackupType.DATABASE, timedelta(days=days_ago, hours=1))
 
     monkeypatch.setattr(audit.Quarter, "before", classmethod(lambda cls, moment: Q3))
     run, states = run_dag("bhv360_backup_audit")

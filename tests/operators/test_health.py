@@ -8,24 +8,11 @@ import pytest
 
 from bhv360_backup import joblog
 from bhv360_backup.repository.layout import BackupType
-from bhv360_backup.repository.manifest import Artifact, Manifest, iso, utc_now
+from bhv360_backup.repository.manifest import iso, utc_now
 from tests.fixtures.airflow import run_dag
+from tests.fixtures.stored import store
 
 DAG_ID = "bhv360_backup_health"
-
-
-def store(locations, backup_type, age, data=b"backup bytes"):
-    """One backup, the same id and times in every location (one reading of the clock: two readings can
-    straddle a second and make two backups that each miss their other copy)."""
-    import hashlib
-
-    completed = utc_now() - age
-    backup_id = completed.strftime("%Y%m%dT%H%M%SZ")
-    for location in locations:
-        location.put_bytes(f"{backup_type.value}/{backup_id}/data.bin", data)
-        location.write_manifest(Manifest(backup_id, backup_type, completed, completed, "t", "t",
-                                         (Artifact("data.bin", len(data), hashlib.sha256(data).hexdigest()),)))
-    return backup_id
 
 
 @pytest.fixture
