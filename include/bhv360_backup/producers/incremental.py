@@ -62,7 +62,9 @@ def _counted(changes: Iterator[dict[str, Any]], stats: SegmentStats, keys: dict[
             stats.last_commit = change["time"]
             stats.last_commit_lsn = change["lsn"]
             for event in pending:
-                stats.objects[(event["bucket"], event["path"]) if event["path"] else ("", event["id"])] = {
+                if event["action"] == "truncate":  # every object before it is gone: only the truncate remains
+                    stats.objects.clear()
+                stats.objects[(event["bucket"] or "", event["path"] or event["id"] or "")] = {
                     **event, "commit_time": change["time"]}
             pending.clear()
         elif "op" in change:
@@ -75,6 +77,8 @@ def _counted(changes: Iterator[dict[str, Any]], stats: SegmentStats, keys: dict[
                     stats.without_key.setdefault(table, stats.last_commit or "")
             if change.get("table") == list(STORAGE_OBJECTS):
                 pending.append(_object_event(change))
+            elif change["op"] == "truncate" and list(STORAGE_OBJECTS) in change["tables"]:
+                pending.append({"action": "truncate", "id": None, "bucket": None, "path": None})
         elif "message" in change and change["message"] != BARRIER_PREFIX:
             stats.messages[change["message"]] = stats.messages.get(change["message"], 0) + 1
         yield change

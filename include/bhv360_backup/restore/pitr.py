@@ -170,6 +170,9 @@ def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPla
                 by_name[name] = IndexEntry.from_row(event)
                 if event.get("id"):
                     by_id[event["id"]] = name
+            elif event["action"] == "truncate":  # TRUNCATE storage.objects: every object row is gone
+                by_name.clear()
+                by_id.clear()
             elif event["action"] == "delete":
                 if name is None:
                     unnamed.append(str(event.get("id")))
