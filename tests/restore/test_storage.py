@@ -164,3 +164,29 @@ def test_a_folder_target_must_lie_inside_the_restore_root_and_away_from_airflow(
                                (str(root / "used"), "not empty")):
         with pytest.raises(BackupError, match=problem):
             folder_target(requested, root, [dags])
+
+
+def test_an_explicit_storage_snapshot_taken_after_the_moment_is_refused_naming_the_one_before(tmp_path):
+    import time
+
+    from bhv360_backup.errors import BackupError
+    from bhv360_backup.repository.manifest import utc_now
+    from bhv360_backup.restore.plan import build_plan
+    from bhv360_backup.restore.request import parse_request
+
+    (tmp_path / "source" / "b").mkdir(parents=True)
+    (tmp_path / "source" / "b" / "x.txt").write_text("x")
+    locations = [LocalLocation(tmp_path / "backups")]
+    for backup_id in ("20261201T000000Z", "20261202T000000Z"):
+        take_snapshot(LocalFolderSource(tmp_path / "source"), BackupWriter(locations, BackupType.STORAGE, backup_id),
+                      dag_id="t", run_id="t")
+        if backup_id.startswith("20261201"):
+            time.sleep(1.1)
+            moment = utc_now()
+            time.sleep(1.1)
+    request = parse_request({"type": "storage", "paths": {"storage": "20261202T000000Z"},
+                             "point_in_time": moment.isoformat()}, backup_root=str(locations[0].root), bucket=BUCKET)
+    with pytest.raises(BackupError, match="storage backup 20261202T000000Z was taken at .* after point_in_time .*: it "
+                                          "cannot restore that moment; the newest storage backup before it is "
+                                          "20261201T000000Z"):
+        build_plan(request, locations, {}, None)
