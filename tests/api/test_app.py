@@ -101,6 +101,19 @@ def test_the_seeds_curl_creates_a_restore_run(api_server):
     assert run.json()["conf"]["paths"] == body["paths"] and run.json()["conf"]["type"] == "storage"
 
 
+def test_a_retried_request_gets_its_first_run_and_another_active_restore_is_named(api_server):
+    ops = token(api_server, "ops")
+    body = {"type": "database", "paths": {"database": "latest"}, "dry_run": True}
+    headers = {"Authorization": f"Bearer {ops}", "Idempotency-Key": "change-4711"}
+    url = f"{api_server['base']}/api/backup/restore"
+    first = requests.post(url, json=body, headers=headers, timeout=30).json()
+    again = requests.post(url, json=body, headers=headers, timeout=30).json()
+    assert again["dag_run_id"] == first["dag_run_id"] and again["reused"] is True and first["reused"] is False
+    other = post_restore(api_server, body, ops).json()  # no scheduler here: the first run is still queued
+    assert first["dag_run_id"] in other["active_restores"] and other["dag_run_id"] != first["dag_run_id"]
+    assert other["detail"].startswith("another restore is active")
+
+
 def test_a_paused_restore_dag_is_refused_with_409_and_no_run(api_server):
     ops = token(api_server, "ops")
     api_server["airflow"]("dags", "pause", "bhv360_restore")

@@ -6,6 +6,8 @@ plugin's FastAPI app) and creating a DAG run from inside the API server.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.api.common.trigger_dag import trigger_dag
@@ -13,9 +15,11 @@ from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessE
 from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
 from airflow.exceptions import DagNotFound
 from airflow.models.dag import DagModel
+from airflow.models.dagrun import DagRun
+from airflow.utils.state import DagRunState
 from airflow.utils.types import DagRunTriggeredByType
 
-__all__ = ["current_user", "may_trigger", "may_read", "create_run", "DagNotReady", "DagPaused"]
+__all__ = ["current_user", "may_trigger", "may_read", "create_run", "CreatedRun", "DagNotReady", "DagPaused"]
 
 
 class DagNotReady(LookupError):
@@ -38,19 +42,34 @@ def may_read(dag_id: str) -> Any:
     return requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=dag_id)
 
 
-def create_run(dag_id: str, conf: dict[str, Any], user_name: str) -> str:
-    """Create a manual run of ``dag_id`` with ``conf``; return its run id. Raises :class:`DagNotReady`
-    when the DAG is not in the metadata database and :class:`DagPaused` when it is paused."""
+@dataclass(frozen=True)
+class CreatedRun:
+    run_id: str
+    reused: bool = False  # the idempotency key named a run created before: no second one
+    active: list[str] = field(default_factory=list)  # other runs of the DAG queued or running
+
+
+def create_run(dag_id: str, conf: dict[str, Any], user_name: str, idempotency_key: str | None = None) -> CreatedRun:
+    """Create a manual run of ``dag_id`` with ``conf``, or, for an ``idempotency_key`` the same user sent
+    before, return the run it created. Raises :class:`DagNotReady` when the DAG is not in the metadata
+    database and :class:`DagPaused` when it is paused."""
     model = DagModel.get_current(dag_id)
     if model is None or model.is_stale:
         raise DagNotReady(dag_id)
     if model.is_paused:
         raise DagPaused(dag_id)
+    active = sorted(run.run_id for state in (DagRunState.QUEUED, DagRunState.RUNNING)
+                    for run in DagRun.find(dag_id=dag_id, state=state))
+    run_id = None
+    if idempotency_key:
+        run_id = "api__" + hashlib.sha256(f"{user_name}\n{idempotency_key}".encode()).hexdigest()[:32]
+        if DagRun.find(dag_id=dag_id, run_id=[run_id]):
+            return CreatedRun(run_id, reused=True, active=[other for other in active if other != run_id])
     try:
-        run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.REST_API, conf=conf,
+        run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.REST_API, conf=conf, run_id=run_id,
                           triggering_user_name=user_name)
     except DagNotFound:
         raise DagNotReady(dag_id) from None
     if run is None:
         raise DagNotReady(dag_id)
-    return run.run_id
+    return CreatedRun(run.run_id, active=active)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Body, Depends, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
@@ -33,6 +33,9 @@ class Accepted(BaseModel):
     dag_id: str
     dag_run_id: str
     url: str
+    reused: bool = False
+    active_restores: list[str] = []
+    detail: str | None = None
 
 
 class Refused(BaseModel):
@@ -91,7 +94,10 @@ def create_app() -> FastAPI:
               openapi_extra={"requestBody": {"required": True,
                                              "content": {"application/json": {"schema": REQUEST_SCHEMA}}}})
     def restore(
-        request: Request, body: Annotated[Any, Body()], user: Annotated[Any, Depends(current_user)]
+        request: Request, body: Annotated[Any, Body()], user: Annotated[Any, Depends(current_user)],
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200,
+                                                      description="A retried request with the same key (and "
+                                                                  "user) gets the run the first one created")] = None,
     ) -> JSONResponse:
         settings = server_settings()
         try:
@@ -99,16 +105,23 @@ def create_app() -> FastAPI:
         except InvalidRequest as error:
             return JSONResponse(status_code=422, content={"detail": error.problems})
         try:
-            run_id = create_run(RESTORE_DAG_ID, parsed.to_dict(), user.get_name())
+            created = create_run(RESTORE_DAG_ID, parsed.to_dict(), user.get_name(), idempotency_key)
         except DagNotReady:
             return JSONResponse(status_code=503, content={"detail": NOT_READY}, headers={"Retry-After": "60"})
         except DagPaused:
             return JSONResponse(status_code=409, content={"detail": PAUSED})
         base = str(request.base_url).rstrip("/")
+        detail = None
+        if created.active:
+            detail = (f"another restore is active ({', '.join(created.active)}): this one waits until it ends, then "
+                      "runs against what that one left; cancel it in the UI if it repeats a request")
         return JSONResponse(status_code=202, content={
             "dag_id": RESTORE_DAG_ID,
-            "dag_run_id": run_id,
-            "url": f"{base}/dags/{RESTORE_DAG_ID}/runs/{quote(run_id, safe='')}",
+            "dag_run_id": created.run_id,
+            "url": f"{base}/dags/{RESTORE_DAG_ID}/runs/{quote(created.run_id, safe='')}",
+            "reused": created.reused,
+            "active_restores": created.active,
+            "detail": detail,
         })
 
     @app.get("/backups", dependencies=[Depends(may_read(RESTORE_DAG_ID))], responses=AUTH_RESPONSES)
