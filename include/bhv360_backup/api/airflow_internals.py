@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow.api.common.trigger_dag import trigger_dag
-from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
 from airflow.exceptions import DagNotFound
 from airflow.models.dag import DagModel
@@ -19,7 +20,8 @@ from airflow.models.dagrun import DagRun
 from airflow.utils.state import DagRunState
 from airflow.utils.types import DagRunTriggeredByType
 
-__all__ = ["current_user", "may_trigger", "may_read", "create_run", "CreatedRun", "DagNotReady", "DagPaused"]
+__all__ = ["current_user", "may_trigger", "may_read", "readable_dags", "create_run", "CreatedRun", "DagNotReady",
+           "DagPaused"]
 
 
 class DagNotReady(LookupError):
@@ -47,6 +49,13 @@ class CreatedRun:
     run_id: str
     reused: bool = False  # the idempotency key named a run created before: no second one
     active: list[str] = field(default_factory=list)  # other runs of the DAG queued or running
+
+
+def readable_dags(user: Any, dag_ids: set[str]) -> set[str]:
+    """The DAGs among ``dag_ids`` whose runs ``user`` may read."""
+    manager = get_auth_manager()
+    return {dag_id for dag_id in dag_ids if manager.is_authorized_dag(
+        method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=dag_id), user=user)}
 
 
 def create_run(dag_id: str, conf: dict[str, Any], user_name: str, idempotency_key: str | None = None) -> CreatedRun:

@@ -23,6 +23,7 @@ from bhv360_backup.api.airflow_internals import (
     current_user,
     may_read,
     may_trigger,
+    readable_dags,
 )
 from bhv360_backup.restore.request import REQUEST_SCHEMA, InvalidRequest, parse_request
 
@@ -136,18 +137,20 @@ def create_app() -> FastAPI:
 
     @app.get("/dashboard", response_class=HTMLResponse, dependencies=[Depends(may_read(RESTORE_DAG_ID))],
              responses=AUTH_RESPONSES)
-    def dashboard() -> HTMLResponse:
+    def dashboard(user: Annotated[Any, Depends(current_user)]) -> HTMLResponse:
         from datetime import timedelta
 
         from bhv360_backup import joblog
-        from bhv360_backup.api.dashboard import render
+        from bhv360_backup.api.dashboard import render, visible_lines
         from bhv360_backup.repository.layout import BackupType
         from bhv360_backup.repository.manifest import utc_now
 
         settings = server_settings()
         entries, locations = current_inventory()
         interval = timedelta(minutes=settings.incremental_interval_minutes)
-        return HTMLResponse(render(entries, [location.name for location in locations], joblog.read(settings.log_dir),
+        lines = joblog.read(settings.log_dir)
+        lines = visible_lines(lines, readable_dags(user, {line["dag_id"] for line in lines if line.get("dag_id")}))
+        return HTMLResponse(render(entries, [location.name for location in locations], lines,
                                    utc_now(), window=timedelta(days=settings.retention_days),
                                    max_age={BackupType.INCREMENTAL: 3 * interval if settings.incremental else None}))
 

@@ -6,7 +6,7 @@ health findings; the recovery point; charts of size and duration over the retent
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -133,6 +133,12 @@ def _charts(lines: Sequence[Mapping[str, Any]], now: datetime, window: timedelta
         parts.append(line_chart(sizes, f"{backup_type.value}: size", "bytes", failed))
         parts.append(line_chart(durations, f"{backup_type.value}: duration", "seconds", failed))
     return "<div class='charts'>" + "".join(f"<div>{part}</div>" for part in parts) + "</div>"
+
+
+def visible_lines(lines: Sequence[Mapping[str, Any]], readable: Collection[str]) -> list[Mapping[str, Any]]:
+    """The job log lines a viewer may see: those of DAGs whose runs they may read (a line names hosts,
+    users, objects and errors); lines of no DAG (the console command's) go with the restore DAG's right."""
+    return [line for line in lines if not line.get("dag_id") or line["dag_id"] in readable]
 
 
 def render(entries: Sequence[InventoryEntry], locations: Sequence[str], lines: Sequence[Mapping[str, Any]],
