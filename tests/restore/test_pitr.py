@@ -171,3 +171,22 @@ def test_the_drills_moment_has_a_chain_base_before_it(logical_db, local):
     capture(source, local)
     moment = between_the_newest_segments(local)
     assert moment >= parse_iso(base.details["chain"]["snapshot_at"])
+
+
+def test_what_logical_decoding_never_carries_is_named_in_the_plan_and_the_report(logical_db, logical_cluster, local,
+                                                                                  tmp_path):
+    source = chain_with(logical_db, local, "CREATE TABLE beats (n int PRIMARY KEY); "
+                                           "CREATE UNLOGGED TABLE scratch (n int PRIMARY KEY); "
+                                           "CREATE MATERIALIZED VIEW beat_count AS SELECT count(*) FROM beats; "
+                                           "SELECT lo_from_bytea(0, 'a scanned certificate')")
+    run(logical_db, "INSERT INTO beats VALUES (1)", "INSERT INTO scratch VALUES (1)")
+    capture(source, local)
+    target, plan, report = restore_to(logical_cluster, local, (), None, tmp_path)
+    try:
+        expected = ("restored as of the database backup, not of the moment asked for (logical decoding does not carry "
+                    "them): unlogged table(s) public.scratch; materialized view(s) public.beat_count (not refreshed); "
+                    "1 large object(s)")
+        assert report["database"]["point_in_time"]["as_of_the_dump"] == expected
+        assert state(target, ["public.scratch"]) == {"public.scratch": (0, "")}  # as at the dump: empty
+    finally:
+        postgres.drop_database(target)

@@ -77,6 +77,7 @@ def dump_database(
                 writer.add(dump_path(compression), dump, check=pg_archive_check(pg_restore),
                            zstd_level=compression.zstd_level)
                 stats, model = stats_future.result()
+                outside = snapshot.outside_change_stream() if (snapshot.chain or {}).get("exists") else None
             writer.add_bytes(ACCESS_MODEL_ARTIFACT, (json.dumps(model, sort_keys=True, indent=1) + "\n").encode())
             if snapshot.has_storage_objects():
                 writer.add(STORAGE_OBJECTS_ARTIFACT, gzip_json_lines(list(row) for row in snapshot.storage_object_names()))
@@ -99,6 +100,7 @@ def dump_database(
                 "table_checksums": {table: entry["checksum"] for table, entry in stats.items() if "checksum" in entry},
                 "access": access_summary(model),
                 **({"chain": snapshot.chain} if snapshot.chain else {}),
+                **({"outside_change_stream": outside} if outside else {}),
             },
         )
     except BaseException:

@@ -181,6 +181,23 @@ def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPla
     return [by_name[name] for name in sorted(by_name)], unnamed
 
 
+def outside_change_stream(details: Mapping[str, Any]) -> str | None:
+    """What a point-in-time restore over this backup gives as of the dump, not of the moment asked for
+    (logical decoding never carries it), in words for the plan and the report; None when nothing."""
+    outside = details.get("outside_change_stream") or {}
+    parts = []
+    if outside.get("unlogged_tables"):
+        parts.append(f"unlogged table(s) {', '.join(outside['unlogged_tables'][:20])}")
+    if outside.get("materialized_views"):
+        parts.append(f"materialized view(s) {', '.join(outside['materialized_views'][:20])} (not refreshed)")
+    if outside.get("large_objects"):
+        parts.append(f"{outside['large_objects']} large object(s)")
+    if not parts:
+        return None
+    return ("restored as of the database backup, not of the moment asked for (logical decoding does not carry "
+            "them): " + "; ".join(parts))
+
+
 @dataclass
 class ReplayReport:
     segments: int = 0

@@ -36,7 +36,7 @@ from bhv360_backup.restore.database import (
     preflight,
     restore_dump,
 )
-from bhv360_backup.restore.pitr import ChainPlan, ReplayMismatch, objects_at, replay
+from bhv360_backup.restore.pitr import ChainPlan, ReplayMismatch, objects_at, outside_change_stream, replay
 from bhv360_backup.restore.plan import ComponentPlan, RestorePlan
 from bhv360_backup.restore.project import apply_project, backup_state, differences, read_state
 from bhv360_backup.restore.request import RestoreRequest
@@ -182,6 +182,9 @@ def restore_database_component(
             report["point_in_time"] = {"until": chain.until, "chain_reaches": chain.reaches,
                                        "reflects": replayed.reached or manifest.details["chain"]["snapshot_at"],
                                        **replayed.to_dict()}
+            if outside := outside_change_stream(manifest.details):
+                report["point_in_time"]["as_of_the_dump"] = outside
+                log.warning("point-in-time restore: %s", outside)
             if replayed.stopped and not request.accept_earlier_point:
                 raise RestoreMismatch(f"point-in-time replay over backup {component.backup_id} stopped at "
                                       f"{report['point_in_time']['reflects']}, before the moment asked for: "
@@ -295,6 +298,8 @@ def check_targets(
     if request.owner_map:
         plan.notes.append("objects of " + ", ".join(f"{owner} will be owned by {role}"
                                                     for owner, role in sorted(request.owner_map.items())))
+    if component.chain and (outside := outside_change_stream(manifest.details)):
+        plan.notes.append(outside)
     plan.notes.append(f"then checks {summary['objects']} objects' grants, policies and RLS and {summary['probes']} "
                       "row-visibility probes against the backup")
 

@@ -35,6 +35,18 @@ class DatabaseSnapshot:
         stats = self.table_stats()
         return stats, access.record(self.cursor, {table: entry["rows"] for table, entry in stats.items()})
 
+    def outside_change_stream(self) -> dict[str, Any]:
+        """What logical decoding never carries: unlogged tables, materialized views, large objects. A
+        point-in-time restore gives them as they were at this snapshot."""
+        unlogged, views = self.cursor.execute(
+            "SELECT coalesce(array_agg(n.nspname || '.' || c.relname ORDER BY 1) FILTER (WHERE c.relkind IN ('r', 'p')), "
+            "'{}'), coalesce(array_agg(n.nspname || '.' || c.relname ORDER BY 1) FILTER (WHERE c.relkind = 'm'), '{}') "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE ((c.relkind IN ('r', 'p') AND c.relpersistence = 'u') OR c.relkind = 'm') "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema')").fetchone()
+        large_objects = self.cursor.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]
+        return {"unlogged_tables": list(unlogged), "materialized_views": list(views), "large_objects": large_objects}
+
     def has_storage_objects(self) -> bool:
         """Whether the database has Supabase's ``storage.objects`` table."""
         return self.cursor.execute("SELECT to_regclass('storage.objects')").fetchone()[0] is not None
