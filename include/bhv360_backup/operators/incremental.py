@@ -62,7 +62,7 @@ class IncrementalCaptureOperator(BaseBackupOperator):
         record.extra = {key: details.get(key) for key in ("start_lsn", "end_lsn", "captured_until", "transactions",
                                                           "changes", "first_commit_time", "last_commit_time",
                                                           "not_exact", "schema_changed", "storage",
-                                                          "slot_created")}
+                                                          "slot_created", "backlog")}
         if not writer.failures:
             confirmed = source.state().confirmed_flush_lsn
             if confirmed is None or lsn_position(details["end_lsn"]) > lsn_position(confirmed):
@@ -70,6 +70,9 @@ class IncrementalCaptureOperator(BaseBackupOperator):
             self.log.info("slot %s moved to %s: %d transaction(s), %d change(s) captured up to %s", source.slot,
                           details["end_lsn"], details.get("transactions", 0), details.get("changes", 0),
                           details["captured_until"])
+            if details.get("backlog"):
+                self.log.warning("a backlog remains (this run took a piece of it up to %s): the next run goes on from "
+                                 "there", details["captured_until"])
         else:
             self.log.error("slot %s not moved: the segment is missing in %s; the next run captures these changes "
                            "again", source.slot, ", ".join(writer.failures))

@@ -16,7 +16,7 @@ from bhv360_backup.postgres.positions import lsn_position
 from bhv360_backup.producers.storage import copy_object
 from bhv360_backup.repository.blobs import BlobStore, copy_snapshot_blobs
 from bhv360_backup.repository.locks import shared_lock
-from bhv360_backup.repository.manifest import Manifest
+from bhv360_backup.repository.manifest import Manifest, parse_iso
 from bhv360_backup.repository.scratch import ScratchIndex
 from bhv360_backup.repository.segments import CHANGES_ARTIFACT, OBJECTS_ARTIFACT, SEGMENT_BLOBS_ARTIFACT
 from bhv360_backup.repository.writer import BackupWriter
@@ -37,6 +37,7 @@ class SegmentStats:
     first_commit: str | None = None
     last_commit: str | None = None
     last_commit_lsn: str | None = None  # the end of the last commit record decoded
+    lines: int = 0  # every line decoded (what upto_nchanges counts)
     messages: dict[str, int] = field(default_factory=dict)  # logical decoding messages by prefix
     without_key: dict[str, str] = field(default_factory=dict)  # table -> first commit time it was inexact
     objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # the last event per object
@@ -56,6 +57,7 @@ def _counted(changes: Iterator[dict[str, Any]], stats: SegmentStats, keys: dict[
     """The changes as they stream to the segment, counted, with the Storage object events noted."""
     pending: list[dict[str, Any]] = []
     for change in changes:
+        stats.lines += 1
         if "commit" in change:
             stats.transactions += 1
             stats.first_commit = stats.first_commit or change["time"]
@@ -110,29 +112,38 @@ def _store_objects(stats: SegmentStats, storage: StorageSource, blobs: BlobStore
     return events, blob_rows
 
 
+PIECE_LINES = 500_000  # a backlog is captured a piece at a time: each run ends, the next goes on
+
+
 def capture_segment(
     source: ChangeSource, writer: BackupWriter, *, dag_id: str, run_id: str,
     storage: Callable[[], StorageSource] | None = None, previous_schema: dict[str, str] | None = None,
+    piece_lines: int = PIECE_LINES,
 ) -> Manifest:
     """Write the changes committed since the slot's confirmed position as one segment in every live
-    location of ``writer`` and publish it; the slot is not moved here. A retry reuses the segment an
-    earlier try of the run completed."""
+    location of ``writer`` and publish it; the slot is not moved here. A backlog (after an outage) is
+    taken a piece of whole transactions at a time (``piece_lines`` decoded lines): the segment ends at its
+    last commit and says ``backlog``, so every run finishes and the next one goes on from there. A retry
+    reuses the segment an earlier try of the run completed."""
     with shared_lock(writer.live, run_id, unreachable=writer.drop):  # a reused segment's blobs are copied under it
         reused = writer.resume(copy_extra=copy_snapshot_blobs)
         if reused is not None:
             return reused
-        return _capture(source, writer, dag_id=dag_id, run_id=run_id, storage=storage, previous_schema=previous_schema)
+        return _capture(source, writer, dag_id=dag_id, run_id=run_id, storage=storage, previous_schema=previous_schema,
+                        piece_lines=piece_lines)
 
 
 def _capture(source: ChangeSource, writer: BackupWriter, *, dag_id: str, run_id: str,
-             storage: Callable[[], StorageSource] | None, previous_schema: dict[str, str] | None) -> Manifest:
+             storage: Callable[[], StorageSource] | None, previous_schema: dict[str, str] | None,
+             piece_lines: int) -> Manifest:
     source.check()
     created = source.ensure_slot()
     start = source.state().confirmed_flush_lsn
     seen = source.observe()
     stats = SegmentStats()
     try:
-        writer.add(CHANGES_ARTIFACT, gzip_json_lines(_counted(source.changes(seen["lsn"]), stats, seen["keys"])))
+        writer.add(CHANGES_ARTIFACT, gzip_json_lines(_counted(source.changes(seen["lsn"], piece_lines), stats,
+                                                              seen["keys"])))
         storage_summary: dict[str, Any] = {"objects": 0}
         if stats.objects:
             if storage is None:
@@ -148,11 +159,16 @@ def _capture(source: ChangeSource, writer: BackupWriter, *, dag_id: str, run_id:
                                "bytes": sum(row["size"] for row in blob_rows)}
         writer.verify()
         changed = changed_tables(previous_schema, seen["schema"]) if previous_schema is not None else []
-        # the slot moves to what was decoded: the bound, or the end of a commit record that crossed it
-        end = max(seen["lsn"], stats.last_commit_lsn or seen["lsn"], key=lsn_position)
+        # the slot moves to what was decoded: the bound, or the end of a commit record that crossed it; a
+        # piece of a backlog ends at its last commit, and covers the commits up to that one's time
+        backlog = stats.lines >= piece_lines and stats.last_commit_lsn is not None
+        end = stats.last_commit_lsn if backlog else max(seen["lsn"], stats.last_commit_lsn or seen["lsn"],
+                                                        key=lsn_position)
+        until = parse_iso(stats.last_commit) if backlog else seen["time"]
         return writer.publish(dag_id=dag_id, run_id=run_id, details={
             "source": source.describe(), "slot": source.slot, "plugin": PLUGIN, "slot_created": created,
-            "start_lsn": start, "end_lsn": end, "captured_until": seen["time"].astimezone(timezone.utc).isoformat(),
+            "start_lsn": start, "end_lsn": end, "captured_until": until.astimezone(timezone.utc).isoformat(),
+            **({"backlog": True} if backlog else {}),
             **stats.to_dict(), "keys": seen["keys"], "sequences": seen["sequences"],
             "fingerprint": seen["fingerprint"], "schema": seen["schema"],
             **({"schema_changed": {"tables": changed}} if changed else {}),

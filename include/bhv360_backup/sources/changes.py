@@ -194,16 +194,18 @@ class ChangeSource:
         return {"lsn": lsn, "time": now, "keys": keys, "sequences": sequences, "schema": schema,
                 "fingerprint": fingerprint_of(schema)}
 
-    def changes(self, upto_lsn: str) -> Iterator[dict[str, Any]]:
+    def changes(self, upto_lsn: str, upto_nchanges: int | None = None) -> Iterator[dict[str, Any]]:
         """Every change committed before ``upto_lsn`` that the slot has not confirmed, in commit order,
         streamed (``begin`` and ``commit`` carry the LSN of their line; a commit's is the end of its
-        record). Type names are read with an empty ``search_path``, so every one is schema-qualified."""
+        record); with ``upto_nchanges``, only whole transactions until that many lines are out (a piece
+        of a backlog). Type names are read with an empty ``search_path``, so every one is schema-qualified."""
         with self.target.connect() as connection, connection.transaction():
             connection.execute("SET LOCAL search_path = ''")
             with connection.cursor(name="bhv360_changes") as cursor:
                 cursor.itersize = FETCH_ROWS
-                cursor.execute(sql.SQL("SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, %s, NULL, {})")
-                               .format(sql.SQL(", ").join(map(sql.Literal, PEEK_OPTIONS))), [self.slot, upto_lsn])
+                cursor.execute(sql.SQL("SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, %s, %s, {})")
+                               .format(sql.SQL(", ").join(map(sql.Literal, PEEK_OPTIONS))),
+                               [self.slot, upto_lsn, upto_nchanges])
                 for lsn, data in cursor:
                     change = parse(data)
                     if "begin" in change or "commit" in change:
