@@ -196,7 +196,7 @@ def test_a_backlog_is_captured_in_pieces_of_whole_transactions_each_run_finishin
                                                                                   tmp_path):
     """After an outage: 60 transactions of 1,000 rows wait in the slot; each capture takes a piece of about
     20,000 lines (whole transactions), ends at its last commit and says backlog; the next goes on; the
-    restore equals the source. (The 2-million-change run is in benchmarks/bench_incremental.py --backlog.)"""
+    restore equals the source. (The 2-million-change run is benchmarks/bench_backlog.py.)"""
     source = chain_with(logical_db, local, "CREATE TABLE beats (n int PRIMARY KEY, note text)")
     for batch in range(60):
         run(logical_db, f"INSERT INTO beats SELECT g, 'batch {batch}' FROM generate_series({batch * 1000 + 1}, "
