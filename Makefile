@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo ui test test-fast lint bench lock clean debian-tools
+.PHONY: demo ui test test-fast lint bench soak lock clean debian-tools
 
 # The development venv holds the runtime pins, the test tools and the Celery worker's pins (all resolved
 # together); the production image installs requirements.txt alone.
@@ -49,6 +49,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_pg_dump.py
+
+# The randomized point-in-time differential test, longer than CI runs it, over several seeds.
+soak: $(STAMP)
+	for seed in 1 2 3 4 5 6 7 8 9 10; do \
+	  BHV360_SOAK_SEED=$$seed BHV360_SOAK_ROUNDS=60 BHV360_SOAK_SAMPLES=12 \
+	    $(PY) -m pytest -q tests/restore/test_pitr_randomized.py || exit 1; \
+	done
 
 # Re-resolve the pins of requirements.txt, requirements-dev.txt and requirements-celery.txt (after
 # changing a top-level requirement in scripts/lock.py).
