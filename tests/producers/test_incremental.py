@@ -17,13 +17,11 @@ from bhv360_backup.producers.incremental import capture_segment
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import parse_iso
 from bhv360_backup.repository.writer import BackupWriter
-from bhv360_backup.restore.plan import build_plan
-from bhv360_backup.restore.request import parse_request
-from bhv360_backup.restore.run import RestoreTargets, execute_plan
 from bhv360_backup.sources.changes import ChangeSource
 from tests.conftest import AGE_IDENTITY, BUCKET
 from tests.fixtures import chain, postgres
 from tests.fixtures.chain import SLOT, capture, dump, next_id, restore_to, run
+from tests.fixtures.storage_chain import StorageChain
 
 TABLES = ("public.incidents", "public.big", "public.log_lines", "public.filler", "public.counters")
 
@@ -197,73 +195,57 @@ def test_a_source_without_logical_decoding_is_refused_naming_what_it_lacks(pg_da
 
 def test_storage_objects_between_snapshots_and_a_storage_restore_to_a_point_in_time(
         logical_db, logical_cluster, storage_api, repo, tmp_path):
-    from bhv360_backup.producers.storage import take_snapshot
-    from bhv360_backup.restore.storage import FolderSink
-    from bhv360_backup.sources.storage import SupabaseStorageSource
-    from tests.fixtures.supabase_storage import SERVICE_KEY
-
     locations, recipients, identities = repo
-    run(logical_db, "CREATE SCHEMA storage", "CREATE TABLE storage.objects (id uuid PRIMARY KEY, bucket_id text, "
-                    "name text, metadata jsonb, UNIQUE (bucket_id, name))")
-    storage = lambda: SupabaseStorageSource(storage_api.url, SERVICE_KEY)  # noqa: E731
+    files = StorageChain(logical_db, storage_api, locations, recipients, identities, tmp_path)
+    files.upload("org-1/anna.pdf", b"%PDF anna")
+    files.upload("org-1/bram.pdf", b"%PDF bram")
+    files.start()
 
-    def upload(name, data):
-        storage_api.put("certificates", name, data, "application/pdf")
-        object_id = storage_api.objects[("certificates", name)]["id"]
-        run(logical_db, f"INSERT INTO storage.objects VALUES ('{object_id}', 'certificates', '{name}', '{{}}')")
-
-    def remove(name):
-        object_id = storage_api.objects[("certificates", name)]["id"]
-        storage_api.delete("certificates", name)
-        run(logical_db, f"DELETE FROM storage.objects WHERE id = '{object_id}'")
-
-    storage_api.create_bucket("certificates")
-    upload("org-1/anna.pdf", b"%PDF anna")
-    upload("org-1/bram.pdf", b"%PDF bram")
-    source = ChangeSource(logical_db, SLOT)
-    capture(source, locations, recipients)
-    take_snapshot(storage(), BackupWriter(locations, BackupType.STORAGE, next_id(), recipients), dag_id="t", run_id="t")
-
-    def capture_with_files():
-        writer = BackupWriter(locations, BackupType.INCREMENTAL, next_id(), recipients)
-        manifest = capture_segment(source, writer, dag_id="t", run_id=writer.backup_id, storage=storage)
-        source.advance(manifest.details["end_lsn"])
-        return manifest
-
-    upload("org-2/chris.pdf", b"%PDF chris, uploaded after the snapshot")
+    files.upload("org-2/chris.pdf", b"%PDF chris, uploaded after the snapshot")
     t1 = run(logical_db, "SELECT 1")
-    remove("org-1/anna.pdf")  # in the snapshot: named only by its id in the change stream
+    files.remove("org-1/anna.pdf")  # in the snapshot: named only by its id in the change stream
     t2 = run(logical_db, "SELECT 1")
-    segment = capture_with_files()
-    assert segment.details["storage"] == {"objects": 2, "stored": 1, "deleted": 1, "bytes": 39}
-
-    def restored_at(moment):
-        folder = tmp_path / f"restored-{moment.timestamp()}"
-        request = parse_request({"type": "storage", "paths": {"storage": "latest"}, "point_in_time": moment.isoformat()},
-                                backup_root=str(locations[0].root), bucket=BUCKET)
-        plan = build_plan(request, locations, {}, None, identities)
-        execute_plan(plan, request, {location.name: location for location in locations},
-                     RestoreTargets(database=None, sink=FolderSink(folder), work_dir=tmp_path / "work",
-                                    identities=identities))
-        return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
-
-    assert restored_at(t1) == {"certificates/org-1/anna.pdf": b"%PDF anna", "certificates/org-1/bram.pdf": b"%PDF bram",
-                               "certificates/org-2/chris.pdf": b"%PDF chris, uploaded after the snapshot"}
-    assert restored_at(t2) == {"certificates/org-1/bram.pdf": b"%PDF bram",
-                               "certificates/org-2/chris.pdf": b"%PDF chris, uploaded after the snapshot"}
+    segment = files.capture()
+    assert segment.details["storage"] == {"objects": 2, "stored": 1, "deleted": 1, "unavailable": 0, "bytes": 39}
+    chris = "certificates/org-2/chris.pdf"
+    assert files.restored_at(t1) == {"certificates/org-1/anna.pdf": b"%PDF anna",
+                                     "certificates/org-1/bram.pdf": b"%PDF bram", chris: files.api_data(chris)}
+    assert files.restored_at(t2) == {"certificates/org-1/bram.pdf": b"%PDF bram", chris: files.api_data(chris)}
 
     # a move is an UPDATE of the row that keeps its id (the stream names no old name): the old name is gone
     moved = storage_api.objects.pop(("certificates", "org-1/bram.pdf"))
     storage_api.objects[("certificates", "archive/bram.pdf")] = moved
     run(logical_db, f"UPDATE storage.objects SET name = 'archive/bram.pdf' WHERE id = '{moved['id']}'")
     t3 = run(logical_db, "SELECT 1")
-    capture_with_files()
-    assert restored_at(t3) == {"certificates/archive/bram.pdf": b"%PDF bram",
-                               "certificates/org-2/chris.pdf": b"%PDF chris, uploaded after the snapshot"}
+    files.capture()
+    assert files.restored_at(t3) == {"certificates/archive/bram.pdf": b"%PDF bram", chris: files.api_data(chris)}
 
     run(logical_db, "TRUNCATE storage.objects")  # every row gone at once: no delete per object in the stream
     t4 = run(logical_db, "SELECT 1")
-    capture_with_files()
-    assert restored_at(t4) == {}
-    assert restored_at(t3) == {"certificates/archive/bram.pdf": b"%PDF bram",
-                               "certificates/org-2/chris.pdf": b"%PDF chris, uploaded after the snapshot"}
+    files.capture()
+    assert files.restored_at(t4) == {}
+    assert files.restored_at(t3) == {"certificates/archive/bram.pdf": b"%PDF bram", chris: files.api_data(chris)}
+
+
+def test_a_storage_version_never_captured_refuses_a_restore_to_its_moment(logical_db, storage_api, repo, tmp_path):
+    """Overwritten twice within one capture interval, or written and then deleted before the capture: the
+    version between is gone from the server when the capture runs. Its moment is refused (or, with
+    accept_earlier_point, the older version restored and named), never the later bytes under it."""
+    locations, recipients, identities = repo
+    files = StorageChain(logical_db, storage_api, locations, recipients, identities, tmp_path)
+    files.upload("a.pdf", b"%PDF version 1", etag=True)
+    files.start()
+    between = files.upload("a.pdf", b"%PDF version 2", etag=True)
+    files.upload("a.pdf", b"%PDF version 3", etag=True)
+    files.upload("b.pdf", b"%PDF written, then deleted at the server first", etag=True)
+    storage_api.delete("certificates", "b.pdf")
+    after = run(logical_db, "SELECT 1")
+    segment = files.capture()
+    assert segment.details["storage"]["unavailable"] == 2
+
+    with pytest.raises(BackupError, match=r"1 object\(s\) had a version then that was never captured .*a.pdf"):
+        files.restored_at(between)
+    assert files.restored_at(between, accept_earlier_point=True) == {"certificates/a.pdf": b"%PDF version 1"}
+    assert list(files.report["storage"]["point_in_time"]["older_than_the_moment"]) == ["certificates/a.pdf"]
+    with pytest.raises(BackupError, match=r"certificates/b.pdf"):
+        files.restored_at(after)

@@ -5,6 +5,7 @@ was: the next run captures the same changes again (see ``repository.segments`` f
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ class SegmentStats:
     lines: int = 0  # every line decoded (what upto_nchanges counts)
     messages: dict[str, int] = field(default_factory=dict)  # logical decoding messages by prefix
     without_key: dict[str, str] = field(default_factory=dict)  # table -> first commit time it was inexact
-    objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # the last event per object
+    objects: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)  # every event per object
 
     def to_dict(self) -> dict[str, Any]:
         return {"transactions": self.transactions, "changes": self.changes, "tables": self.tables,
@@ -66,8 +67,8 @@ def _counted(changes: Iterator[dict[str, Any]], stats: SegmentStats, keys: dict[
             for event in pending:
                 if event["action"] == "truncate":  # every object before it is gone: only the truncate remains
                     stats.objects.clear()
-                stats.objects[(event["bucket"] or "", event["path"] or event["id"] or "")] = {
-                    **event, "commit_time": change["time"]}
+                stats.objects.setdefault((event["bucket"] or "", event["path"] or event["id"] or ""), []).append(
+                    {**event, "commit_time": change["time"]})
             pending.clear()
         elif "op" in change:
             stats.changes += 1
@@ -89,26 +90,49 @@ def _counted(changes: Iterator[dict[str, Any]], stats: SegmentStats, keys: dict[
 def _object_event(change: dict[str, Any]) -> dict[str, Any]:
     tuple_ = change.get("new") or change.get("old_key") or []
     action = "delete" if change["op"] == "delete" else "put"
-    return {"action": action, "id": _value(tuple_, "id"), "bucket": _value(tuple_, "bucket_id"),
-            "path": _value(tuple_, "name")}
+    event = {"action": action, "id": _value(tuple_, "id"), "bucket": _value(tuple_, "bucket_id"),
+             "path": _value(tuple_, "name")}
+    if action == "put":
+        try:
+            etag = (json.loads(_value(tuple_, "metadata") or "{}") or {}).get("eTag")
+        except (TypeError, ValueError):
+            etag = None
+        event["row_etag"] = etag.strip('"') if isinstance(etag, str) else None
+    return event
+
+
+def _same_version(row_etag: str | None, md5: str | None) -> bool:
+    """Whether the bytes read are the version the row names: a single-part upload's eTag is its MD5;
+    a multipart one's (``…-N``) cannot be checked from the bytes, nor a row without one."""
+    return row_etag is None or "-" in row_etag or row_etag == md5
 
 
 def _store_objects(stats: SegmentStats, storage: StorageSource, blobs: BlobStore) -> tuple[list[dict], list[dict]]:
-    """Copy every object the segment's transactions put into the blob store; the object events (with
-    names) and the blob rows (without)."""
+    """Copy into the blob store every version the segment's transactions put that can still be read: the
+    object as it is now, where its bytes are the version the row names (by eTag); the object events (with
+    names) and the blob rows (without). A version that can no longer be read (overwritten again, or
+    deleted, before this capture) is an ``unavailable`` event: a restore to a moment it was current refuses."""
     events, blob_rows = [], []
-    for event in sorted(stats.objects.values(), key=lambda e: (e["commit_time"], e["bucket"] or "", e["path"] or "")):
-        if event["action"] == "put" and event["bucket"] and event["path"]:
-            obj = ObjectInfo(event["bucket"], event["path"], 0, "", event["commit_time"], id=event["id"])
-            try:
-                entry = copy_object(storage, blobs, obj)
-            except ObjectGone:
-                events.append({**event, "action": "gone"})  # deleted again before the capture: its delete follows
+    for history in stats.objects.values():
+        current, newest = None, True
+        for event in reversed(history):  # newest first: only the newest put may be what the source holds now
+            if event["action"] != "put" or not (event["bucket"] and event["path"]):
                 continue
-            events.append({**event, **entry.row()})
-            blob_rows.append(entry.blob_row())
-        else:
-            events.append(event)
+            checked = _same_version if newest else lambda etag, md5: etag is not None and etag == md5
+            newest = False
+            if current is None:
+                obj = ObjectInfo(event["bucket"], event["path"], 0, "", event["commit_time"], id=event["id"])
+                try:
+                    current = copy_object(storage, blobs, obj)
+                    blob_rows.append(current.blob_row())
+                except ObjectGone:
+                    current = False  # deleted since: no version of this segment can be read
+            if current and checked(event.get("row_etag"), current.md5):
+                event.update(current.row())
+            else:
+                event["action"] = "unavailable"
+        events += history
+    events.sort(key=lambda e: e["commit_time"])
     return events, blob_rows
 
 
@@ -156,6 +180,7 @@ def _capture(source: ChangeSource, writer: BackupWriter, *, dag_id: str, run_id:
             writer.add(SEGMENT_BLOBS_ARTIFACT, gzip_json_lines(blob_rows), encrypt=False)
             storage_summary = {"objects": len(events), "stored": len(blob_rows),
                                "deleted": sum(e["action"] == "delete" for e in events),
+                               "unavailable": sum(e["action"] == "unavailable" for e in events),
                                "bytes": sum(row["size"] for row in blob_rows)}
         writer.verify()
         changed = changed_tables(previous_schema, seen["schema"]) if previous_schema is not None else []

@@ -143,8 +143,19 @@ def plan_storage_chain(snapshot: Manifest, locations: Mapping[str, Location], un
                          until, accept_earlier=accept_earlier)
 
 
+@dataclass
+class ObjectsAt:
+    """The objects a storage snapshot moved on to a moment holds; ``unnamed``: deletes whose object cannot
+    be named; ``unavailable``: objects whose version current at the moment could not be read when it was
+    captured (overwritten again or deleted first), each with the time that version was written."""
+
+    entries: list[IndexEntry]
+    unnamed: list[str]
+    unavailable: dict[str, str]
+
+
 def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPlan, locations: Mapping[str, Location],
-               identities: Sequence[Identity] = ()) -> tuple[list[IndexEntry], list[str]]:
+               identities: Sequence[Identity] = ()) -> ObjectsAt:
     """The snapshot's objects moved on to ``plan.until`` by the segments' object events (puts and deletes
     committed after its listing started), in index order; a delete whose object cannot be named is returned
     apart. Objects are followed by id: Supabase moves an object (to another name or bucket) by updating its
@@ -154,16 +165,26 @@ def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPla
     by_name = {(entry.bucket, entry.path): entry for entry in entries}
     by_id = {entry.object_id: (entry.bucket, entry.path) for entry in entries if entry.object_id}
     unnamed: list[str] = []
+    unavailable: dict[tuple[str, str], str] = {}
+
+    def result() -> ObjectsAt:
+        return ObjectsAt([by_name[name] for name in sorted(by_name)], unnamed,
+                         {f"{bucket}/{path}": moment for (bucket, path), moment in sorted(unavailable.items())})
+
     for segment_id, location_name in plan.segments:
         manifest = locations[location_name].read_manifest(BackupType.INCREMENTAL, segment_id)
         for event in read_object_events(locations[location_name], manifest, identities):
             moment = datetime.fromisoformat(event["commit_time"])
             if until is not None and moment > until:
-                return [by_name[name] for name in sorted(by_name)], unnamed
+                return result()
             if moment <= started:
                 continue
             name = (event["bucket"], event["path"]) if event.get("path") else by_id.get(event.get("id"))
-            if event["action"] == "put":
+            if name is not None and event["action"] in ("put", "delete", "unavailable"):
+                unavailable.pop(name, None)
+            if event["action"] == "unavailable":
+                unavailable[name] = event["commit_time"]
+            elif event["action"] == "put":
                 moved_from = by_id.get(event.get("id"))
                 if moved_from not in (None, name) and getattr(by_name.get(moved_from), "object_id", None) == event["id"]:
                     del by_name[moved_from]  # a move keeps the row's id: the old name is gone
@@ -173,12 +194,13 @@ def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPla
             elif event["action"] == "truncate":  # TRUNCATE storage.objects: every object row is gone
                 by_name.clear()
                 by_id.clear()
+                unavailable.clear()
             elif event["action"] == "delete":
                 if name is None:
                     unnamed.append(str(event.get("id")))
                 else:
                     by_name.pop(name, None)
-    return [by_name[name] for name in sorted(by_name)], unnamed
+    return result()
 
 
 def outside_change_stream(details: Mapping[str, Any]) -> str | None:

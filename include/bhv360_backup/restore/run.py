@@ -202,6 +202,7 @@ def _unlocked(location: Location, reason: str) -> None:
 def restore_storage_component(
     component: ComponentPlan, locations: Mapping[str, Location], targets: RestoreTargets,
     only: set[tuple[str, str]] | None = None, rows: set[tuple[str, str]] | None = None,
+    accept_earlier: bool = False,
 ) -> dict[str, Any]:
     """Restore a storage snapshot, moved on to a point in time by its chain's object events when planned;
     ``rows``: the ``storage.objects`` names of the database restored with it, which say which objects
@@ -214,10 +215,18 @@ def restore_storage_component(
     entries, extra = None, {}
     if component.chain:
         chain = ChainPlan.from_dict(component.chain)
-        entries, unnamed = objects_at(list(read_index(ordered[0], manifest, targets.identities)), manifest, chain,
-                                      locations, targets.identities)
+        found = objects_at(list(read_index(ordered[0], manifest, targets.identities)), manifest, chain, locations,
+                           targets.identities)
+        entries, unnamed = found.entries, found.unnamed
+        if found.unavailable and not accept_earlier:
+            named = ", ".join(f"{name} (written {moment})" for name, moment in list(found.unavailable.items())[:20])
+            raise BackupError(f"storage as at {chain.until}: {len(found.unavailable)} object(s) had a version then "
+                              f"that was never captured (overwritten again or deleted before the capture read it): "
+                              f"{named}. Choose another moment, or set accept_earlier_point to restore the older "
+                              "version of each (the report names them)")
         extra = {"point_in_time": {"until": chain.until, "chain_reaches": chain.reaches, "segments": len(chain.segments),
-                                   "objects": len(entries), "unnamed_deletes": unnamed[:20] if rows is None else []}}
+                                   "objects": len(entries), "unnamed_deletes": unnamed[:20] if rows is None else [],
+                                   **({"older_than_the_moment": found.unavailable} if found.unavailable else {})}}
         if rows is not None:  # the restored database says which objects exist at that moment
             known = {(entry.bucket, entry.path) for entry in entries}
             extra["storage_objects"] = storage_cross_check(rows, known)
@@ -319,7 +328,8 @@ def execute_plan(
                 report[name] = restore_database_component(component, request, locations, targets)
             elif name == "storage":
                 rows = restored_rows(targets) if plan.component("database") and component.chain else None
-                report[name] = restore_storage_component(component, locations, targets, rows=rows)
+                report[name] = restore_storage_component(component, locations, targets, rows=rows,
+                                                         accept_earlier=request.accept_earlier_point)
             else:
                 report[name] = restore_config_component(component, locations, targets)
         except RestoreMismatch as mismatch:
