@@ -249,3 +249,31 @@ def test_a_storage_version_never_captured_refuses_a_restore_to_its_moment(logica
     assert list(files.report["storage"]["point_in_time"]["older_than_the_moment"]) == ["certificates/a.pdf"]
     with pytest.raises(BackupError, match=r"certificates/b.pdf"):
         files.restored_at(after)
+
+
+def test_buckets_are_restored_as_they_were_at_the_moment_and_a_target_holding_more_is_refused(
+        logical_db, storage_api, repo, tmp_path):
+    from bhv360_backup.restore.storage import SupabaseSink
+    from tests.fixtures.supabase_storage import SERVICE_KEY
+
+    locations, recipients, identities = repo
+    files = StorageChain(logical_db, storage_api, locations, recipients, identities, tmp_path)
+    files.set_public("certificates", True)  # public in the snapshot
+    files.upload("a.pdf", b"%PDF a")
+    files.start()
+    files.set_public("certificates", False)  # the owner made it private after the snapshot
+    files.create_bucket("floor-plans")  # a bucket created after the snapshot, with a file
+    files.upload("org-1/plan.png", b"\x89PNG plan", bucket="floor-plans")
+    moment = run(logical_db, "SELECT 1")
+    files.capture()
+
+    storage_api.reset()  # a new project
+    project = SupabaseSink(storage_api.url, SERVICE_KEY, files.storage())
+    files.restore(moment, project)
+    assert storage_api.buckets["certificates"]["public"] is False
+    assert "floor-plans" in storage_api.buckets and ("floor-plans", "org-1/plan.png") in storage_api.objects
+
+    storage_api.put("certificates", "uploaded-later.pdf", b"%PDF later")  # not in the backup at that moment
+    with pytest.raises(BackupError, match=r"holds 1 object\(s\) the backup does not \(e.g. "
+                                          r"certificates/uploaded-later.pdf\)"):
+        files.restore(moment, SupabaseSink(storage_api.url, SERVICE_KEY, files.storage()))

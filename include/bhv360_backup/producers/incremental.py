@@ -28,6 +28,7 @@ from bhv360_backup.streams import gzip_json_lines
 log = logging.getLogger(__name__)
 
 STORAGE_OBJECTS = ("storage", "objects")
+STORAGE_BUCKETS = ("storage", "buckets")
 
 
 @dataclass
@@ -80,6 +81,8 @@ def _counted(changes: Iterator[dict[str, Any]], stats: SegmentStats, keys: dict[
                     stats.without_key.setdefault(table, stats.last_commit or "")
             if change.get("table") == list(STORAGE_OBJECTS):
                 pending.append(_object_event(change))
+            elif change.get("table") == list(STORAGE_BUCKETS):
+                pending.append(_bucket_event(change))
             elif change["op"] == "truncate" and list(STORAGE_OBJECTS) in change["tables"]:
                 pending.append({"action": "truncate", "id": None, "bucket": None, "path": None})
         elif "message" in change and change["message"] != BARRIER_PREFIX:
@@ -99,6 +102,20 @@ def _object_event(change: dict[str, Any]) -> dict[str, Any]:
             etag = None
         event["row_etag"] = etag.strip('"') if isinstance(etag, str) else None
     return event
+
+
+def _bucket_event(change: dict[str, Any]) -> dict[str, Any]:
+    """A bucket created, changed (``bucket``, with its definition as the row has it) or deleted."""
+    tuple_ = change.get("new") or change.get("old_key") or []
+    bucket = _value(tuple_, "id")
+    if change["op"] == "delete":
+        return {"action": "bucket_delete", "id": None, "bucket": bucket, "path": ""}
+    limit, types = _value(tuple_, "file_size_limit"), _value(tuple_, "allowed_mime_types")
+    return {"action": "bucket", "id": None, "bucket": bucket, "path": "",
+            "definition": {"id": bucket, "public": _value(tuple_, "public") in ("true", True),
+                           "file_size_limit": int(limit) if limit is not None else None,
+                           "allowed_mime_types": [item.strip('"') for item in types.strip("{}").split(",") if item]
+                           if types is not None else None}}
 
 
 def _same_version(row_etag: str | None, md5: str | None) -> bool:

@@ -152,6 +152,7 @@ class ObjectsAt:
     entries: list[IndexEntry]
     unnamed: list[str]
     unavailable: dict[str, str]
+    buckets: list[dict[str, Any]]  # the bucket definitions at the moment
 
 
 def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPlan, locations: Mapping[str, Location],
@@ -166,10 +167,12 @@ def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPla
     by_id = {entry.object_id: (entry.bucket, entry.path) for entry in entries if entry.object_id}
     unnamed: list[str] = []
     unavailable: dict[tuple[str, str], str] = {}
+    buckets = {bucket["id"]: bucket for bucket in snapshot.details.get("buckets", [])}
 
     def result() -> ObjectsAt:
         return ObjectsAt([by_name[name] for name in sorted(by_name)], unnamed,
-                         {f"{bucket}/{path}": moment for (bucket, path), moment in sorted(unavailable.items())})
+                         {f"{bucket}/{path}": moment for (bucket, path), moment in sorted(unavailable.items())},
+                         [buckets[bucket] for bucket in sorted(buckets)])
 
     for segment_id, location_name in plan.segments:
         manifest = locations[location_name].read_manifest(BackupType.INCREMENTAL, segment_id)
@@ -178,6 +181,12 @@ def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPla
             if until is not None and moment > until:
                 return result()
             if moment <= started:
+                continue
+            if event["action"] == "bucket":
+                buckets[event["bucket"]] = event["definition"]
+                continue
+            if event["action"] == "bucket_delete":
+                buckets.pop(event["bucket"], None)
                 continue
             name = (event["bucket"], event["path"]) if event.get("path") else by_id.get(event.get("id"))
             if name is not None and event["action"] in ("put", "delete", "unavailable"):

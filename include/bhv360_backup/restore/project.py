@@ -176,6 +176,8 @@ def apply_project(section: Mapping[str, Any], secrets: Mapping[str, Mapping[str,
     for index, setter in enumerate(pending):
         body = _body(setter, backup.settable[setter.section], target.settable[setter.section],
                      secrets.get(setter.section, {}), report)
+        if body and setter.method != "PATCH":  # PUT and apply replace the whole setting: send all of it
+            body = {**backup.settable[setter.section], **body}
         if not body:
             continue
         try:

@@ -212,12 +212,12 @@ def restore_storage_component(
     ordered = _ordered(locations, component.location)
     manifest = ordered[0].read_manifest(BackupType.STORAGE, component.backup_id)
     started = time.monotonic()
-    entries, extra = None, {}
+    entries, extra, buckets = None, {}, None
     if component.chain:
         chain = ChainPlan.from_dict(component.chain)
         found = objects_at(list(read_index(ordered[0], manifest, targets.identities)), manifest, chain, locations,
                            targets.identities)
-        entries, unnamed = found.entries, found.unnamed
+        entries, unnamed, buckets = found.entries, found.unnamed, found.buckets
         if found.unavailable and not accept_earlier:
             named = ", ".join(f"{name} (written {moment})" for name, moment in list(found.unavailable.items())[:20])
             raise BackupError(f"storage as at {chain.until}: {len(found.unavailable)} object(s) had a version then "
@@ -234,7 +234,7 @@ def restore_storage_component(
     # a restore reads blobs for hours: garbage collection must wait, as for a run that adds them
     with shared_lock(ordered, f"restore of {component.backup_id}", unreachable=_unlocked):
         result = restore_snapshot(manifest, ordered, targets.sink, parallelism=targets.parallelism, only=only,
-                                  identities=targets.identities, entries=entries)
+                                  identities=targets.identities, entries=entries, buckets=buckets)
     report = {"backup_id": component.backup_id, "target": targets.sink.describe(),
               "seconds": round(time.monotonic() - started, 1), **result.to_dict(), **extra}
     problems = result.failed + result.refused + result.check_problems

@@ -74,6 +74,11 @@ class StorageSink(ABC):
     def check(self, entries: Iterable[IndexEntry]) -> list[str]:
         """After the restore: every object is at the target with its size (and content, where readable)."""
 
+    def present(self) -> set[tuple[str, str]]:
+        """``(bucket, path)`` of the objects the target held before the restore, in the prepared buckets (a
+        folder target is new or empty: none)."""
+        return set()
+
 
 NAME_MAX = 255
 
@@ -182,22 +187,31 @@ class SupabaseSink(StorageSink):
         buckets = [bucket for bucket in buckets if bucket["id"] not in self._listed]
         if not buckets:
             return
-        present = {bucket.id for bucket in self._source.list_buckets()}
+        present = {bucket.id: bucket.to_dict() for bucket in self._source.list_buckets()}
         for bucket in buckets:
+            definition = {"public": bucket.get("public", False), "file_size_limit": bucket.get("file_size_limit"),
+                          "allowed_mime_types": bucket.get("allowed_mime_types")}
             if bucket["id"] not in present:
-                response = self._http.post("/bucket", json={"id": bucket["id"], "name": bucket["id"],
-                                                            "public": bucket.get("public", False),
-                                                            "file_size_limit": bucket.get("file_size_limit"),
-                                                            "allowed_mime_types": bucket.get("allowed_mime_types")})
+                response = self._http.post("/bucket", json={"id": bucket["id"], "name": bucket["id"], **definition})
                 if response.status_code >= 400:
                     raise BackupError(f"cannot create bucket {bucket['id']}: HTTP {response.status_code} {response.text[:200]}")
                 log.info("created bucket %s", bucket["id"])
+            elif {name: present[bucket["id"]].get(name) for name in definition} != definition:
+                # a bucket made private since must not come back public: its definition is the backup's
+                response = self._http.put(f"/bucket/{urllib.parse.quote(bucket['id'], safe='')}", json=definition)
+                if response.status_code >= 400:
+                    raise BackupError(f"cannot set bucket {bucket['id']}'s definition: HTTP {response.status_code} "
+                                      f"{response.text[:200]}")
+                log.info("set bucket %s to its recorded definition", bucket["id"])
             for obj in self._source.list_objects(bucket["id"]):
                 self._existing[(obj.bucket, obj.path)] = (obj.size, obj.etag)
             self._listed.add(bucket["id"])
 
     def is_identical(self, entry: IndexEntry) -> bool:
         return entry.md5 is not None and self._existing.get((entry.bucket, entry.path)) == (entry.size, entry.md5)
+
+    def present(self) -> set[tuple[str, str]]:
+        return set(self._existing)
 
     def write(self, entry: IndexEntry, chunks: Iterator[bytes]) -> None:
         safe_object_path(entry)
@@ -249,16 +263,26 @@ def restore_snapshot(
     only: set[tuple[str, str]] | None = None,
     identities: Sequence[Identity] = (),
     entries: Sequence[IndexEntry] | None = None,
+    buckets: Sequence[dict[str, Any]] | None = None,
 ) -> StorageRestoreResult:
-    """Restore every object of the snapshot (or ``entries``, the snapshot moved on to a point in time; or
-    those in ``only``) into ``sink`` and check the result; encrypted objects are decrypted with ``identities``.
+    """Restore every object of the snapshot (or ``entries``, the snapshot moved on to a point in time, with
+    its ``buckets``; or those in ``only``) into ``sink`` and check the result; encrypted objects are
+    decrypted with ``identities``.
     The index streams through twice (restore, then check), never held whole."""
 
     def selected() -> Iterator[IndexEntry]:
         index = read_index(locations[0], manifest, identities) if entries is None else entries
         return (entry for entry in index if only is None or (entry.bucket, entry.path) in only)
 
-    sink.prepare(manifest.details.get("buckets", []))
+    sink.prepare(list(buckets) if buckets is not None else manifest.details.get("buckets", []))
+    if only is None and (extra := sink.present()):
+        for entry in selected():
+            extra.discard((entry.bucket, entry.path))
+        if extra:  # left there, the buckets would not be what they held: refused before any object is written
+            named = ", ".join(f"{bucket}/{path}" for bucket, path in sorted(extra)[:10])
+            raise BackupError(f"{sink.describe()} holds {len(extra)} object(s) the backup does not (e.g. {named}): "
+                              "a restore would leave them and the buckets would differ from the backup. Restore into "
+                              "an empty project or bucket, or delete them first")
     result = StorageRestoreResult()
     refused: set[tuple[str, str]] = set()
     lock = threading.Lock()
