@@ -124,3 +124,12 @@ def test_a_difference_only_the_target_has_fails_the_restore(source, restored, tm
     run(restored, "CREATE TABLE leftover (id int)")  # not the backup's: a restore never drops what it did not make
     with pytest.raises(RestoreMismatch, match="table public.leftover: in the target only"):
         restore_into(restored, locations, tmp_path)
+
+
+def test_a_routine_with_several_arguments_is_in_its_own_schema():
+    """A key holds the arguments, spaces and all (once read as the schema ``text)``: a platform function
+    counted as the project's, and its owner asked for)."""
+    assert access.schema_of("function vault.create_secret(new_secret text, new_name text)") == "vault"
+    assert access.schema_of("materialized view public.beat_count") == "public"
+    assert access.schema_of("schema storage") == "storage"
+    assert access.schema_of("default privileges of postgres in public on tables") is None

@@ -221,3 +221,24 @@ def test_a_restore_that_fails_after_its_first_write_marks_the_target_and_says_wh
         comment = connection.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
                                      "WHERE datname = current_database()").fetchone()[0]
     assert comment.startswith("bhv360-backup: restored from database backup") and "checked equal" in comment
+
+
+def test_vault_secrets_survive_into_a_project_with_its_own_root_key(platform, tmp_path, no_connection_options):
+    from tests.conftest import AGE_IDENTITY
+
+    source = new_project(platform)
+    run(source, "SELECT vault.create_secret('re_live_canary_9f2e', 'resend_api_key', 'mail for drills')")
+    encrypted = [LocalLocation(tmp_path / "encrypted")]
+    dump(source, encrypted, (AGE_IDENTITY.to_public(),))
+    target = new_project(platform)
+    plan, report = restore_into(target, encrypted, tmp_path, (AGE_IDENTITY,), supabase_target=True)
+    assert report["database"]["vault"] == {"created": ["resend_api_key"], "present": []}
+    with target.connect() as connection:
+        assert connection.execute("SELECT decrypted_secret, description FROM vault.decrypted_secrets "
+                                  "WHERE name = 'resend_api_key'").fetchone() == ("re_live_canary_9f2e", "mail for drills")
+
+    plain = [LocalLocation(tmp_path / "plain")]
+    dump(source, plain)  # without encryption the value is not kept: a manual step names the secret
+    plan, report = restore_into(new_project(platform), plain, tmp_path, supabase_target=True)
+    assert report["database"]["manual_steps"] == ["vault secret resend_api_key: create it by hand (backups were not "
+                                                  "encrypted, so its value was not kept)"]

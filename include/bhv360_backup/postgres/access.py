@@ -298,13 +298,12 @@ def record(cursor: psycopg.Cursor, row_counts: Mapping[str, int]) -> dict[str, A
 # --- comparison: which objects a restore restored, and how they differ ---------------------------------------
 
 def schema_of(key: str) -> str | None:
-    kind_and_name = key.split(" ")
-    name = kind_and_name[-1]
-    if key.startswith("schema "):
-        return name
+    """The schema a model key's object lives in (None for those of no schema). A routine's key holds its
+    arguments, spaces and all: the name is what follows the kind."""
     if key.startswith(("publication ", "event trigger ", "default privileges ")):
         return None
-    return name.split(".", 1)[0]
+    name = key[len(kind_of(key)) + 1:]
+    return name if key.startswith("schema ") else name.split(".", 1)[0]
 
 
 @dataclass(frozen=True)

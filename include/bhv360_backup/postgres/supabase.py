@@ -27,3 +27,11 @@ SUPABASE_SKIPPED_TABLES = frozenset({
     "auth.schema_migrations", "storage.migrations", "supabase_functions.migrations",
     "supabase_migrations.schema_migrations",
 })
+
+
+def project_data(table: str) -> bool:
+    """Whether a table's rows (``schema.name``) are the project's, so a restore into a new project carries
+    them: the project's own schemas, and ``auth``'s and ``storage``'s data without the migration history."""
+    schema = table.split(".", 1)[0]
+    in_scope = schema not in SUPABASE_INTERNAL_SCHEMAS or schema in SUPABASE_DATA_SCHEMAS
+    return in_scope and table not in SUPABASE_SKIPPED_TABLES

@@ -14,10 +14,12 @@ from bhv360_backup.postgres.client import (
     tool_major,
 )
 from bhv360_backup.repository.compression import DEFAULT_DUMP_COMPRESSION, DumpCompression
+from bhv360_backup.repository.config import fingerprint
 from bhv360_backup.repository.database import (
     ACCESS_MODEL_ARTIFACT,
     ROLES_ARTIFACT,
     STORAGE_OBJECTS_ARTIFACT,
+    VAULT_SECRETS_ARTIFACT,
     dump_path,
 )
 from bhv360_backup.repository.manifest import Manifest
@@ -79,6 +81,9 @@ def dump_database(
                 stats, model = stats_future.result()
                 outside = snapshot.outside_change_stream() if (snapshot.chain or {}).get("exists") else None
             writer.add_bytes(ACCESS_MODEL_ARTIFACT, (json.dumps(model, sort_keys=True, indent=1) + "\n").encode())
+            vault = snapshot.vault_secrets()
+            if vault and writer.encrypted:
+                writer.add(VAULT_SECRETS_ARTIFACT, [json.dumps(vault, sort_keys=True).encode()])
             if snapshot.has_storage_objects():
                 writer.add(STORAGE_OBJECTS_ARTIFACT, gzip_json_lines(list(row) for row in snapshot.storage_object_names()))
             writer.add(
@@ -101,6 +106,8 @@ def dump_database(
                 "access": access_summary(model),
                 **({"chain": snapshot.chain} if snapshot.chain else {}),
                 **({"outside_change_stream": outside} if outside else {}),
+                **({"vault": {"secrets": {item["name"]: fingerprint(item["secret"]) for item in vault},
+                              "kept": writer.encrypted}} if vault else {}),
             },
         )
     except BaseException:

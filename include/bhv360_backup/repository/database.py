@@ -1,7 +1,9 @@
 """The database backup format: ``database.dump`` (pg_dump's custom format compressed by pg_dump itself,
 restorable with the seed's ``pg_restore -d CONN FILE``) or ``database.dump.zst`` (the uncompressed custom
 format compressed with zstd in the worker: ``zstd -d`` then ``pg_restore``), ``roles.sql``, ``access-model.json`` (who may read what, and what each API
-role sees), and ``storage-objects.jsonl.gz`` (the names in ``storage.objects``, for the full set)."""
+role sees), ``storage-objects.jsonl.gz`` (the names in ``storage.objects``, for the full set) and, with
+encryption on, ``vault-secrets.json`` (Supabase Vault's secrets, decrypted: a new project has its own root
+key, so the encrypted rows could not be read there)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ ZSTD_DUMP_ARTIFACT = "database.dump.zst"
 ROLES_ARTIFACT = "roles.sql"
 STORAGE_OBJECTS_ARTIFACT = "storage-objects.jsonl.gz"
 ACCESS_MODEL_ARTIFACT = "access-model.json"
+VAULT_SECRETS_ARTIFACT = "vault-secrets.json"
 
 
 def dump_path(compression: DumpCompression) -> str:
@@ -38,6 +41,13 @@ def read_storage_objects(location: Location, manifest: Manifest) -> set[tuple[st
     if STORAGE_OBJECTS_ARTIFACT not in {a.path for a in manifest.artifacts}:
         return None
     return {tuple(row) for row in read_json_lines_artifact(location, manifest, STORAGE_OBJECTS_ARTIFACT)}
+
+
+def read_vault_secrets(location: Location, manifest: Manifest, identities: Sequence[Identity] = ()) -> list[dict] | None:
+    """Vault's secrets a database backup kept (name, description, secret), or None where it kept none."""
+    if VAULT_SECRETS_ARTIFACT not in {a.path for a in manifest.artifacts}:
+        return None
+    return json.loads(read_checked_artifact(location, manifest, VAULT_SECRETS_ARTIFACT, identities))
 
 
 def read_access_model(location: Location, manifest: Manifest, identities: Sequence[Identity] = ()) -> dict | None:

@@ -36,8 +36,9 @@ from bhv360_backup.postgres.supabase import (
     SUPABASE_INTERNAL_SCHEMAS,
     SUPABASE_PLATFORM_ROLES,
     SUPABASE_RESERVED_ROLES,
-    SUPABASE_SKIPPED_TABLES,
+    project_data,
 )
+from bhv360_backup.repository.config import fingerprint
 from bhv360_backup.repository.manifest import iso, utc_now
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,7 @@ def supabase_lists(toc: Iterable[str], existing_publications: Collection[str] = 
             continue
         kind, namespace, name = entry
         if kind in _DATA_KINDS:
-            internal = namespace in SUPABASE_INTERNAL_SCHEMAS and namespace not in SUPABASE_DATA_SCHEMAS
-            if not internal and f"{namespace}.{name}" not in SUPABASE_SKIPPED_TABLES:
+            if project_data(f"{namespace}.{name}"):
                 data.append(line)
         elif kind == "SCHEMA":
             if name not in SUPABASE_INTERNAL_SCHEMAS and name != "public":
@@ -294,9 +294,39 @@ def create_extensions(target: PgTarget, recorded: Sequence[Mapping[str, str]], s
     return created
 
 
+# --- Supabase Vault -------------------------------------------------------------------------------------------
+
+def has_vault(target: PgTarget) -> bool:
+    with target.connect() as connection:
+        return connection.execute("SELECT to_regproc('vault.create_secret') IS NOT NULL").fetchone()[0]
+
+
+def restore_vault_secrets(target: PgTarget, secrets: Sequence[Mapping[str, Any]],
+                          recorded: Mapping[str, str]) -> tuple[dict[str, list[str]], list[str]]:
+    """Re-create Vault's secrets in the target with ``vault.create_secret`` (encrypted under the target's own
+    root key; the source's encrypted rows are never copied), those it lacks by name, then verify each by name
+    and fingerprint. Returns what was done and every difference (secret values are never in either)."""
+    done: dict[str, list[str]] = {"created": [], "present": []}
+    with target.connect(autocommit=True) as connection:
+        for secret in secrets:
+            exists = connection.execute("SELECT 1 FROM vault.decrypted_secrets WHERE name = %s",
+                                        [secret["name"]]).fetchone()
+            if exists:
+                done["present"].append(secret["name"])
+                continue
+            connection.execute("SELECT vault.create_secret(%s, %s, %s)",
+                               [secret["secret"], secret["name"], secret["description"] or ""])
+            done["created"].append(secret["name"])
+        found = {name: fingerprint(value) for name, value in connection.execute(
+            "SELECT name, decrypted_secret FROM vault.decrypted_secrets WHERE name = ANY(%s)", [list(recorded)])}
+    differences = [f"vault secret {name}: {'missing' if name not in found else 'its value differs from the backup'}"
+                   for name, digest in sorted(recorded.items()) if found.get(name) != digest]
+    return done, differences
+
+
 # --- the target's own word on its state -------------------------------------------------------------------
 
-RESTORE_STEPS = ("extensions", "roles", "schema and data", "access model", "point-in-time replay")
+RESTORE_STEPS = ("extensions", "roles", "schema and data", "access model", "vault secrets", "point-in-time replay")
 
 
 def _mark(target: PgTarget, text: str) -> bool:

@@ -11,7 +11,7 @@ identity, or a schema or access change (which the chain itself marks).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -238,6 +238,7 @@ class ReplayReport:
     reached: str | None = None
     stopped: str | None = None
     sequences: int = 0
+    platform_changes: int = 0  # changes of the platform's own tables, left to the new project
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -378,9 +379,11 @@ def _statement(change: Mapping[str, Any], keys: Mapping[str, Any],
 
 
 def replay(target: PgTarget, base: Manifest, plan: ChainPlan, locations: Mapping[str, Location],
-           identities: Sequence[Identity] = ()) -> ReplayReport:
+           identities: Sequence[Identity] = (), restored: Callable[[str], bool] | None = None) -> ReplayReport:
     """Apply the planned segments' transactions that the dump lacks, up to ``plan.until``; set every
-    sequence to its value at the end of the last segment applied."""
+    sequence to its value at the end of the last segment applied. ``restored(table)`` says which tables'
+    changes the restore carries (into a Supabase project, the project's: the platform's own tables, such
+    as ``realtime`` or ``vault``, are the new project's)."""
     snapshot = base.details["chain"]["snapshot"]
     until = parse_iso(plan.until) if plan.until else None
     report = ReplayReport(stopped=plan.stop)
@@ -421,6 +424,10 @@ def replay(target: PgTarget, base: Manifest, plan: ChainPlan, locations: Mapping
                         report.changes += statements
                         report.reached = change["time"]
                 elif "op" in change and not skip:
+                    if restored is not None and not all(restored(".".join(table)) for table in
+                                                        change.get("tables") or [change["table"]]):
+                        report.platform_changes += 1
+                        continue
                     built = _statement(change, keys, catalog)
                     if isinstance(built, str):
                         connection.rollback()
@@ -439,6 +446,8 @@ def replay(target: PgTarget, base: Manifest, plan: ChainPlan, locations: Mapping
                                              f"found {cursor.rowcount} rows, not 1: the segments do not follow this "
                                              "backup")
                     statements += 1
+        if restored is not None:
+            sequences = {name: value for name, value in sequences.items() if restored(name)}
         return _finish(cursor, connection, report, sequences)
 
 

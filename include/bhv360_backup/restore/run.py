@@ -17,8 +17,14 @@ from bhv360_backup.errors import BackupError
 from bhv360_backup.locations.base import Location
 from bhv360_backup.locations.local import LocalWriter
 from bhv360_backup.postgres.client import PgTarget, find_client
+from bhv360_backup.postgres.supabase import project_data
 from bhv360_backup.repository.config import CONFIG_ARTIFACT, PROJECT_SECRETS_ARTIFACT
-from bhv360_backup.repository.database import ROLES_ARTIFACT, dump_artifact, read_access_model
+from bhv360_backup.repository.database import (
+    ROLES_ARTIFACT,
+    dump_artifact,
+    read_access_model,
+    read_vault_secrets,
+)
 from bhv360_backup.repository.fullset import storage_cross_check
 from bhv360_backup.repository.layout import BackupType, artifact_key
 from bhv360_backup.repository.locks import shared_lock
@@ -31,10 +37,12 @@ from bhv360_backup.restore.database import (
     apply_roles,
     check_access,
     create_extensions,
+    has_vault,
     marked_while_restoring,
     missing_extensions,
     preflight,
     restore_dump,
+    restore_vault_secrets,
 )
 from bhv360_backup.restore.pitr import ChainPlan, ReplayMismatch, objects_at, outside_change_stream, replay
 from bhv360_backup.restore.plan import ComponentPlan, RestorePlan
@@ -132,6 +140,11 @@ def restore_database_component(
     major = int(manifest.details["server_version"].split(".")[0])
     summary = manifest.details.get("access")
     state = ready_target(component, summary, request, targets.database)
+    vault = manifest.details.get("vault") if request.supabase_target else None
+    if vault and vault["kept"] and not has_vault(targets.database):
+        raise BackupError(f"database backup {component.backup_id} holds {len(vault['secrets'])} Vault secret(s) and "
+                          f"{targets.database.describe()} has no Vault: enable the vault extension (Database > "
+                          "Extensions), then restore again; nothing was written")
     staging = targets.work_dir / "staging"
     staging.mkdir(parents=True, exist_ok=True, mode=0o700)
     started = time.monotonic()
@@ -169,13 +182,22 @@ def restore_database_component(
             report["access"] = {"checked": True, **check.to_dict()}
             report["written"].append("access model")
             problems += check.differences
+        if vault and vault["kept"]:
+            report["vault"], differences = restore_vault_secrets(
+                targets.database, read_vault_secrets(location, manifest, targets.identities) or [], vault["secrets"])
+            problems += differences
+            report["written"].append("vault secrets")
+        elif vault:
+            report["manual_steps"] = [f"vault secret {name}: create it by hand (backups were not encrypted, so its "
+                                      "value was not kept)" for name in sorted(vault["secrets"])]
         if problems:
             raise RestoreMismatch(f"restored database does not match backup {component.backup_id}: "
                                   + "; ".join(problems[:20]), report)
         if component.chain:
             chain = ChainPlan.from_dict(component.chain)
             try:
-                replayed = replay(targets.database, manifest, chain, locations, targets.identities)
+                replayed = replay(targets.database, manifest, chain, locations, targets.identities,
+                                  restored=project_data if request.supabase_target else None)
             except ReplayMismatch as mismatch:
                 raise RestoreMismatch(f"point-in-time replay over backup {component.backup_id}: {mismatch}", report) from None
             report["written"].append("point-in-time replay")

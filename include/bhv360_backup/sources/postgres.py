@@ -47,6 +47,14 @@ class DatabaseSnapshot:
         large_objects = self.cursor.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]
         return {"unlogged_tables": list(unlogged), "materialized_views": list(views), "large_objects": large_objects}
 
+    def vault_secrets(self) -> list[dict[str, Any]] | None:
+        """Supabase Vault's secrets, decrypted (name, description, secret), or None without Vault."""
+        if self.cursor.execute("SELECT to_regclass('vault.decrypted_secrets')").fetchone()[0] is None:
+            return None
+        return [{"name": name, "description": description, "secret": secret} for name, description, secret in
+                self.cursor.execute("SELECT name, description, decrypted_secret FROM vault.decrypted_secrets "
+                                    "ORDER BY name")]
+
     def has_storage_objects(self) -> bool:
         """Whether the database has Supabase's ``storage.objects`` table."""
         return self.cursor.execute("SELECT to_regclass('storage.objects')").fetchone()[0] is not None
