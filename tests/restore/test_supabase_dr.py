@@ -242,3 +242,15 @@ def test_vault_secrets_survive_into_a_project_with_its_own_root_key(platform, tm
     plan, report = restore_into(new_project(platform), plain, tmp_path, supabase_target=True)
     assert report["database"]["manual_steps"] == ["vault secret resend_api_key: create it by hand (backups were not "
                                                   "encrypted, so its value was not kept)"]
+
+
+def test_a_project_that_already_has_the_backups_tables_is_refused_before_writing(platform, source, tmp_path):
+    locations = [LocalLocation(tmp_path / "backups")]
+    dump(source, locations)
+    target = new_project(platform)
+    run(target, "CREATE TABLE public.incidents (id int)")  # not a new project
+    with pytest.raises(BackupError, match=r"already has table\(s\) public.incidents that the backup restores: "
+                                          r"restore into a new project"):
+        restore_into(target, locations, tmp_path, supabase_target=True)
+    with target.connect() as connection:
+        assert connection.execute("SELECT to_regclass('public.profiles')").fetchone()[0] is None

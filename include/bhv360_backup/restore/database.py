@@ -296,9 +296,25 @@ def create_extensions(target: PgTarget, recorded: Sequence[Mapping[str, str]], s
 
 # --- Supabase Vault -------------------------------------------------------------------------------------------
 
-def has_vault(target: PgTarget) -> bool:
+def project_target_problems(details: Mapping[str, Any], target: PgTarget) -> list[str]:
+    """What a project must not have for a restore into it: tables of the backup's own schemas already there
+    (a restore would not replace them: restore into a new project), or no Vault for the secrets it holds."""
+    problems = []
+    tables = sorted(table for table in details.get("table_rows", {}) if project_data(table)
+                    and table.split(".", 1)[0] not in SUPABASE_DATA_SCHEMAS)
     with target.connect() as connection:
-        return connection.execute("SELECT to_regproc('vault.create_secret') IS NOT NULL").fetchone()[0]
+        present = [table for table, found in connection.execute(
+            "SELECT t, to_regclass(quote_ident(split_part(t, '.', 1)) || '.' || quote_ident(substr(t, "
+            "strpos(t, '.') + 1))) IS NOT NULL FROM unnest(%s::text[]) t", [tables]).fetchall() if found]
+        vault = connection.execute("SELECT to_regproc('vault.create_secret') IS NOT NULL").fetchone()[0]
+    if present:
+        problems.append(f"the target project already has table(s) {', '.join(present[:10])} that the backup restores: "
+                        "restore into a new project (a restore into a project does not replace its tables)")
+    secrets = (details.get("vault") or {})
+    if secrets.get("kept") and not vault:
+        problems.append(f"the backup holds {len(secrets['secrets'])} Vault secret(s) and the target has no Vault: "
+                        "enable the vault extension (Database > Extensions)")
+    return problems
 
 
 def restore_vault_secrets(target: PgTarget, secrets: Sequence[Mapping[str, Any]],

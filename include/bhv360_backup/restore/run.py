@@ -37,10 +37,10 @@ from bhv360_backup.restore.database import (
     apply_roles,
     check_access,
     create_extensions,
-    has_vault,
     marked_while_restoring,
     missing_extensions,
     preflight,
+    project_target_problems,
     restore_dump,
     restore_vault_secrets,
 )
@@ -110,14 +110,17 @@ def verified_local_file(
     return target
 
 
-def ready_target(component: ComponentPlan, summary: dict[str, Any] | None, request: RestoreRequest,
+def ready_target(component: ComponentPlan, details: dict[str, Any], request: RestoreRequest,
                  target: PgTarget) -> TargetState:
-    """The target database's state, once it is known to take the backup's grants, policies and
-    extensions, and the restoring user to have every right the restore uses (every problem named
-    together in the error otherwise)."""
+    """The target database's state, once it is known to take the backup (its grants, policies,
+    extensions; into a project, its Vault secrets and a place free of its tables), and the restoring user
+    to have every right the restore uses (every problem named together in the error otherwise)."""
     state = TargetState.read(target)
+    summary = details.get("access")
     problems = preflight(summary, state, supabase=request.supabase_target, restore_roles=request.restore_roles,
                          owner_map=request.owner_map, replica_role=request.supabase_target or bool(component.chain))
+    if request.supabase_target:
+        problems += project_target_problems(details, target)
     if problems:
         raise BackupError(f"cannot restore database backup {component.backup_id} into {target.describe()}: "
                           + "; ".join(problems))
@@ -139,12 +142,8 @@ def restore_database_component(
     manifest = location.read_manifest(BackupType.DATABASE, component.backup_id)
     major = int(manifest.details["server_version"].split(".")[0])
     summary = manifest.details.get("access")
-    state = ready_target(component, summary, request, targets.database)
+    state = ready_target(component, manifest.details, request, targets.database)
     vault = manifest.details.get("vault") if request.supabase_target else None
-    if vault and vault["kept"] and not has_vault(targets.database):
-        raise BackupError(f"database backup {component.backup_id} holds {len(vault['secrets'])} Vault secret(s) and "
-                          f"{targets.database.describe()} has no Vault: enable the vault extension (Database > "
-                          "Extensions), then restore again; nothing was written")
     staging = targets.work_dir / "staging"
     staging.mkdir(parents=True, exist_ok=True, mode=0o700)
     started = time.monotonic()
@@ -318,7 +317,7 @@ def check_targets(
         return
     manifest = locations[component.location].read_manifest(BackupType.DATABASE, component.backup_id)
     summary = manifest.details.get("access")
-    state = ready_target(component, summary, request, targets.database)
+    state = ready_target(component, manifest.details, request, targets.database)
     if summary is None:
         plan.notes.append(f"database backup {component.backup_id} predates access models: grants are restored, "
                           "not compared")
