@@ -191,14 +191,14 @@ def json_line(row: Any) -> str:
     return json.dumps(row, ensure_ascii=False, sort_keys=True)
 
 
-def gzip_json_lines(rows: Iterable[Any]) -> Iterator[bytes]:
+def gzip_json_lines(rows: Iterable[Any], level: int = 6) -> Iterator[bytes]:
     """Rows as gzip-compressed JSON lines, produced in chunks."""
-    return gzip_lines(map(json_line, rows))
+    return gzip_lines(map(json_line, rows), level)
 
 
-def gzip_lines(lines: Iterable[str]) -> Iterator[bytes]:
-    """Text lines (each without its newline) gzip-compressed, produced in chunks."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+def gzip_lines(lines: Iterable[str], level: int = 6) -> Iterator[bytes]:
+    """Text lines (each without its newline) gzip-compressed at ``level``, produced in chunks."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
     pending: list[bytes] = []
     for line in lines:
         pending.append(line.encode() + b"\n")

@@ -69,3 +69,30 @@ def test_logical_decoding_messages_are_read_not_refused():
         "message": "app", "transactional": True, "size": 9}
     with pytest.raises(ChangeFormatError, match="message line"):
         parse("message: something else")
+
+
+def test_the_fast_column_reader_agrees_with_the_character_scanner_on_random_lines():
+    """Seeded: columns as test_decoding prints them (quoted and bare names, types with brackets and
+    modifiers, quoted values with doubled quotes and spaces, bare numbers, null, bit strings, unchanged
+    TOASTed values) read alike by the regular expression and by the scanner it stands in for."""
+    import random
+
+    from bhv360_backup.postgres.changes import _Line
+
+    rng = random.Random(2026)
+    alphabet = "ab yz'\"[]:.,é0\\"
+    types = ["integer", "text", "text[]", "character varying(20)[]", "numeric(5,2)", "\"my type\"", "public.mood"]
+
+    def column() -> str:
+        name = rng.choice(["id", "note_2", '"odd ""name"""', '"with space"', "déjà"])
+        kind = rng.choice(types)
+        value = rng.choice([
+            str(rng.randint(-99, 99)), "null", "unchanged-toast-datum", f"B'{rng.choice(['1', '0101'])}'",
+            "'" + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))).replace("'", "''") + "'"])
+        return f"{name}[{kind}]:{value}"
+
+    for _ in range(2000):
+        text = " ".join(column() for _ in range(rng.randint(1, 6)))
+        fast, slow = _Line(text), _Line(text)
+        assert fast.columns() == slow.columns_by_scanning(), text
+        assert fast.at == slow.at

@@ -26,6 +26,10 @@ UNCHANGED_TOAST = "unchanged-toast-datum"
 _BARE = re.compile(r"[^\s\[\].:,\"]+")
 _COMMIT = re.compile(r"^COMMIT (\d+) \(at (.+)\)$")
 _MESSAGE = re.compile(r"^message: transactional: ([01]) prefix: (.*), sz: (\d+) content:", re.DOTALL)
+_ROW_CHANGE = re.compile(r'table ([^\s\[\].:,"]+)\.([^\s\[\].:,"]+): (INSERT|UPDATE|DELETE): ')  # the common head
+# one column, ``name[type]:value `` (what :meth:`_Line.columns_by_scanning` reads a character at a time)
+_COLUMN = re.compile(r'(?:"((?:[^"]|"")*)"|([^\s\[\].:,"]+))\[(.*?)\]:'
+                     r"(?:(unchanged-toast-datum)|B?'((?:[^']|'')*)'|([^ ']*)) ?")
 
 
 class ChangeFormatError(ValueError):
@@ -88,7 +92,30 @@ class _Line:
         return None if token == "null" else token
 
     def columns(self, stop: str | None = None) -> tuple[list[list[Any]], list[str]]:
-        """``[[name, type, value], …]`` and the names of unchanged TOASTed columns, up to ``stop`` or the end."""
+        """``[[name, type, value], …]`` and the names of unchanged TOASTed columns, up to ``stop`` or the end:
+        a column at a time by one regular expression (the capture's hot path); where it does not match,
+        read again a character at a time, which names what is wrong."""
+        columns: list[list[Any]] = []
+        unchanged: list[str] = []
+        start, at, text = self.at, self.at, self.text
+        while at < len(text) and not (stop and text.startswith(stop, at)):
+            match = _COLUMN.match(text, at)
+            if match is None:
+                self.at = start
+                return self.columns_by_scanning(stop)
+            quoted_name, bare_name, column_type, toast, quoted_value, token = match.groups()
+            name = bare_name if quoted_name is None else quoted_name.replace('""', '"')
+            if toast:
+                unchanged.append(name)
+            elif quoted_value is not None:
+                columns.append([name, column_type, quoted_value.replace("''", "'")])
+            else:
+                columns.append([name, column_type, None if token == "null" else token])
+            at = match.end()
+        self.at = at
+        return columns, unchanged
+
+    def columns_by_scanning(self, stop: str | None = None) -> tuple[list[list[Any]], list[str]]:
         columns: list[list[Any]] = []
         unchanged: list[str] = []
         while self.at < len(self.text) and not (stop and self.peek(stop)):
@@ -138,6 +165,11 @@ def parse(data: str) -> dict[str, Any]:
         if not match:
             raise ChangeFormatError(f"a COMMIT line without its time (include-timestamp is off?): {data!r}")
         return {"commit": int(match.group(1)), "time": parse_timestamp(match.group(2)).isoformat()}
+    head = _ROW_CHANGE.match(data)
+    if head and not data.startswith(("old-key: ", "(no-tuple-data)"), head.end()):  # the hot path: a plain row
+        line = _Line(data)
+        line.at = head.end()
+        return _row_change({"op": head.group(3).lower(), "table": [head.group(1), head.group(2)]}, *line.columns())
     line = _Line(data)
     line.expect("table ")
     tables = [line.table()]
@@ -166,8 +198,12 @@ def parse(data: str) -> dict[str, Any]:
         line.at += len("old-key: ")
         change["old_key"], _ = line.columns(stop="new-tuple: ")
         line.expect("new-tuple: ")
-    columns, unchanged = line.columns()
-    if action == "DELETE":
+    return _row_change(change, *line.columns())
+
+
+def _row_change(change: dict[str, Any], columns: list[list[Any]], unchanged: list[str]) -> dict[str, Any]:
+    """A row change with its columns: a delete's are the old key, the others' the new row."""
+    if change["op"] == "delete":
         change["old_key"] = columns
     else:
         change["new"] = columns

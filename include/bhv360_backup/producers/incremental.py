@@ -183,8 +183,9 @@ def _capture(source: ChangeSource, writer: BackupWriter, *, dag_id: str, run_id:
     seen = source.observe()
     stats = SegmentStats()
     try:
+        # level 1: the change stream is the capture's hot path (level 6 cost about a tenth of its time)
         writer.add(CHANGES_ARTIFACT, gzip_json_lines(_counted(source.changes(seen["lsn"], piece_lines), stats,
-                                                              seen["keys"])))
+                                                              seen["keys"]), level=1))
         storage_summary: dict[str, Any] = {"objects": 0}
         if stats.objects:
             if storage is None:
