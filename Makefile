@@ -50,11 +50,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_pg_dump.py
 
-# The randomized point-in-time differential test, longer than CI runs it, over several seeds.
+# The randomized point-in-time differential tests (database and storage), longer than CI runs them, over several seeds.
 soak: $(STAMP)
 	for seed in 1 2 3 4 5 6 7 8 9 10; do \
 	  BHV360_SOAK_SEED=$$seed BHV360_SOAK_ROUNDS=60 BHV360_SOAK_SAMPLES=12 \
-	    $(PY) -m pytest -q tests/restore/test_pitr_randomized.py || exit 1; \
+	    $(PY) -m pytest -q tests/restore/test_pitr_randomized.py tests/restore/test_storage_randomized.py || exit 1; \
 	done
 
 # Re-resolve the pins of requirements.txt, requirements-dev.txt and requirements-celery.txt (after

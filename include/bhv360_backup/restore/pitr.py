@@ -191,15 +191,17 @@ def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPla
             name = (event["bucket"], event["path"]) if event.get("path") else by_id.get(event.get("id"))
             if name is not None and event["action"] in ("put", "delete", "unavailable"):
                 unavailable.pop(name, None)
-            if event["action"] == "unavailable":
-                unavailable[name] = event["commit_time"]
-            elif event["action"] == "put":
+            if event["action"] in ("put", "unavailable"):
                 moved_from = by_id.get(event.get("id"))
-                if moved_from not in (None, name) and getattr(by_name.get(moved_from), "object_id", None) == event["id"]:
-                    del by_name[moved_from]  # a move keeps the row's id: the old name is gone
-                by_name[name] = IndexEntry.from_row(event)
+                if moved_from not in (None, name):  # a move keeps the row's id: the old name is gone
+                    by_name.pop(moved_from, None)
+                    unavailable.pop(moved_from, None)
                 if event.get("id"):
                     by_id[event["id"]] = name
+                if event["action"] == "put":
+                    by_name[name] = IndexEntry.from_row(event)
+                else:  # the version written then was never read: a restore to a moment it was current refuses
+                    unavailable[name] = event["commit_time"]
             elif event["action"] == "truncate":  # TRUNCATE storage.objects: every object row is gone
                 by_name.clear()
                 by_id.clear()
