@@ -254,3 +254,52 @@ def test_a_project_that_already_has_the_backups_tables_is_refused_before_writing
         restore_into(target, locations, tmp_path, supabase_target=True)
     with target.connect() as connection:
         assert connection.execute("SELECT to_regclass('public.profiles')").fetchone()[0] is None
+
+
+def test_the_readmes_disaster_recovery_request_through_airflow_as_postgres(platform, backup_env, storage_api,
+                                                                           management_api, monkeypatch):
+    """The runbook's full request, end to end: the project (built from the catalog) backed up by the full
+    DAG as its postgres, then restored by the restore DAG into a new project as postgres, its files into
+    the new project's Storage, its configuration and functions into the new project's settings."""
+    import json
+
+    from bhv360_backup.repository.layout import BackupType
+    from tests.conftest import connection_json
+    from tests.fixtures.airflow import run_dag
+    from tests.fixtures.management_api import FUNCTION_BODY, TARGET_REF
+    from tests.fixtures.supabase_storage import SERVICE_KEY, StorageServer
+
+    source = new_project(platform)
+    run(source, supabase_db.BHV360_SQL)
+    values = ", ".join(f"('{user_id}', '{email}')" for user_id, email in supabase_db.USERS.items())
+    with psycopg.connect(host=source.host, port=source.port, user="postgres", dbname=source.dbname,
+                         autocommit=True) as connection:
+        connection.execute(supabase_db.USERS_SQL.format(users=values), [supabase_db.KNOWN_PASSWORD])
+        connection.execute(APP_DATA_SQL)
+    storage_api.create_bucket("certificates")
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_DB", connection_json(source, password=None))
+    run_dag("bhv360_full_backup")
+    assert backup_env.local.list_backups(BackupType.FULL), [e.get("error") for e in backup_env.job_log()]
+
+    target = new_project(platform)
+    new_storage = StorageServer().start()
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_NEW_PROJECT_DB", connection_json(target, password=None))
+        monkeypatch.setenv("AIRFLOW_CONN_NEW_PROJECT", json.dumps({"conn_type": "generic", "host": new_storage.url,
+                                                                   "password": SERVICE_KEY}))
+        management_api.add_project(TARGET_REF)
+        monkeypatch.setenv("AIRFLOW_CONN_NEW_PROJECT_MANAGEMENT", management_api.connection_json(TARGET_REF))
+        runbook = {"type": "full", "paths": {"database": "latest", "storage": "latest", "config": "latest"},
+                   "target_conn_id": "new_project_db", "supabase_target": True, "storage_target": "supabase:new_project",
+                   "target_project_conn_id": "new_project_management"}
+        _, states = run_dag("bhv360_restore", runbook)
+        line = [e for e in backup_env.job_log() if e["type"] == "restore:full"][-1]
+        assert states == {"validate": "success", "restore": "success"}, line.get("error")
+        assert state(target, TABLES) == state(source, TABLES)
+        assert supabase_db.can_sign_in(target, "anna@brandweer-oost.nl")
+        assert "certificates" in new_storage.buckets
+        assert management_api.projects[TARGET_REF]["auth"]["site_url"] == "https://app.bhv360.nl"
+        assert management_api.projects[TARGET_REF]["functions"]["notify-team"]["body"] == FUNCTION_BODY
+        assert line["report"]["config"]["project"]["differences_after"] == {}
+    finally:
+        new_storage.stop()
