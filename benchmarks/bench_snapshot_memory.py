@@ -5,9 +5,11 @@ folders) is snapshotted into a local location twice, each snapshot in a child pr
 its peak RSS: a first snapshot (every object a new blob), a second with nothing changed, and a restore
 of the first into an empty folder (every blob checked against its sha256, then every restored file). The
 baseline, measured in the same run, is ``rclone sync`` of the same folders to a local folder (Debian's
-``rclone``; installed if missing) at the same parallelism.
+``rclone``; installed if missing) at the same parallelism. With ``--s3`` the source is SeaweedFS's S3
+server holding the same objects and the snapshots go into both locations (a local folder and a bucket
+of the same server), as in production; rclone then syncs from the S3 source.
 
-    .venv/bin/python benchmarks/bench_snapshot_memory.py --objects 10000 50000 200000 [--parallelism 8]
+    .venv/bin/python benchmarks/bench_snapshot_memory.py --objects 10000 50000 200000 [--parallelism 8] [--s3]
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import WORK, parse_or_run_child, peak_rss_mb, require_tool, timed
+from _common import WORK, loopback_s3_client, parse_or_run_child, peak_rss_mb, require_tool, start_s3, timed
 
 BUCKETS = ("certificates", "floor-plans", "incident-photos")
 
@@ -35,16 +38,21 @@ def fill_folder(root: Path, count: int) -> None:
 
 
 def run_snapshot_child(spec: dict) -> None:
-    from bhv360_backup.locations import LocalLocation
+    from bhv360_backup.locations import LocalLocation, S3Location
     from bhv360_backup.producers.storage import take_snapshot
     from bhv360_backup.repository.layout import BackupType
     from bhv360_backup.repository.writer import BackupWriter
-    from bhv360_backup.sources.storage import LocalFolderSource
+    from bhv360_backup.sources.storage import LocalFolderSource, S3StorageSource
 
-    writer = BackupWriter([LocalLocation(Path(spec["root"]))], BackupType.STORAGE, spec["backup_id"])
+    locations = [LocalLocation(Path(spec["root"]))]
+    source = LocalFolderSource(Path(spec["source"]))
+    if spec.get("endpoint"):  # an S3 source, and the S3 location beside the local one
+        client = loopback_s3_client(spec["endpoint"])
+        source = S3StorageSource(client, list(BUCKETS))
+        locations.append(S3Location(client, "bhv360-backups"))
+    writer = BackupWriter(locations, BackupType.STORAGE, spec["backup_id"])
     started = time.monotonic()
-    _, stats = take_snapshot(LocalFolderSource(Path(spec["source"])), writer, dag_id="bench",
-                             run_id=spec["backup_id"], parallelism=spec["parallelism"])
+    _, stats = take_snapshot(source, writer, dag_id="bench", run_id=spec["backup_id"], parallelism=spec["parallelism"])
     writer.raise_for_failures()
     Path(spec["report"]).write_text(json.dumps({**stats.to_dict(), "seconds": time.monotonic() - started,
                                                 "peak_rss_mb": peak_rss_mb()}))
@@ -69,18 +77,43 @@ def run_child(spec: dict) -> None:
     (run_restore_child if spec.get("target") else run_snapshot_child)(spec)
 
 
-def measure(count: int, parallelism: int, rclone: str) -> None:
+def fill_s3(s3, source: Path) -> None:
+    """The folder's objects put into the S3 server's buckets, side by side."""
+    client = s3.client()
+    for bucket in (*BUCKETS, "bhv360-backups"):
+        s3.create_bucket(bucket)
+    files = [path for path in source.rglob("*") if path.is_file()]
+
+    def put(path: Path) -> None:
+        bucket, _, key = path.relative_to(source).as_posix().partition("/")
+        client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(put, files))
+
+
+def measure(count: int, parallelism: int, rclone: str, s3_source: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-snapshot-memory-", dir=WORK))
+    s3 = start_s3("seaweedfs") if s3_source else None
     try:
         source = work / "source"
         fill_folder(source, count)
-        rclone_seconds = timed([rclone, "sync", str(source), str(work / "rclone"), f"--transfers={parallelism}",
-                                f"--checkers={parallelism}", "-q"])
+        origin, env = str(source), None
+        if s3:
+            fill_s3(s3, source)
+            origin = "src:"
+            env = {**{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}, "RCLONE_CONFIG_SRC_TYPE": "s3", "RCLONE_CONFIG_SRC_PROVIDER": "Other",
+                   "RCLONE_CONFIG_SRC_ENDPOINT": s3.endpoint, "RCLONE_CONFIG_SRC_ACCESS_KEY_ID": s3.access_key,
+                   "RCLONE_CONFIG_SRC_SECRET_ACCESS_KEY": s3.secret_key, "RCLONE_CONFIG_SRC_REGION": "eu-west-1"}
+        rclone_seconds = 0.0
+        for bucket in BUCKETS if s3 else ("",):
+            rclone_seconds += timed([rclone, "sync", origin + bucket if s3 else origin, str(work / "rclone" / bucket),
+                                     f"--transfers={parallelism}", f"--checkers={parallelism}", "-q"], env=env)
 
         def snapshot(backup_id: str) -> dict:
             report = work / f"{backup_id}.json"
             spec = {"source": str(source), "root": str(work / "ours"), "backup_id": backup_id,
-                    "parallelism": parallelism, "report": str(report)}
+                    "parallelism": parallelism, "report": str(report), "endpoint": s3.endpoint if s3 else None}
             timed([sys.executable, __file__, "--child", json.dumps(spec)])
             return json.loads(report.read_text())
 
@@ -102,6 +135,8 @@ def measure(count: int, parallelism: int, rclone: str) -> None:
               f" {restore['seconds'] / rclone_seconds:.2f}x rclone, peak RSS {restore['peak_rss_mb']} MB)",
               flush=True)
     finally:
+        if s3:
+            s3.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -109,13 +144,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--objects", type=int, nargs="+", default=[10_000, 50_000, 200_000])
     parser.add_argument("--parallelism", type=int, default=8)
+    parser.add_argument("--s3", action="store_true", help="an S3 source (SeaweedFS) into both locations")
     args = parse_or_run_child(parser, run_child)
     rclone = require_tool("rclone", "rclone")
     WORK.mkdir(exist_ok=True)
-    print(f"folder source to a local location, parallelism {args.parallelism}, {os.cpu_count()} cores; "
+    what = "S3 source (SeaweedFS) to a local location and S3" if args.s3 else "folder source to a local location"
+    print(f"{what}, parallelism {args.parallelism}, {os.cpu_count()} cores; "
           "targets: peak RSS < 200 MB at 1,000,000 objects, unchanged <= 0.05 of the first")
     for count in args.objects:
-        measure(count, args.parallelism, rclone)
+        measure(count, args.parallelism, rclone, args.s3)
 
 
 if __name__ == "__main__":
