@@ -22,8 +22,8 @@ def backup(management_api, tmp_path):
     location, manifest, project = backup_project(management_api, tmp_path, "20261204T020000Z",
                                                  (AGE_IDENTITY.to_public(),))
     secrets = json.loads(read_checked_artifact(location, manifest, PROJECT_SECRETS_ARTIFACT, [AGE_IDENTITY]))
-    section = {**project.section, "manual_steps": project.manual_steps}
-    return section, secrets, lambda artifact: [read_checked_artifact(location, manifest, artifact, [AGE_IDENTITY])]
+    body_of = lambda artifact: [read_checked_artifact(location, manifest, artifact, [AGE_IDENTITY])]  # noqa: E731
+    return project.section, secrets, body_of, project.manual_steps
 
 
 @pytest.fixture
@@ -34,11 +34,11 @@ def new_project(management_api):
 
 
 def test_an_empty_project_equals_the_backup_after_the_apply(management_api, backup, new_project):
-    section, secrets, body_of = backup
+    section, secrets, body_of, steps = backup
     settings, _ = differences(backup_state(section), read_state(new_project))
     assert {"auth.site_url", "auth.external_google_secret", "functions.notify-team"} <= set(settings), settings
 
-    report = apply_project(section, secrets, new_project, body_of)
+    report = apply_project(section, secrets, new_project, body_of, manual_steps=steps)
 
     assert differences(backup_state(section), read_state(new_project))[0] == {}
     target = management_api.projects[TARGET_REF]
@@ -52,12 +52,12 @@ def test_an_empty_project_equals_the_backup_after_the_apply(management_api, back
 
 
 def test_a_failure_part_way_names_what_was_applied_and_a_rerun_converges(management_api, backup, new_project):
-    section, secrets, body_of = backup
+    section, secrets, body_of, steps = backup
     management_api.fail_after_writes = 1
     with pytest.raises(BackupError, match=r"stopped at postgrest .*applied auth; not applied postgrest"):
-        apply_project(section, secrets, new_project, body_of)
+        apply_project(section, secrets, new_project, body_of, manual_steps=steps)
     management_api.fail_after_writes = None
     management_api.throttled[("PATCH", "/v1/projects/{ref}/postgrest")] = 1  # and a 429 on the way
-    report = apply_project(section, secrets, new_project, body_of)
+    report = apply_project(section, secrets, new_project, body_of, manual_steps=steps)
     assert "auth" not in report.applied and "postgrest" in report.applied  # only what still differed
     assert differences(backup_state(section), read_state(new_project))[0] == {}

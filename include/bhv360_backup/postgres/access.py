@@ -399,6 +399,11 @@ def _built_in_default(entry: Mapping[str, Any]) -> dict[str, list[str]]:
             if grantee == entry["role"] or (grantee == "PUBLIC" and entry["type"] in ("functions", "types"))}
 
 
+def _owner_mapping(entry: Mapping[str, Any], owner_map: Mapping[str, str]) -> dict[str, str]:
+    """``{recorded owner: owner on the target}`` where the request maps this object's owner, else empty."""
+    return {entry["owner"]: owner_map[entry["owner"]]} if entry.get("owner") in owner_map else {}
+
+
 def compare(recorded: Mapping[str, Any], actual: Mapping[str, Any], scope: Scope, *,
             owner_map: Mapping[str, str] | None = None) -> Comparison:
     """Every difference between the recorded model and the target's, in both directions, for the
@@ -419,7 +424,7 @@ def compare(recorded: Mapping[str, Any], actual: Mapping[str, Any], scope: Scope
             if attributes:
                 result.differences.append(f"{key}: missing in the target")
             continue
-        owners = {entry["owner"]: owner_map[entry["owner"]]} if entry.get("owner") in owner_map else {}
+        owners = _owner_mapping(entry, owner_map)
         for attribute in attributes:
             want = _renamed(_derived(entry, attribute), owners if attribute in ("acl", "columns", "api_acl") else {})
             if attribute == "owner":
@@ -519,6 +524,11 @@ def _policy_statement(table: sql.Composable, name: str, policy: Mapping[str, Any
     return sql.Composed(parts)
 
 
+def _replacement(drop: sql.Composable | None, create: sql.Composable | None) -> sql.Composable:
+    """Drop and create as one statement string, so one transaction: a replacement that fails leaves the old."""
+    return sql.SQL("; ").join(statement for statement in (drop, create) if statement is not None)
+
+
 def _table_statements(key: str, want: Mapping[str, Any], have: Mapping[str, Any],
                       attributes: tuple[str, ...]) -> Iterator[sql.Composable]:
     """Statements that give a table its recorded RLS flags, policies, triggers and publications."""
@@ -532,24 +542,18 @@ def _table_statements(key: str, want: Mapping[str, Any], have: Mapping[str, Any]
         for policy in sorted(set(want["policies"]) | set(have["policies"])):
             if want["policies"].get(policy) == have["policies"].get(policy):
                 continue
-            statements = []
-            if policy in have["policies"]:
-                statements.append(sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(policy), name))
-            if policy in want["policies"]:
-                statements.append(_policy_statement(name, policy, want["policies"][policy]))
-            yield sql.SQL("; ").join(statements)  # one transaction: a replacement that fails leaves the old one
+            yield _replacement(
+                sql.SQL("DROP POLICY {} ON {}").format(sql.Identifier(policy), name) if policy in have["policies"] else None,
+                _policy_statement(name, policy, want["policies"][policy]) if policy in want["policies"] else None)
     trigger_attribute = next((a for a in ("triggers", "project_triggers") if a in attributes), None)
     if trigger_attribute:
         wanted, had = _derived(want, trigger_attribute), _derived(have, trigger_attribute)
         for trigger in sorted(set(wanted) | set(had)):
             if wanted.get(trigger) == had.get(trigger):
                 continue
-            statements = []
-            if trigger in had:
-                statements.append(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(trigger), name))
-            if trigger in wanted:
-                statements.append(sql.SQL(wanted[trigger]["definition"]))
-            yield sql.SQL("; ").join(statements)
+            yield _replacement(
+                sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(trigger), name) if trigger in had else None,
+                sql.SQL(wanted[trigger]["definition"]) if trigger in wanted else None)
     if "publications" in attributes:
         for publication in sorted(set(want["publications"]) - set(have["publications"])):
             yield sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(publication), name)
@@ -608,7 +612,7 @@ def reconcile_statements(recorded: Mapping[str, Any], actual: Mapping[str, Any],
         if target is None:
             continue  # a missing object is the restore's failure, named by the comparison
         name = sql_name(key)
-        mapping = {entry["owner"]: owner_map[entry["owner"]]} if entry.get("owner") in owner_map else {}
+        mapping = _owner_mapping(entry, owner_map)
         owner = mapping.get(entry.get("owner"), entry.get("owner"))
         if "owner" in attributes and target["owner"] != owner:
             statements.append(sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(_ALTER_OBJECT[kind]), name,

@@ -29,6 +29,7 @@ from bhv360_backup.repository.config import (
     DIGEST_FIELD,
     MASK,
     function_body_artifact,
+    secret_digests,
     split_secrets,
 )
 from bhv360_backup.sources.storage import StorageSource
@@ -203,8 +204,7 @@ def project_config(api: ManagementAPI, add_artifact: Callable[[str, Iterable[byt
         if keep_secrets and hidden:
             result.secrets[read.section] = hidden
         project[read.section] = shown
-    project["secrets"] = [{"name": item["name"], "sha256": item["value"]}
-                          for item in sorted(project["secrets"], key=lambda item: item["name"])]
+    project["secrets"] = secret_digests(project["secrets"])
     result.manual_steps += [f"secret {item['name']}: set it by hand (the API gives only its digest, sha256 "
                             f"{item['sha256']})" for item in project["secrets"]]
     functions = []

@@ -118,10 +118,13 @@ def _bucket_event(change: dict[str, Any]) -> dict[str, Any]:
                            if types is not None else None}}
 
 
-def _same_version(row_etag: str | None, md5: str | None) -> bool:
-    """Whether the bytes read are the version the row names: a single-part upload's eTag is its MD5;
-    a multipart one's (``…-N``) cannot be checked from the bytes, nor a row without one."""
-    return row_etag is None or "-" in row_etag or row_etag == md5
+def _same_version(row_etag: str | None, md5: str | None, *, newest: bool) -> bool:
+    """Whether the bytes read are the version the row names: a single-part upload's eTag is its MD5. For
+    the newest version a multipart eTag (``…-N``) or none cannot be checked and is taken as it; an older
+    version only matches where its eTag proves the same bytes."""
+    if row_etag is not None and row_etag == md5:
+        return True
+    return newest and (row_etag is None or "-" in row_etag)
 
 
 def _store_objects(stats: SegmentStats, storage: StorageSource, blobs: BlobStore) -> tuple[list[dict], list[dict]]:
@@ -135,8 +138,6 @@ def _store_objects(stats: SegmentStats, storage: StorageSource, blobs: BlobStore
         for event in reversed(history):  # newest first: only the newest put may be what the source holds now
             if event["action"] != "put" or not (event["bucket"] and event["path"]):
                 continue
-            checked = _same_version if newest else lambda etag, md5: etag is not None and etag == md5
-            newest = False
             if current is None:
                 obj = ObjectInfo(event["bucket"], event["path"], 0, "", event["commit_time"], id=event["id"])
                 try:
@@ -144,10 +145,11 @@ def _store_objects(stats: SegmentStats, storage: StorageSource, blobs: BlobStore
                     blob_rows.append(current.blob_row())
                 except ObjectGone:
                     current = False  # deleted since: no version of this segment can be read
-            if current and checked(event.get("row_etag"), current.md5):
+            if current and _same_version(event.get("row_etag"), current.md5, newest=newest):
                 event.update(current.row())
             else:
                 event["action"] = "unavailable"
+            newest = False
         events += history
     events.sort(key=lambda e: e["commit_time"])
     return events, blob_rows

@@ -64,6 +64,11 @@ def split_secrets(section: str, data: Any) -> tuple[Any, dict[str, Any]]:
     return shown, hidden
 
 
+def secret_digests(listed: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The project's secrets as ``GET /secrets`` lists them, kept as names and the digests it gives, by name."""
+    return [{"name": item["name"], "sha256": item["value"]} for item in sorted(listed, key=lambda item: item["name"])]
+
+
 def function_body_artifact(slug: str) -> str:
     if not _SLUG.match(slug):
         raise ValueError(f"function slug {slug!r} is not a slug ([A-Za-z0-9_-])")

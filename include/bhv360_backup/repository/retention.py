@@ -130,18 +130,22 @@ def _kept_database_backups(location: Location, policy: RetentionPolicy, now: dat
             if not decision.delete and decision.backup_id in manifests]
 
 
-def protected_snapshots(location: Location, policy: RetentionPolicy, now: datetime) -> set[str]:
+def _snapshot_before(location: Location, kept: list[Manifest]) -> Manifest | None:
     """The storage snapshot a restore to the oldest moment a kept database backup reaches starts from: the
     newest one taken at or before it (snapshots are rarer than database backups)."""
-    kept = _kept_database_backups(location, policy, now)
     if not kept:
-        return set()
+        return None
     start = min(manifest.data_time for manifest in kept)
-    before = [(manifest.data_time, manifest.backup_id) for manifest in
-              (location.read_manifest(BackupType.STORAGE, folder.backup_id)
-               for folder in location.scan(BackupType.STORAGE) if folder.complete)
+    before = [manifest for manifest in (location.read_manifest(BackupType.STORAGE, folder.backup_id)
+                                        for folder in location.scan(BackupType.STORAGE) if folder.complete)
               if manifest.data_time <= start]
-    return {max(before)[1]} if before else set()
+    return max(before, key=lambda manifest: (manifest.data_time, manifest.backup_id), default=None)
+
+
+def protected_snapshots(location: Location, policy: RetentionPolicy, now: datetime) -> set[str]:
+    """The storage snapshot a restore to the oldest moment a kept database backup reaches starts from."""
+    snapshot = _snapshot_before(location, _kept_database_backups(location, policy, now))
+    return {snapshot.backup_id} if snapshot else set()
 
 
 def protected_segments(location: Location, policy: RetentionPolicy, now: datetime) -> set[str]:
@@ -151,13 +155,12 @@ def protected_segments(location: Location, policy: RetentionPolicy, now: datetim
     kept = _kept_database_backups(location, policy, now)
     starts = [lsn_position(manifest.details["chain"]["confirmed_flush_lsn"]) for manifest in kept
               if (manifest.details.get("chain") or {}).get("exists")]
-    snapshots = [location.read_manifest(BackupType.STORAGE, backup_id).data_time
-                 for backup_id in protected_snapshots(location, policy, now)]
+    snapshot = _snapshot_before(location, kept)
     needed = set()
     for backup_id in location.list_backups(BackupType.INCREMENTAL):
         details = location.read_manifest(BackupType.INCREMENTAL, backup_id).details
         if (starts and lsn_position(details["end_lsn"]) > min(starts)) or \
-                (snapshots and parse_iso(details["captured_until"]) > min(snapshots)):
+                (snapshot and parse_iso(details["captured_until"]) > snapshot.data_time):
             needed.add(backup_id)
     return needed
 

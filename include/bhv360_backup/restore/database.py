@@ -205,11 +205,10 @@ def owner_problems(summary: Mapping[str, Any], state: TargetState, *, supabase: 
     a role the target lacks, one the restoring user may not give objects to, or a mapping onto a role
     that sees every row (a view or ``SECURITY DEFINER`` function owned by it would too)."""
     problems = []
-    creatable = restore_roles
     owners = {owner: owner_map.get(owner, owner) for owner in sorted(restored_owners(summary, supabase=supabase))
               if not owner.startswith("pg_")}  # pg_database_owner owns public, on both sides
     missing = [owner for owner, role in owners.items() if role not in state.roles
-               and not (creatable and role == owner and role not in SUPABASE_RESERVED_ROLES)]
+               and not (restore_roles and role == owner and role not in SUPABASE_RESERVED_ROLES)]
     if missing:
         problems.append(f"the owner role(s) {', '.join(missing)} of the backup's objects are missing in the target: set "
                         "restore_roles to create them from the backup's roles.sql, create them first, or map each "
@@ -294,7 +293,7 @@ def create_extensions(target: PgTarget, recorded: Sequence[Mapping[str, str]], s
     return created
 
 
-# --- Supabase Vault -------------------------------------------------------------------------------------------
+# --- a Supabase project as the target: free of the backup's tables, and its Vault ------------------------------
 
 def project_target_problems(details: Mapping[str, Any], target: PgTarget) -> list[str]:
     """What a project must not have for a restore into it: tables of the backup's own schemas already there

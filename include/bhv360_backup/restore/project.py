@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bhv360_backup.errors import BackupError, first_line
-from bhv360_backup.repository.config import DIGEST_FIELD, changed_fields, project_fields, split_secrets
+from bhv360_backup.repository.config import (
+    DIGEST_FIELD,
+    changed_fields,
+    project_fields,
+    secret_digests,
+    split_secrets,
+)
 
 if TYPE_CHECKING:  # the wiring hands the client in: a restore never reaches into the sources
     from bhv360_backup.sources.supabase_management import ManagementAPI
@@ -90,31 +96,31 @@ class ProjectState:
         return (project_fields({**self.settable, "functions": self.functions}), project_fields(self.manual))
 
 
+def _state(sections: Mapping[str, Any], functions: dict[str, Any]) -> ProjectState:
+    return ProjectState(
+        settable={setter.section: settable(setter.section, sections[setter.section]) for setter in SETTERS},
+        functions=functions,
+        manual={**{name: sections[name] for name in MANUAL_SECTIONS}, "auth_digests": _digests(sections["auth"])},
+    )
+
+
 def backup_state(section: Mapping[str, Any]) -> ProjectState:
     """The state a config backup's ``project`` section records (secret values as their markers)."""
-    return ProjectState(
-        settable={setter.section: settable(setter.section, section[setter.section]) for setter in SETTERS},
-        functions={f["slug"]: _function_view(f, f["body"]["sha256"]) for f in section["functions"]},
-        manual={**{name: section[name] for name in MANUAL_SECTIONS}, "auth_digests": _digests(section["auth"])},
-    )
+    return _state(section, {f["slug"]: _function_view(f, f["body"]["sha256"]) for f in section["functions"]})
 
 
 def read_state(api: ManagementAPI) -> ProjectState:
     """A live project's state, secret values turned into their markers as a backup stores them."""
     sections = {name: split_secrets(name, api.read(name))[0] for name in
                 [setter.section for setter in SETTERS] + list(MANUAL_SECTIONS)}
-    sections["secrets"] = [{"name": item["name"], "sha256": item["value"]}
-                           for item in sorted(sections["secrets"], key=lambda item: item["name"])]
+    sections["secrets"] = secret_digests(sections["secrets"])
     functions = {}
     for function in api.read("functions"):
         digest = hashlib.sha256()
         for chunk in api.function_body(function["slug"]):
             digest.update(chunk)
         functions[function["slug"]] = _function_view(function, digest.hexdigest())
-    return ProjectState(settable={setter.section: settable(setter.section, sections[setter.section])
-                                  for setter in SETTERS},
-                        functions=functions, manual={**{name: sections[name] for name in MANUAL_SECTIONS},
-                                                     "auth_digests": _digests(sections["auth"])})
+    return _state(sections, functions)
 
 
 def differences(backup: ProjectState, target: ProjectState) -> tuple[dict[str, str], dict[str, str]]:
@@ -158,16 +164,17 @@ def _body(setter: Setter, wanted: Mapping[str, Any], current: Mapping[str, Any],
 
 
 def apply_project(section: Mapping[str, Any], secrets: Mapping[str, Mapping[str, Any]], api: ManagementAPI,
-                  body_of: Callable[[str], Iterable[bytes]]) -> ApplyReport:
+                  body_of: Callable[[str], Iterable[bytes]], *, manual_steps: Sequence[str] = ()) -> ApplyReport:
     """Set every section that differs on ``api``'s project, deploy the functions that differ from
-    ``body_of(artifact)``, read everything back; raise naming each field that still differs."""
+    ``body_of(artifact)``, read everything back; raise naming each field that still differs.
+    ``manual_steps``: those the backup recorded, carried into the report."""
     backup = backup_state(section)
     target = read_state(api)
     report = ApplyReport()
     settings_diff, manual_diff = differences(backup, target)
     report.manual_steps += [f"{field}: differs on the target ({change}); set it by hand" for field, change in
                             manual_diff.items()]
-    report.manual_steps += [step for step in section.get("manual_steps", [])]
+    report.manual_steps += manual_steps
     if section["postgrest"].get("jwt_secret", {}).get("secret") == "set":
         report.manual_steps.append("postgrest.jwt_secret: the new project has its own JWT secret; set the old one "
                                    "by hand (Project Settings > JWT) only if clients must keep their keys")
@@ -190,7 +197,8 @@ def apply_project(section: Mapping[str, Any], secrets: Mapping[str, Mapping[str,
         report.applied.append(setter.section)
     for slug, function in sorted(backup.functions.items()):
         if target.functions.get(slug) != function:
-            _deploy(api, slug, next(f for f in section["functions"] if f["slug"] == slug), body_of)
+            _deploy(api, slug, next(f for f in section["functions"] if f["slug"] == slug), body_of,
+                    exists=slug in target.functions)
             report.functions_deployed.append(slug)
     after_diff, _ = differences(backup, read_state(api))
     report.differences_after = {field: change for field, change in after_diff.items()
@@ -201,14 +209,15 @@ def apply_project(section: Mapping[str, Any], secrets: Mapping[str, Mapping[str,
     return report
 
 
-def _deploy(api: ManagementAPI, slug: str, function: Mapping[str, Any], body_of: Callable[[str], Iterable[bytes]]) -> None:
-    """Deploy a function's stored body (its bundle, as the API served it) under its slug and settings."""
+def _deploy(api: ManagementAPI, slug: str, function: Mapping[str, Any], body_of: Callable[[str], Iterable[bytes]], *,
+            exists: bool) -> None:
+    """Deploy a function's stored body (its bundle, as the API served it) under its slug and settings:
+    an update where the project has the function (``exists``), else a new one."""
     params = {name: str(function[name]).lower() if isinstance(function[name], bool) else function[name]
               for name in FUNCTION_SETTINGS if function.get(name) is not None}
     headers = {"Content-Type": "application/vnd.denoland.eszip"}
     body = b"".join(body_of(function["body"]["artifact"]))  # whole: a retried request sends it again
-    existing = {f["slug"] for f in api.read("functions")}
-    if slug in existing:
+    if exists:
         api.request("PATCH", f"/functions/{slug}", FUNCTION_WRITE_SCOPE, params=params, headers=headers,
                     content=body)
     else:

@@ -156,14 +156,14 @@ def restore_database_component(
                 report["extensions_created"] = create_extensions(targets.database, summary["extensions"], state)
                 if report["extensions_created"]:
                     report["written"].append("extensions")
+            psql = find_client("psql", major, targets.pg_bin_dir)
             if request.restore_roles:
                 roles = verified_local_file(location, manifest, ROLES_ARTIFACT, staging, targets.identities)
-                report["roles_errors"] = apply_roles(roles, targets.database, find_client("psql", major, targets.pg_bin_dir))
+                report["roles_errors"] = apply_roles(roles, targets.database, psql)
                 report["written"].append("roles")
             skipped = restore_dump(dump, targets.database, find_client("pg_restore", major, targets.pg_bin_dir),
                                    jobs=targets.jobs, no_owner=request.no_owner or bool(request.owner_map),
-                                   supabase=request.supabase_target, work_dir=staging, state=state,
-                                   psql=find_client("psql", major, targets.pg_bin_dir))
+                                   supabase=request.supabase_target, work_dir=staging, state=state, psql=psql)
             report["written"].append("schema and data")
             if skipped:
                 report["event_triggers_not_restored"] = skipped
@@ -274,17 +274,22 @@ def restore_config_component(
         document, database=targets.database, sink=targets.sink,
         files_folder=targets.work_dir / "config-files", set_variable=targets.set_variable)}
     if targets.project is not None:
-        if "project" not in document:
-            raise BackupError(f"config backup {component.backup_id} holds no Supabase project configuration (made "
-                              "without the connection bhv360_supabase_management): nothing to apply to the project")
         secrets = {}
         if any(artifact.path == PROJECT_SECRETS_ARTIFACT for artifact in manifest.artifacts):
             secrets = json.loads(read_checked_artifact(location, manifest, PROJECT_SECRETS_ARTIFACT, targets.identities))
-        section = {**document["project"], "manual_steps": manifest.details.get("manual_steps", [])}
         report["project"] = {"target": targets.project.describe(), **apply_project(
-            section, secrets, targets.project,
-            lambda artifact: [read_checked_artifact(location, manifest, artifact, targets.identities)]).to_dict()}
+            _project_section(document, component.backup_id, targets.project), secrets, targets.project,
+            lambda artifact: [read_checked_artifact(location, manifest, artifact, targets.identities)],
+            manual_steps=manifest.details.get("manual_steps", [])).to_dict()}
     return report
+
+
+def _project_section(document: Mapping[str, Any], backup_id: str, project: Any) -> Mapping[str, Any]:
+    """A config backup's Supabase project, or why there is none to apply to ``project``."""
+    if "project" not in document:
+        raise BackupError(f"config backup {backup_id} holds no Supabase project configuration (made without the "
+                          f"connection bhv360_supabase_management): nothing to apply to {project.describe()}")
+    return document["project"]
 
 
 def _note_project_differences(plan: RestorePlan, locations: Mapping[str, Location], targets: RestoreTargets) -> None:
@@ -294,10 +299,8 @@ def _note_project_differences(plan: RestorePlan, locations: Mapping[str, Locatio
     location = locations[component.location]
     manifest = location.read_manifest(BackupType.CONFIG, component.backup_id)
     document = json.loads(read_checked_artifact(location, manifest, CONFIG_ARTIFACT, targets.identities))
-    if "project" not in document:
-        raise BackupError(f"config backup {component.backup_id} holds no Supabase project configuration: nothing to "
-                          f"apply to {targets.project.describe()}")
-    settings, manual = differences(backup_state(document["project"]), read_state(targets.project))
+    section = _project_section(document, component.backup_id, targets.project)
+    settings, manual = differences(backup_state(section), read_state(targets.project))
     plan.notes.append(f"{targets.project.describe()}: will set {len(settings)} setting(s) that differ"
                       + (f": {', '.join(settings)}" if settings else ""))
     if manual:
