@@ -8,10 +8,11 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bhv360_backup.demo.servers import MotoS3, SeaweedS3
+from bhv360_backup.postgres.client import libpq_environment
 
 WORK = Path(__file__).parent / ".work"
 
@@ -79,3 +80,14 @@ def start_s3(kind: str, split_cores: bool = False):
 def add_s3_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s3", choices=("seaweedfs", "moto"), default="seaweedfs",
                         help="the S3 server: SeaweedFS (default, a real server) or moto's imitation")
+
+
+def recvlogical_seconds(target, slot: str, end_lsn: str, output: Path, options: Sequence[str] = ()) -> float:
+    """Wall seconds of ``pg_recvlogical`` writing ``slot``'s changes up to ``end_lsn`` into ``output`` (the
+    capture benchmarks' baseline; ``options``: the output plugin's, as ``name=value``)."""
+    plugin_options = [argument for option in options for argument in ("-o", option)]
+    with libpq_environment(target) as env:
+        started = time.monotonic()
+        subprocess.run(["pg_recvlogical", f"--dbname={target.dbname}", f"--slot={slot}", "--start",
+                        f"--endpos={end_lsn}", *plugin_options, "-f", str(output), "--no-loop"], env=env, check=True)
+        return time.monotonic() - started

@@ -18,11 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import WORK, peak_rss_mb
+from _common import WORK, peak_rss_mb, recvlogical_seconds
 
 from bhv360_backup.demo.servers import ThrowawayCluster
 from bhv360_backup.locations import LocalLocation
-from bhv360_backup.postgres.client import libpq_environment
 from bhv360_backup.producers.incremental import capture_segment
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.writer import BackupWriter
@@ -68,13 +67,8 @@ def main() -> None:
                 break
         ours = time.monotonic() - started
 
-        with libpq_environment(target) as env:
-            started = time.monotonic()
-            subprocess.run(["pg_recvlogical", f"--dbname={target.dbname}", f"--slot={RECV_SLOT}", "--start",
-                            f"--endpos={end}", "-o", "include-xids=1", "-o", "include-timestamp=1",
-                            "-o", "skip-empty-xacts=1", "-f", str(work / "recvlogical.out"), "--no-loop"],
-                           env=env, check=True)
-            baseline = time.monotonic() - started
+        baseline = recvlogical_seconds(target, RECV_SLOT, end, work / "recvlogical.out",
+                                       ["include-xids=1", "include-timestamp=1", "skip-empty-xacts=1"])
         print(f"\ncapture in {pieces} piece(s): {changes:,} changes in {ours:.1f} s, peak RSS {peak_rss_mb()} MB")
         print(f"pg_recvlogical to a file:      {baseline:.1f} s")
         print(f"    ratio (target <= 1.5)      {ours / baseline:.2f}")

@@ -29,7 +29,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from _common import WORK
+from _common import WORK, recvlogical_seconds
 
 from bhv360_backup.demo.data import create_demo_database, organisations_for_mb
 from bhv360_backup.demo.servers import ThrowawayCluster
@@ -160,11 +160,7 @@ def main() -> None:
         whole = capture_segment(backlog, BackupWriter([LocalLocation(work / "backlog")], BackupType.INCREMENTAL,
                                                       next(_ids)), dag_id="bench", run_id="bench")
         ours_capture = time.monotonic() - started
-        with libpq_environment(source) as env:
-            started = time.monotonic()
-            subprocess.run(["pg_recvlogical", "-d", "bench_source", "-S", RECV_SLOT, "--start", "-f",
-                            str(work / "recv.txt"), "-E", end_lsn, "--no-loop"], env=env, check=True)
-            recv_capture = time.monotonic() - started
+        recv_capture = recvlogical_seconds(source, RECV_SLOT, end_lsn, work / "recv.txt")
 
         dump = local.path_of(f"database/{base.backup_id}/database.dump")
         replayed = restored_copy(cluster, "bench_replay", dump)
