@@ -13,10 +13,10 @@ from tests.fixtures.airflow import configure_airflow_home, migrate
 
 AIRFLOW_HOME = configure_airflow_home()
 
+from bhv360_backup.demo import management_api as management_stand_in  # noqa: E402
 from bhv360_backup.demo.servers import postgres_server  # noqa: E402
 from bhv360_backup.locations import LocalLocation, S3Location  # noqa: E402
 from bhv360_backup.postgres.client import PgTarget  # noqa: E402
-from tests.fixtures import management_api as management_api_fixture  # noqa: E402
 from tests.fixtures import postgres  # noqa: E402
 from tests.fixtures.canary import (  # noqa: E402
     ArgvLog,
@@ -56,8 +56,8 @@ def pytest_collection_modifyitems(config, items):
 
 SECRETS = {"database password": DB_PASSWORD, "S3 secret key": SECRET_KEY,
            "Supabase service-role key": SERVICE_KEY, "webhook token": WebhookReceiver.TOKEN,
-           "age identity": str(AGE_IDENTITY), "Management API token": management_api_fixture.TOKEN,
-           **management_api_fixture.PROJECT_SECRETS}
+           "age identity": str(AGE_IDENTITY), "Management API token": management_stand_in.TOKEN,
+           **management_stand_in.PROJECT_SECRETS}
 
 
 def _scanned_folders(config) -> list[Path]:
@@ -194,10 +194,10 @@ def storage_api_server():
 def management_api(monkeypatch):
     """The Management API stand-in with a seeded source project, set as connection ``bhv360_supabase_management``;
     after the test, every request and response must have fitted the published description."""
-    stand_in = management_api_fixture.ManagementStandIn().start()
-    management_api_fixture.seed(stand_in, management_api_fixture.SOURCE_REF)
+    stand_in = management_stand_in.ManagementStandIn().start()
+    management_stand_in.seed(stand_in, management_stand_in.SOURCE_REF)
     monkeypatch.setenv("AIRFLOW_CONN_BHV360_SUPABASE_MANAGEMENT",
-                       stand_in.connection_json(management_api_fixture.SOURCE_REF))
+                       stand_in.connection_json(management_stand_in.SOURCE_REF))
     yield stand_in
     stand_in.stop()
     assert stand_in.violations == []

@@ -1,4 +1,4 @@
-"""`make demo` from a fresh folder: a short story, every step green, under 40 lines; then `make ui` on what
+"""`make demo` from a fresh folder: a short story, every step green, under 55 lines; then `make ui` on what
 it made: the product in a real local Airflow, driven in headless Chromium."""
 
 from __future__ import annotations
@@ -31,13 +31,28 @@ def test_the_demo_tells_a_short_story(demo_folder):
     folder, _, result = demo_folder
     lines = result.stdout.splitlines()
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert len(lines) < 40, result.stdout
+    assert len(lines) < 55, result.stdout
     assert not any("[info" in line or "::group::" in line for line in lines), "Airflow's records reached the terminal"
     story = result.stdout
     assert "database backup" in story and "verified in local and s3" in story
     assert "0 copied and 282 reused" in story  # the second storage run transfers nothing
     assert "the restored database has drill_due: the planned drill, not yet incident mode" in story
     assert (folder / ".demo" / "airflow.log").stat().st_size > 10_000
+
+
+def test_the_demo_shows_the_projects_config_diff_and_a_dry_run_plan_for_a_new_project(demo_folder):
+    _, _, result = demo_folder
+    story = result.stdout
+    diff = re.search(r"config backup (\S+) \(.*\), changed since the previous one:\n((?:  .*\n)+)", story)
+    assert diff, story
+    assert diff[2].split() == ["auth.disable_signup:", "changed", "auth.external_google_secret:", "changed",
+                               "auth.jwt_exp:", "changed"]
+    assert "rotated-in-the-dashboard" not in story  # a secret reads as changed, never as its value
+    plan = story[story.index("dry run of the config restore into new project"):]
+    assert f"config backup {diff[1]} " in plan  # the newest config backup, not one an earlier run's conf chose
+    assert "functions.notify-team" in plan and "auth.external_google_enabled" in plan
+    assert "only an operator can set: auth_digests.hook_send_email_secrets, auth_digests.smtp_pass, " \
+           "secrets[RESEND_API_KEY]" in plan
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,7 @@ def test_an_unreadable_section_fails_and_names_it(backup_env, configured_databas
 
 def test_the_project_is_backed_up_and_a_change_in_the_dashboard_shows_in_the_next_backup(
         backup_env, configured_database, management_api):
-    from tests.fixtures.management_api import SOURCE_REF
+    from bhv360_backup.demo.management_api import SOURCE_REF
 
     run_dag("bhv360_config_backup")
     management_api.projects[SOURCE_REF]["auth"].update(disable_signup=False, external_google_secret="rotated")
@@ -114,7 +114,7 @@ def test_the_project_is_backed_up_and_a_change_in_the_dashboard_shows_in_the_nex
 
 def test_a_config_restore_applies_the_project_to_a_new_one_and_never_silently_to_the_source(
         backup_env, configured_database, management_api, encrypted, restore_db, monkeypatch):
-    from tests.fixtures.management_api import FUNCTION_BODY, PROJECT_SECRETS, TARGET_REF
+    from bhv360_backup.demo.management_api import FUNCTION_BODY, PROJECT_SECRETS, TARGET_REF
 
     run_dag("bhv360_config_backup")
     management_api.add_project(TARGET_REF)
@@ -126,6 +126,13 @@ def test_a_config_restore_applies_the_project_to_a_new_one_and_never_silently_to
     assert states["validate"] == "failed"  # the source project, by its ref: only with confirm_overwrite
     assert "is the source project" in [e for e in backup_env.job_log()
                                        if e["type"] == "restore-validation:config"][-1]["error"]
+
+    run, states = run_dag("bhv360_restore", {**request, "target_project_conn_id": "bhv360_new_project",
+                                             "dry_run": True})
+    assert states["validate"] == "success" and states["restore"] == "skipped", states
+    plan = [e for e in backup_env.job_log() if e["type"] == "restore-validation:config"][-1]["plan"]
+    assert any("will set" in line and "auth.external_google_enabled" in line for line in plan), plan
+    assert management_api.projects[TARGET_REF]["functions"] == {}  # the dry run wrote nothing
 
     run, states = run_dag("bhv360_restore", {**request, "target_project_conn_id": "bhv360_new_project"})
     assert states["restore"] == "success", states

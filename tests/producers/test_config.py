@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import json
 
+from bhv360_backup.demo.management_api import FUNCTION_BODY, PROJECT_SECRETS, SMTP_PASS_DIGEST, SOURCE_REF
 from bhv360_backup.repository.config import PROJECT_SECRETS_ARTIFACT, encode, project_fields
 from bhv360_backup.repository.verify import read_checked_artifact
 from tests.conftest import AGE_IDENTITY
-from tests.fixtures.management_api import (
-    FUNCTION_BODY,
-    PROJECT_SECRETS,
-    SMTP_PASS_DIGEST,
-    SOURCE_REF,
-    backup_project,
-)
+from tests.fixtures.management_api import backup_project
 
 
 def test_secret_values_are_only_in_the_encrypted_artifact(management_api, tmp_path):

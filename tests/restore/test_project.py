@@ -8,13 +8,14 @@ import json
 
 import pytest
 
+from bhv360_backup.demo.management_api import FUNCTION_BODY, PROJECT_SECRETS, TARGET_REF, TOKEN
 from bhv360_backup.errors import BackupError
 from bhv360_backup.repository.config import PROJECT_SECRETS_ARTIFACT
 from bhv360_backup.repository.verify import read_checked_artifact
 from bhv360_backup.restore.project import apply_project, backup_state, differences, read_state
 from bhv360_backup.sources.supabase_management import ManagementAPI
 from tests.conftest import AGE_IDENTITY
-from tests.fixtures.management_api import FUNCTION_BODY, PROJECT_SECRETS, TARGET_REF, TOKEN, backup_project
+from tests.fixtures.management_api import backup_project
 
 
 @pytest.fixture

@@ -263,10 +263,10 @@ def test_the_readmes_disaster_recovery_request_through_airflow_as_postgres(platf
     the new project's Storage, its configuration and functions into the new project's settings."""
     import json
 
+    from bhv360_backup.demo.management_api import FUNCTION_BODY, TARGET_REF
     from bhv360_backup.repository.layout import BackupType
     from tests.conftest import connection_json
     from tests.fixtures.airflow import run_dag
-    from tests.fixtures.management_api import FUNCTION_BODY, TARGET_REF
     from tests.fixtures.supabase_storage import SERVICE_KEY, StorageServer
 
     source = new_project(platform)

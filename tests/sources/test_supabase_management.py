@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from bhv360_backup.demo.management_api import SOURCE_REF, TOKEN
 from bhv360_backup.errors import ConfigurationError
 from bhv360_backup.sources.supabase_management import READS, ManagementAPI
-from tests.fixtures.management_api import SOURCE_REF, TOKEN
 
 
 def client(stand_in, token=TOKEN, sleeps=None):

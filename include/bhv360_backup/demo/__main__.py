@@ -3,7 +3,8 @@
 Runs the DAGs through Airflow (``dag.test()``) on embedded defaults: where ``bhv360_db`` is not
 configured, a generated BHV360-like database on a throwaway PostgreSQL cluster with logical decoding
 (incremental backups need it); where ``bhv360_s3`` is not configured, SeaweedFS's S3 server on 127.0.0.1 (on disk);
-a generated bucket tree as the storage source; encryption on with a demo age key. Airflow's own records
+a generated bucket tree as the storage source; where ``bhv360_supabase_management`` is not configured, the
+Management API stand-in with a seeded project; encryption on with a demo age key. Airflow's own records
 go to ``.demo/airflow.log``; the terminal shows one line per step. Everything lands under ``.demo/``.
 """
 
@@ -104,6 +105,18 @@ def s3_stand_in(stack: contextlib.ExitStack) -> None:
         "cloud copies outlive a restart of the demo)")
 
 
+def management_stand_in(stack: contextlib.ExitStack):
+    from bhv360_backup.demo.management_api import SOURCE_REF, ManagementStandIn, seed
+
+    api = ManagementStandIn().start()
+    stack.callback(api.stop)
+    seed(api, SOURCE_REF)
+    os.environ["AIRFLOW_CONN_BHV360_SUPABASE_MANAGEMENT"] = api.connection_json(SOURCE_REF)
+    say(f"  project: Supabase project {SOURCE_REF} on a local stand-in of the Management API at {api.url} "
+        "(held to the published OpenAPI description)")
+    return api
+
+
 def bucket_tree() -> None:
     from bhv360_backup.demo.buckets import create_demo_buckets
 
@@ -137,7 +150,9 @@ class Story:
     """Runs DAGs quietly and tells what each did in one line."""
 
     def __init__(self, bag, log_dir: Path) -> None:
-        self.bag = bag
+        from bhv360_backup.demo.dag_runs import FreshParams
+
+        self.dags = FreshParams(bag.dags)
         self.log_dir = log_dir
         self.failed: list[str] = []
 
@@ -147,7 +162,7 @@ class Story:
         started = time.monotonic()
         seen = len(joblog.read(self.log_dir))
         with airflow_output_to_log():
-            run = self.bag.dags[dag_id].test(run_conf=conf)
+            run = self.dags.dag(dag_id).test(run_conf=conf)
         seconds = time.monotonic() - started
         ok = getattr(run.state, "value", run.state) == "success"
         if not ok:
@@ -235,6 +250,33 @@ def _point_in_time_part(story: Story, source, locations) -> None:
         f"database has {', '.join(keys) or 'neither'}: the planned drill, not yet incident mode")
 
 
+def _project_part(story: Story, api) -> None:
+    """A change made in the dashboard shows up in the next config backup; a dry run plans the project's
+    configuration into a new, empty project."""
+    from bhv360_backup.demo.management_api import SOURCE_REF, TARGET_REF
+
+    say("-- the Supabase project's configuration --")
+    api.projects[SOURCE_REF]["auth"].update(disable_signup=False, jwt_exp=7200,
+                                            external_google_secret="rotated-in-the-dashboard")
+    say("changed in the dashboard: sign-ups opened, JWT expiry 7200 s, the Google client secret rotated")
+    ok, seconds = story.run("bhv360_config_backup")
+    if not ok:
+        return
+    line = story.line("config")
+    say(f"config backup {line['backup_id']} ({seconds:.1f} s), changed since the previous one:")
+    for field, change in line.get("project_changes", {}).items():
+        say(f"  {field}: {change}")
+    api.add_project(TARGET_REF)
+    os.environ["AIRFLOW_CONN_BHV360_NEW_PROJECT"] = api.connection_json(TARGET_REF)
+    ok, seconds = story.run("bhv360_restore", {"type": "config", "paths": {"config": "latest"},
+                                               "target_project_conn_id": "bhv360_new_project", "dry_run": True})
+    if not ok:
+        return
+    say(f"dry run of the config restore into new project {TARGET_REF} ({seconds:.1f} s), nothing written:")
+    for planned in story.line("restore-validation:config").get("plan", []):
+        say(f"  {planned.strip()}")
+
+
 def _inventory(locations) -> None:
     from bhv360_backup import inventory
     from bhv360_backup.repository.layout import BackupType
@@ -257,6 +299,8 @@ def main() -> int:
         source = source_database(stack) if "AIRFLOW_CONN_BHV360_DB" not in os.environ else None
         if "AIRFLOW_CONN_BHV360_SUPABASE" not in os.environ and "AIRFLOW_VAR_BHV360_STORAGE_SOURCE" not in os.environ:
             bucket_tree()
+        project_api = (management_stand_in(stack)
+                       if "AIRFLOW_CONN_BHV360_SUPABASE_MANAGEMENT" not in os.environ else None)
         if "AIRFLOW_VAR_BHV360_AGE_RECIPIENTS" not in os.environ:
             age_key()
         if "AIRFLOW_CONN_BHV360_S3" not in os.environ:
@@ -287,6 +331,8 @@ def main() -> int:
             _tell_backup(story, dag_id, backup_type, locations)
         if source is not None:
             _point_in_time_part(story, source, locations)
+        if project_api is not None:
+            _project_part(story, project_api)
         _inventory(locations)
         say(f"job log: {settings.log_dir / 'jobs.jsonl'}; see it in the Airflow UI: make ui")
     if story.failed:

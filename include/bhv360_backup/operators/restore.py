@@ -155,7 +155,8 @@ class RestoreValidateOperator(LocationsOperator):
                      "config": "settings rows into the target database, files into " + str(targets.work_dir)}
         plan = build_plan(request, locations, described, pg_restore, targets.identities, resolution)
         check_targets(plan, request, {location.name: location for location in locations}, targets)
-        for line in plan.describe():
+        record.extra = {"plan": plan.describe()}
+        for line in record.extra["plan"]:
             self.log.info("%s", line)
         if request.dry_run:
             self.log.info("dry run: validation passed, nothing will be restored")
