@@ -8,7 +8,14 @@ import json
 
 import pytest
 
-from bhv360_backup.demo.management_api import FUNCTION_BODY, PROJECT_SECRETS, TARGET_REF, TOKEN
+from bhv360_backup.demo.management_api import (
+    FUNCTION_BODY,
+    PROJECT_SECRETS,
+    SSO_ENTITY_ID,
+    TARGET_REF,
+    THIRD_PARTY_ISSUER,
+    TOKEN,
+)
 from bhv360_backup.errors import BackupError
 from bhv360_backup.repository.config import PROJECT_SECRETS_ARTIFACT
 from bhv360_backup.repository.verify import read_checked_artifact
@@ -50,6 +57,26 @@ def test_an_empty_project_equals_the_backup_after_the_apply(management_api, back
     steps = "\n".join(report.manual_steps)
     assert "auth.smtp_pass" in steps and "secret RESEND_API_KEY" in steps and "postgrest.jwt_secret" in steps
     assert target["auth"]["smtp_pass"] != management_api.projects["bhvthreesixtysourcea"]["auth"]["smtp_pass"]
+    assert [item["oidc_issuer_url"] for item in target["third_party_auth"]] == [THIRD_PARTY_ISSUER]
+    (provider,) = target["sso_providers"]["items"]
+    assert provider["saml"]["entity_id"] == SSO_ENTITY_ID and [d["domain"] for d in provider["domains"]] == ["bhv360.nl"]
+    assert {"third_party_auth." + THIRD_PARTY_ISSUER, "sso_providers." + SSO_ENTITY_ID} <= set(report.applied)
+
+
+def test_sign_in_integrations_are_updated_in_place_and_one_only_the_target_has_fails_the_read_back(
+        management_api, backup, new_project):
+    section, secrets, body_of, steps = backup
+    apply_project(section, secrets, new_project, body_of, manual_steps=steps)
+    target = management_api.projects[TARGET_REF]
+    target["sso_providers"]["items"][0]["domains"] = []  # changed in the target's dashboard
+    report = apply_project(section, secrets, new_project, body_of, manual_steps=steps)
+    assert report.applied == ["sso_providers." + SSO_ENTITY_ID]
+    assert [d["domain"] for d in target["sso_providers"]["items"][0]["domains"]] == ["bhv360.nl"]
+
+    management_api.add_third_party_auth(TARGET_REF, "https://login.someone-else.example")
+    with pytest.raises(BackupError, match=r"third_party_auth.https://login.someone-else.example \(only on the target\)"):
+        apply_project(section, secrets, new_project, body_of, manual_steps=steps)
+    assert len(target["third_party_auth"]) == 2  # a way to sign in is never removed by a restore
 
 
 def test_a_failure_part_way_names_what_was_applied_and_a_rerun_converges(management_api, backup, new_project):

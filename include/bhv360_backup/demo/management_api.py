@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ SOURCE_REF, TARGET_REF = "bhvthreesixtysourcea", "bhvthreesixtytargetb"
 PROJECT_SECRETS = {"Google client secret": "google-oauth-canary-secret-7f3a",
                    "PostgREST JWT secret": "jwt-canary-secret-with-at-least-32-characters-91c2"}
 SMTP_PASS_DIGEST = hashlib.sha256(b"the smtp password").hexdigest()
+THIRD_PARTY_ISSUER = "https://login.bhv360-partner.example"
+SSO_ENTITY_ID = "https://sso.bhv360.nl/saml"
+SSO_METADATA = (f'<EntityDescriptor xmlns="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{SSO_ENTITY_ID}">'
+                "<IDPSSODescriptor/></EntityDescriptor>")
 FUNCTION_BODY = b"ESZIP2.3 notify-team: Deno.serve(() => new Response('ok'))" * 50
 ROUTES = [(re.compile("^" + re.sub(r"\{[^}]+\}", "([^/]+)", template) + "$"), template) for template in SPEC["paths"]]
 SECTIONS = {  # what the package reads, by section: the path under /v1/projects/{ref} and the response schema
@@ -174,6 +179,24 @@ class ManagementStandIn:
                      "entrypoint_path": "index.ts", "ezbr_sha256": hashlib.sha256(body).hexdigest(), **metadata})
         self.projects[ref]["functions"][slug] = {"meta": meta, "body": body}
 
+    def add_third_party_auth(self, ref: str, issuer: str) -> dict[str, Any]:
+        item = {**generated({"$ref": "#/components/schemas/ThirdPartyAuth"}), "id": str(uuid.uuid4()), "type": "oidc",
+                "oidc_issuer_url": issuer, "inserted_at": "2026-12-01T00:00:00Z", "updated_at": "2026-12-01T00:00:00Z"}
+        self.projects[ref]["third_party_auth"].append(item)
+        return item
+
+    def add_sso_provider(self, ref: str, settings: dict[str, Any]) -> dict[str, Any]:
+        """A SAML provider as the API makes one: its entity id read from the metadata."""
+        found = re.search(r'entityID="([^"]+)"', settings.get("metadata_xml", ""))
+        saml = {"id": str(uuid.uuid4()), "entity_id": found[1] if found else settings.get("metadata_url", ""),
+                **{name: settings[name] for name in ("metadata_xml", "metadata_url", "attribute_mapping",
+                                                     "name_id_format") if name in settings}}
+        provider = {"id": str(uuid.uuid4()), "saml": saml, "created_at": "2026-12-01T00:00:00Z",
+                    "updated_at": "2026-12-01T00:00:00Z",
+                    "domains": [{"id": str(uuid.uuid4()), "domain": domain} for domain in settings.get("domains", [])]}
+        self.projects[ref]["sso_providers"]["items"].append(provider)
+        return provider
+
     def connection_json(self, ref: str, token: str = TOKEN) -> str:
         return json.dumps({"conn_type": "generic", "host": self.url, "password": token,
                            "extra": {"project_ref": ref}})
@@ -240,6 +263,18 @@ class ManagementStandIn:
                     settings[name] = settings[name] == "true"
             self.add_function(params[0], slug, raw, **settings)
             return self._json(op, 201 if method == "POST" else 200, state["functions"][slug]["meta"])
+        if relative == "/config/auth/third-party-auth" and method == "POST":
+            return self._json(op, 201, self.add_third_party_auth(params[0], payload["oidc_issuer_url"]))
+        if relative == "/config/auth/sso/providers" and method == "POST":
+            return self._json(op, 201, self.add_sso_provider(params[0], payload))
+        if relative == "/config/auth/sso/providers/{provider_id}" and method == "PUT":
+            provider = next((item for item in state["sso_providers"]["items"] if item["id"] == params[1]), None)
+            if provider is None:
+                return 404, b'{"message": "no such provider"}', "application/json", {}
+            provider["saml"].update({name: value for name, value in payload.items() if name != "domains"})
+            if "domains" in payload:
+                provider["domains"] = [{"id": str(uuid.uuid4()), "domain": domain} for domain in payload["domains"]]
+            return self._json(op, 200, provider)
         if relative == "/ssl-enforcement" and method == "PUT":
             state["ssl_enforcement"] = {"currentConfig": payload["requestedConfig"], "appliedSuccessfully": True}
             return self._json(op, 200, state["ssl_enforcement"])
@@ -275,7 +310,8 @@ class ManagementStandIn:
 
 
 def seed(stand_in: ManagementStandIn, ref: str) -> dict[str, Any]:
-    """BHV360's project: Google sign-in, SMTP, a send-email hook, redirect URLs, a secret and a function."""
+    """BHV360's project: Google sign-in, SMTP, a send-email hook, redirect URLs, a secret, a function, a
+    third-party auth issuer and a SAML provider."""
     state = stand_in.add_project(ref)
     state["auth"].update(site_url="https://app.bhv360.nl", uri_allow_list="https://app.bhv360.nl/**",
                          disable_signup=True, external_google_enabled=True, external_google_client_id="google-id",
@@ -287,5 +323,8 @@ def seed(stand_in: ManagementStandIn, ref: str) -> dict[str, Any]:
                               jwt_secret=PROJECT_SECRETS["PostgREST JWT secret"])
     state["secrets"] = [{"name": "RESEND_API_KEY", "value": hashlib.sha256(b"re_key").hexdigest()}]
     stand_in.add_function(ref, "notify-team", FUNCTION_BODY)
+    stand_in.add_third_party_auth(ref, THIRD_PARTY_ISSUER)
+    stand_in.add_sso_provider(ref, {"type": "saml", "metadata_xml": SSO_METADATA, "domains": ["bhv360.nl"],
+                                    "attribute_mapping": {"keys": {"email": {"name": "mail"}}}})
     return state
 

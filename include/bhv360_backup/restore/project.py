@@ -3,7 +3,9 @@ the Edge Functions deployed from their stored bodies, then everything read back 
 
 What the API cannot set is a manual step in the report, named: secret values it never returned (its
 digests of ``smtp_pass``, hook secrets and the project's secrets), secrets a backup without encryption
-did not keep, the custom domain (DNS), third-party auth and SSO providers, PostgREST's JWT secret.
+did not keep, the custom domain (DNS), PostgREST's JWT secret. Third-party auth integrations and SSO
+providers the target lacks are created; one the target has and the backup does not stays (removing a
+way to sign in is an operator's decision) and fails the read-back, named.
 A write that fails part-way says which sections were applied and which were not; a rerun applies
 what still differs, so it converges.
 """
@@ -20,6 +22,7 @@ from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.repository.config import (
     DIGEST_FIELD,
     changed_fields,
+    fingerprint,
     project_fields,
     secret_digests,
     split_secrets,
@@ -55,7 +58,44 @@ SETTERS = (
     Setter("ssl_enforcement", "PUT", "/ssl-enforcement", "database:write"),
     Setter("network_restrictions", "POST", "/network-restrictions/apply", "projects:write"),
 )
-MANUAL_SECTIONS = ("third_party_auth", "sso_providers", "custom_hostname", "secrets")
+
+
+@dataclass(frozen=True)
+class Integration:
+    """A section that is a list of things created one call each (a way to sign in), each known by a key
+    of its own: what it is, not the id the project gave it."""
+
+    section: str
+    path: str
+    items: Callable[[Any], list[dict[str, Any]]]
+    key: Callable[[Mapping[str, Any]], str]
+    view: Callable[[Mapping[str, Any]], dict[str, Any]]  # what the create call sets, in its shape
+    updatable: bool  # differing items with the same key are updated in place (else left to an operator)
+    scope: str = "auth:write"
+
+
+def _third_party_view(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: item[name] for name in ("oidc_issuer_url", "jwks_url", "custom_jwks") if item.get(name) is not None}
+
+
+def _sso_view(item: Mapping[str, Any]) -> dict[str, Any]:
+    saml = item.get("saml") or {}
+    metadata = {"metadata_url": saml["metadata_url"]} if saml.get("metadata_url") else \
+        {"metadata_xml": saml.get("metadata_xml", "")}  # the API takes one of the two; it fetches the XML of a URL
+    return {"type": "saml", **metadata,
+            **{name: saml[name] for name in ("attribute_mapping", "name_id_format") if saml.get(name) is not None},
+            "domains": sorted(domain["domain"] for domain in item.get("domains") or [] if domain.get("domain"))}
+
+
+INTEGRATIONS = (
+    Integration("third_party_auth", "/config/auth/third-party-auth", list,
+                lambda item: item.get("oidc_issuer_url") or item.get("jwks_url") or fingerprint(item.get("custom_jwks")),
+                _third_party_view, updatable=False),
+    Integration("sso_providers", "/config/auth/sso/providers", lambda data: list(data.get("items") or []),
+                lambda item: (item.get("saml") or {}).get("entity_id") or item["id"], _sso_view, updatable=True),
+)
+MANUAL_SECTIONS = ("custom_hostname", "secrets")
+_AS_SEEN_ON_THE_TARGET = {"added": "missing on the target", "removed": "only on the target", "changed": "differs"}
 FUNCTION_SETTINGS = ("name", "verify_jwt", "entrypoint_path", "import_map", "import_map_path")
 FUNCTION_WRITE_SCOPE = "edge_functions:write"
 
@@ -98,7 +138,9 @@ class ProjectState:
 
 def _state(sections: Mapping[str, Any], functions: dict[str, Any]) -> ProjectState:
     return ProjectState(
-        settable={setter.section: settable(setter.section, sections[setter.section]) for setter in SETTERS},
+        settable={**{setter.section: settable(setter.section, sections[setter.section]) for setter in SETTERS},
+                  **{kind.section: {kind.key(item): kind.view(item) for item in kind.items(sections[kind.section])}
+                     for kind in INTEGRATIONS}},
         functions=functions,
         manual={**{name: sections[name] for name in MANUAL_SECTIONS}, "auth_digests": _digests(sections["auth"])},
     )
@@ -112,7 +154,7 @@ def backup_state(section: Mapping[str, Any]) -> ProjectState:
 def read_state(api: ManagementAPI) -> ProjectState:
     """A live project's state, secret values turned into their markers as a backup stores them."""
     sections = {name: split_secrets(name, api.read(name))[0] for name in
-                [setter.section for setter in SETTERS] + list(MANUAL_SECTIONS)}
+                [part.section for part in (*SETTERS, *INTEGRATIONS)] + list(MANUAL_SECTIONS)}
     sections["secrets"] = secret_digests(sections["secrets"])
     functions = {}
     for function in api.read("functions"):
@@ -195,6 +237,8 @@ def apply_project(section: Mapping[str, Any], secrets: Mapping[str, Mapping[str,
                               f"applied {', '.join(report.applied) or 'nothing'}; not applied "
                               f"{', '.join(report.not_applied)}. Run the restore again to apply the rest") from None
         report.applied.append(setter.section)
+    for kind in INTEGRATIONS:
+        _add_integrations(api, kind, backup.settable[kind.section], target.settable[kind.section], report)
     for slug, function in sorted(backup.functions.items()):
         if target.functions.get(slug) != function:
             _deploy(api, slug, next(f for f in section["functions"] if f["slug"] == slug), body_of,
@@ -205,8 +249,39 @@ def apply_project(section: Mapping[str, Any], secrets: Mapping[str, Mapping[str,
                                 if field not in report.left_to_operator}
     if report.differences_after:
         raise BackupError("the target project does not equal the backup after applying it: "
-                          + ", ".join(f"{field} ({change})" for field, change in report.differences_after.items()))
+                          + ", ".join(f"{field} ({_AS_SEEN_ON_THE_TARGET[change]})"
+                                      for field, change in report.differences_after.items()))
     return report
+
+
+def _add_integrations(api: ManagementAPI, kind: Integration, wanted: Mapping[str, dict], current: Mapping[str, dict],
+                      report: ApplyReport) -> None:
+    """Create the integrations the target lacks, update those that differ where the API can; name the
+    rest as manual steps (an integration only the target has is never removed here)."""
+    ids: dict[str, str] | None = None
+    for key, view in sorted(wanted.items()):
+        if current.get(key) == view:
+            continue
+        try:
+            if key not in current:
+                api.request("POST", kind.path, kind.scope, json=view)
+            elif kind.updatable:
+                ids = ids if ids is not None else {kind.key(item): item["id"] for item in kind.items(api.read(kind.section))}
+                api.request("PUT", f"{kind.path}/{ids[key]}", kind.scope,
+                            json={name: value for name, value in view.items() if name != "type"})
+            else:
+                report.manual_steps.append(f"{kind.section}.{key}: differs on the target; delete it there and add "
+                                           "it again as the backup has it")
+                continue
+        except BackupError as error:
+            report.not_applied.append(f"{kind.section}.{key}")
+            raise BackupError(f"applying the project configuration stopped at {kind.section} {key} "
+                              f"({first_line(error)}): applied {', '.join(report.applied) or 'nothing'}. Run the "
+                              "restore again to apply the rest") from None
+        report.applied.append(f"{kind.section}.{key}")
+    for key in sorted(set(current) - set(wanted)):
+        report.manual_steps.append(f"{kind.section}.{key}: only the target has it; remove it there by hand if it "
+                                   "should not be a way to sign in")
 
 
 def _deploy(api: ManagementAPI, slug: str, function: Mapping[str, Any], body_of: Callable[[str], Iterable[bytes]], *,
