@@ -64,6 +64,27 @@ def loopback_s3_client(endpoint: str, access_key: str = "bench", secret_key: str
                         aws_access_key_id=access_key, aws_secret_access_key=secret_key)
 
 
+def loopback_s3_source(endpoint: str, buckets: Sequence[str], reads: str = "obstore"):
+    """The S3 storage source for the benchmark's server: listed by boto3, objects read by obstore as
+    ``bhv360_storage_s3_reads`` does by default (``reads="boto3"``: by boto3). Built without Airflow, so
+    the child's time is the snapshot's, not Airflow's import."""
+    from datetime import datetime, timedelta, timezone
+
+    from bhv360_backup.sources.storage import NativeS3Reader, S3StorageSource
+
+    def credentials() -> dict:
+        return {"access_key_id": "bench", "secret_access_key": "bench-secret",
+                "expires_at": datetime.now(timezone.utc) + timedelta(minutes=30)}
+
+    native = NativeS3Reader(endpoint=endpoint, region="eu-west-1", path_style=True, credentials=credentials)
+    return S3StorageSource(loopback_s3_client(endpoint), list(buckets), native if reads == "obstore" else None)
+
+
+def add_reads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reads", choices=("obstore", "boto3"), default="obstore",
+                        help="what reads the source's objects (bhv360_storage_s3_reads)")
+
+
 def start_s3(kind: str, split_cores: bool = False):
     """The benchmark's S3 server: ``seaweedfs`` (default: a real server, its own processes) or ``moto``
     (in this process, on one interpreter lock). With ``split_cores`` the server runs on CPU 0."""

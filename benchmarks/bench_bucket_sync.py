@@ -34,8 +34,9 @@ from pathlib import Path
 
 from _common import (
     WORK,
+    add_reads_option,
     add_s3_option,
-    loopback_s3_client,
+    loopback_s3_source,
     parse_or_run_child,
     peak_rss_mb,
     require_tool,
@@ -95,12 +96,10 @@ def run_snapshot_child(spec: dict) -> None:
     from bhv360_backup.producers.storage import take_snapshot
     from bhv360_backup.repository.layout import BackupType
     from bhv360_backup.repository.writer import BackupWriter
-    from bhv360_backup.sources.storage import S3StorageSource
-
-    client = loopback_s3_client(spec["endpoint"])
     recipients = parse_recipients(spec["recipient"], "--encrypt") if spec.get("recipient") else ()
     writer = BackupWriter([LocalLocation(Path(spec["root"]))], BackupType.STORAGE, spec["backup_id"], recipients)
-    _, stats = take_snapshot(S3StorageSource(client, list(BUCKETS)), writer, dag_id="bench", run_id=spec["backup_id"],
+    source = loopback_s3_source(spec["endpoint"], BUCKETS, spec["reads"])
+    _, stats = take_snapshot(source, writer, dag_id="bench", run_id=spec["backup_id"],
                              parallelism=spec["parallelism"])
     writer.raise_for_failures()
     Path(spec["report"]).write_text(json.dumps({**stats.to_dict(), "peak_rss_mb": peak_rss_mb()}))
@@ -113,6 +112,7 @@ def main() -> None:
     parser.add_argument("--encrypt", action="store_true", help="age-encrypted snapshots against rclone crypt")
     parser.add_argument("--split-cores", action="store_true", help="the server on CPU 0, every client on CPU 1")
     add_s3_option(parser)
+    add_reads_option(parser)
     args = parse_or_run_child(parser, run_snapshot_child)
     client_cpus = {1} if args.split_cores else None
 
@@ -146,7 +146,8 @@ def main() -> None:
     def snapshot(backup_id: str) -> tuple[float, dict]:
         report = work / f"{backup_id}.json"
         spec = {"endpoint": s3.endpoint, "root": str(work / "ours"), "backup_id": backup_id,
-                "parallelism": args.parallelism, "report": str(report), "recipient": recipient}
+                "parallelism": args.parallelism, "report": str(report), "recipient": recipient,
+                "reads": args.reads}
         seconds = timed([sys.executable, __file__, "--child", json.dumps(spec)], cpus=client_cpus)
         return seconds, json.loads(report.read_text())
 
@@ -160,7 +161,7 @@ def main() -> None:
     s3.stop()
     shutil.rmtree(work)
 
-    print(f"\nparallelism {args.parallelism}" + (", encrypted (age / rclone crypt)" if recipient else "")
+    print(f"\nparallelism {args.parallelism}, objects read by {args.reads}" + (", encrypted (age / rclone crypt)" if recipient else "")
           + (", server on CPU 0, clients on CPU 1" if args.split_cores else ""))
     print(f"rclone sync (3 buckets)             {rclone_seconds:7.2f} s  {total / 1e6 / rclone_seconds:6.1f} MB/s")
     print(f"first snapshot                      {first_seconds:7.2f} s  {total / 1e6 / first_seconds:6.1f} MB/s"

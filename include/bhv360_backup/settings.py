@@ -40,6 +40,7 @@ DEFAULTS = {
     "bhv360_storage_source": "supabase",
     "bhv360_storage_buckets": "",
     "bhv360_storage_parallelism": "8",
+    "bhv360_storage_s3_reads": "obstore",
     "bhv360_config_tables": "",
     "bhv360_config_paths": "",
     "bhv360_health_green_summary": "false",
@@ -51,6 +52,8 @@ DEFAULTS = {
     "bhv360_restore_folder_root": "",
     "bhv360_config_watch": "auth.disable_signup,auth.uri_allow_list,auth.site_url,auth.external_*_enabled",
 }
+
+S3_READERS = ("obstore", "boto3")  # what reads an S3 storage source's objects (listing is boto3's)
 
 VariableGetter = Callable[[str, str], str]
 
@@ -191,6 +194,7 @@ class Settings:
     dump_compression: DumpCompression = DEFAULT_DUMP_COMPRESSION
     restore_folder_root: Path | None = None
     config_watch: tuple[str, ...] = ()
+    storage_s3_reads: str = "obstore"
 
     @property
     def incremental(self) -> bool:
@@ -215,6 +219,12 @@ class Settings:
             if not value("bhv360_s3_bucket"):
                 raise ConfigurationError("variable bhv360_s3_bucket is empty")
             return value("bhv360_s3_bucket")
+
+        def s3_reads() -> str:
+            if value("bhv360_storage_s3_reads") not in S3_READERS:
+                raise ConfigurationError(f"variable bhv360_storage_s3_reads: {value('bhv360_storage_s3_reads')!r} "
+                                         f"is not one of {', '.join(S3_READERS)}")
+            return value("bhv360_storage_s3_reads")
 
         def positive(name: str) -> int:
             return checked(lambda: _positive_int(name, value(name)), 1)
@@ -246,6 +256,7 @@ class Settings:
                                      DEFAULT_DUMP_COMPRESSION),
             restore_folder_root=Path(value("bhv360_restore_folder_root")) if value("bhv360_restore_folder_root") else None,
             config_watch=_names(value("bhv360_config_watch")),
+            storage_s3_reads=checked(s3_reads, "obstore"),
         )
         if problems:
             raise ConfigurationError("; ".join(problems))

@@ -29,11 +29,16 @@ HOSTILE = ["../../escape.txt", "/absolute.txt", "a/../../b.txt", "nul\x00byte.tx
 
 
 @pytest.fixture
-def hostile_bucket(moto_s3_server):
+def hostile_bucket(moto_s3_server, monkeypatch):
     """moto, not SeaweedFS: AWS S3 stores any key up to 1,024 bytes, and so must a source be ready to read
     them; SeaweedFS keeps objects in a file tree and refuses or rewrites ``..``, ``.``, NUL, ``//``, a
     leading ``/`` and long keys, so these names can only be served by an S3 server that stores keys as
-    AWS does."""
+    AWS does. The source is made as a deployment makes it (obstore reads what it can address exactly,
+    boto3 the rest), and counts the objects obstore read."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from bhv360_backup.runtime import native_s3_reader
+
     client = moto_s3_server.client()
     for bucket in client.list_buckets().get("Buckets", []):
         for item in client.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
@@ -42,7 +47,14 @@ def hostile_bucket(moto_s3_server):
     client.create_bucket(Bucket="incidents", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     for name in SAFE + HOSTILE:
         client.put_object(Bucket="incidents", Key=name, Body=f"content of {name!r}".encode())
-    return S3StorageSource(client, ["incidents"])
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_HOSTILE_S3", moto_s3_server.connection_json())
+    native = native_s3_reader(S3Hook(aws_conn_id="bhv360_hostile_s3"), client)
+    read_natively = []
+    native_open = native.open
+    native.open = lambda obj: read_natively.append(obj.path) or native_open(obj)
+    source = S3StorageSource(client, ["incidents"], native)
+    source.read_natively = read_natively
+    return source
 
 
 def files_under(folder):
@@ -54,6 +66,7 @@ def test_hostile_names_are_kept_in_the_snapshot_and_refused_or_restored_by_name(
     writer = BackupWriter(locations, BackupType.STORAGE, "20261126T030000Z")
     manifest, stats = take_snapshot(hostile_bucket, writer, dag_id="test", run_id="test", parallelism=4)
     writer.raise_for_failures()
+    assert sorted(hostile_bucket.read_natively) == sorted(SAFE + ["back\\slash.txt", "x" * 1000])
 
     for location in locations:  # stored safely: names live only in the index, blobs are named by content
         assert sorted(e.path for e in read_index(location, manifest)) == sorted(SAFE + HOSTILE)

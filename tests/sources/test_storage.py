@@ -8,8 +8,8 @@ from bhv360_backup.errors import BackupError
 from bhv360_backup.sources.storage import (
     LocalFolderSource,
     ObjectGone,
-    S3StorageSource,
     SupabaseStorageSource,
+    native_addressable,
 )
 from tests.fixtures.supabase_storage import SERVICE_KEY
 
@@ -87,15 +87,58 @@ def test_test_server_refuses_non_ascii_keys_like_the_real_one(storage_api):
         storage_api.put("x", "café.png", b"png")
 
 
-def test_s3_source_lists_non_ascii_names(s3):
+def s3_source_from_connection(s3, monkeypatch, reads="obstore"):
+    """The S3 source as a deployment makes it: variable bhv360_storage_source = s3:<conn id>."""
+    from bhv360_backup.runtime import storage_source
+    from bhv360_backup.settings import Settings
+
+    monkeypatch.setenv("AIRFLOW_CONN_BHV360_SOURCE_S3", s3.connection_json())
+    monkeypatch.setenv("AIRFLOW_VAR_BHV360_STORAGE_S3_READS", reads)
+    return storage_source(Settings.load(), "s3:bhv360_source_s3")
+
+
+@pytest.mark.parametrize("reads", ["obstore", "boto3"])
+def test_s3_source_lists_and_reads_non_ascii_names(s3, monkeypatch, reads):
     client = s3.client()
     client.create_bucket(Bucket="photos", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    client.put_object(Bucket="photos", Key="ontruiming café/foto 1.jpg", Body=b"jpeg", ContentType="image/jpeg")
-    source = S3StorageSource(client, ["photos"])
+    client.put_object(Bucket="photos", Key="ontruiming café/foto 1.jpg", Body=b"jpeg", ContentType="image/jpeg",
+                      CacheControl="max-age=60")
+    big = bytes(range(256)) * 12_000  # three chunks
+    client.put_object(Bucket="photos", Key="scan.pdf", Body=big)
+    source = s3_source_from_connection(s3, monkeypatch, reads)
+    assert (source.native is not None) == (reads == "obstore")
+    photo, scan = sorted(source.list_objects("photos"), key=lambda obj: obj.path)
+    assert photo.path == "ontruiming café/foto 1.jpg"
+    opened = source.open_object(photo)
+    assert b"".join(opened.chunks) == b"jpeg"
+    assert (opened.content_type, opened.cache_control) == ("image/jpeg", "max-age=60")
+    assert b"".join(source.open_object(scan).chunks) == big
+    client.delete_object(Bucket="photos", Key="scan.pdf")
+    with pytest.raises(ObjectGone):
+        source.open_object(scan)
+
+
+def test_s3_source_refused_by_the_server_is_not_retried_as_transient(s3, monkeypatch):
+    client = s3.client()
+    client.create_bucket(Bucket="photos", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    client.put_object(Bucket="photos", Key="a.jpg", Body=b"jpeg")
+    source = s3_source_from_connection(s3, monkeypatch)
     (obj,) = source.list_objects("photos")
-    assert obj.path == "ontruiming café/foto 1.jpg"
-    opened = source.open_object(obj)
-    assert b"".join(opened.chunks) == b"jpeg" and opened.content_type == "image/jpeg"
+    source.native._credentials = lambda: {"access_key_id": "bench", "secret_access_key": "wrong"}
+    source.native._stores.clear()
+    with pytest.raises(BackupError, match="the S3 source refused the read") as refused:
+        source.open_object(obj)
+    assert type(refused.value) is BackupError
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("key", "addressable"), [
+    ("ok/normal name.txt", True), ("ontruiming café/foto 1.jpg", True), ("back\\slash.txt", True),
+    ("%2e%2e/encoded.txt", True), ("../../escape.txt", False), ("a/../b.txt", False), ("dir/./dot.txt", False),
+    ("/absolute.txt", False), ("folder-marker/", False), ("a//b.txt", False), ("nul\x00byte.txt", False),
+    ("del\x7fchar.txt", False)])
+def test_keys_obstore_would_refuse_or_rewrite_are_read_by_boto3(key, addressable):
+    assert native_addressable(key) is addressable
 
 
 def test_local_source_lists_non_ascii_names(tmp_path):

@@ -156,12 +156,71 @@ class LocalFolderSource(StorageSource):
         return OpenedObject(chunks(), obj.content_type, obj.cache_control)
 
 
-class S3StorageSource(StorageSource):
-    """Buckets of an S3-compatible endpoint (Supabase's S3 endpoint, MinIO, AWS)."""
+def native_addressable(key: str) -> bool:
+    """Whether obstore reads exactly ``key``: its paths have no empty, ``.`` or ``..`` segment and no
+    control character (it refuses those, and silently drops a leading or trailing ``/``, which would
+    read another object). S3 keys may hold all of them: such keys are read by boto3."""
+    return all(part not in ("", ".", "..") for part in key.split("/")) and not any(
+        ord(character) < 0x20 or ord(character) == 0x7F for character in key)
 
-    def __init__(self, client: Any, buckets: Sequence[str] | None = None) -> None:
+
+class NativeS3Reader:
+    """Object contents through obstore (Rust's ``object_store``): the request, TLS and the reading run
+    outside the interpreter lock, which boto3's Python work per request holds (measured: the first
+    snapshot of 3,000 objects 10.1 s with boto3, 5.6 s with this). Configured from the same connection
+    as the boto3 client: endpoint, region, addressing style, TLS trust, and credentials asked of the
+    connection's boto3 session, so assumed roles and their refresh stay Airflow's."""
+
+    def __init__(self, *, endpoint: str | None, region: str | None, path_style: bool,
+                 credentials: Callable[[], dict[str, Any]], root_certificate: str | None = None,
+                 verify: bool = True) -> None:
+        options: dict[str, Any] = {"allow_http": bool(endpoint and endpoint.startswith("http://"))}
+        if root_certificate:
+            options["root_certificate"] = root_certificate
+        if not verify:
+            options["allow_invalid_certificates"] = True
+        self._config: dict[str, Any] = {"virtual_hosted_style_request": not path_style,
+                                        **({"endpoint": endpoint} if endpoint else {}),
+                                        **({"region": region} if region else {})}
+        self._options = options
+        self._credentials = credentials
+        self._stores: dict[str, Any] = {}
+
+    def _store(self, bucket: str) -> Any:
+        from obstore.store import S3Store
+
+        store = self._stores.get(bucket)
+        if store is None:  # a race makes a second store for a bucket: harmless
+            store = self._stores[bucket] = S3Store(bucket, **self._config, client_options=self._options,
+                                                   credential_provider=self._credentials)
+        return store
+
+    def open(self, obj: ObjectInfo) -> OpenedObject:
+        import obstore
+        from obstore.exceptions import NotFoundError, PermissionDeniedError, UnauthenticatedError
+
+        what = f"{obj.bucket}/{obj.path}"
+        try:
+            result = obstore.get(self._store(obj.bucket), obj.path)
+        except (NotFoundError, FileNotFoundError):  # obstore raises the built-in one for a 404
+            raise ObjectGone(f"{what} was deleted during the run") from None
+        except (PermissionDeniedError, UnauthenticatedError, PermissionError) as error:
+            raise BackupError(f"{what}: the S3 source refused the read ({str(error).splitlines()[0]})") from None
+        except Exception as error:  # noqa: BLE001 - 5xx after obstore's own retries, a dropped connection
+            raise TransientSourceError(f"{what}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        attributes = result.attributes
+        return OpenedObject((bytes(chunk) for chunk in result.stream(min_chunk_size=CHUNK_SIZE)),
+                            attributes.get("Content-Type"), attributes.get("Cache-Control"))
+
+
+class S3StorageSource(StorageSource):
+    """Buckets of an S3-compatible endpoint (Supabase's S3 endpoint, MinIO, AWS): listed by boto3,
+    contents read by ``native`` where given and the key is :func:`native_addressable`, else by boto3."""
+
+    def __init__(self, client: Any, buckets: Sequence[str] | None = None, native: NativeS3Reader | None = None) -> None:
         self.client = client
         self.buckets = list(buckets or [])
+        self.native = native
 
     def describe(self) -> str:
         return f"S3 endpoint {self.client.meta.endpoint_url}"
@@ -184,6 +243,8 @@ class S3StorageSource(StorageSource):
     def open_object(self, obj: ObjectInfo) -> OpenedObject:
         from botocore.exceptions import ClientError
 
+        if self.native is not None and native_addressable(obj.path):
+            return self.native.open(obj)
         try:
             response = self.client.get_object(Bucket=obj.bucket, Key=obj.path)
         except ClientError as error:
