@@ -70,14 +70,19 @@ def loopback_s3_source(endpoint: str, buckets: Sequence[str], reads: str = "obst
     the child's time is the snapshot's, not Airflow's import."""
     from datetime import datetime, timedelta, timezone
 
-    from bhv360_backup.sources.storage import NativeS3Reader, S3StorageSource
+    import boto3
+
+    from bhv360_backup.sources.storage import NativeS3Reader, S3StorageSource, with_listing_timestamps
 
     def credentials() -> dict:
         return {"access_key_id": "bench", "secret_access_key": "bench-secret",
                 "expires_at": datetime.now(timezone.utc) + timedelta(minutes=30)}
 
     native = NativeS3Reader(endpoint=endpoint, region="eu-west-1", path_style=True, credentials=credentials)
-    return S3StorageSource(loopback_s3_client(endpoint), list(buckets), native if reads == "obstore" else None)
+    client = with_listing_timestamps(boto3.Session()).client(
+        "s3", endpoint_url=endpoint, region_name="eu-west-1", aws_access_key_id="bench",
+        aws_secret_access_key="bench-secret")
+    return S3StorageSource(client, list(buckets), native if reads == "obstore" else None)
 
 
 def add_reads_option(parser: argparse.ArgumentParser) -> None:

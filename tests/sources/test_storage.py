@@ -8,7 +8,9 @@ from bhv360_backup.errors import BackupError
 from bhv360_backup.sources.storage import (
     LocalFolderSource,
     ObjectGone,
+    S3StorageSource,
     SupabaseStorageSource,
+    listing_timestamp,
     native_addressable,
 )
 from tests.fixtures.supabase_storage import SERVICE_KEY
@@ -108,6 +110,8 @@ def test_s3_source_lists_and_reads_non_ascii_names(s3, monkeypatch, reads):
     source = s3_source_from_connection(s3, monkeypatch, reads)
     assert (source.native is not None) == (reads == "obstore")
     photo, scan = sorted(source.list_objects("photos"), key=lambda obj: obj.path)
+    default = S3StorageSource(client, ["photos"])  # botocore's own timestamp parser: the same listing
+    assert sorted(default.list_objects("photos"), key=lambda obj: obj.path) == [photo, scan]
     assert photo.path == "ontruiming café/foto 1.jpg"
     opened = source.open_object(photo)
     assert b"".join(opened.chunks) == b"jpeg"
@@ -160,3 +164,12 @@ def test_local_source_lists_regular_files_at_every_depth_and_no_links(tmp_path):
     assert sorted(listed) == ["a/b/deep.pdf", "top.pdf"]
     info = (tmp_path / "docs" / "a" / "b" / "deep.pdf").stat()
     assert listed["a/b/deep.pdf"].etag == f"{info.st_mtime_ns:x}-2" and listed["a/b/deep.pdf"].size == 2
+
+
+@pytest.mark.fast
+def test_listing_timestamps_are_read_as_botocore_reads_them():
+    from botocore.utils import parse_timestamp
+
+    for value in ("2026-12-05T22:29:16.123Z", "2026-12-05T22:29:16Z", "2026-12-05T23:29:16.5+01:00",
+                  "Sat, 05 Dec 2026 22:29:16 GMT", "1796510956"):
+        assert listing_timestamp(value) == parse_timestamp(value), value

@@ -102,6 +102,25 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def listing_timestamp(value: str) -> datetime:
+    """A timestamp of an S3 response: ISO 8601 (every listed object's ``LastModified``) by the standard
+    library, anything else (HTTP dates, epochs) by botocore's general parser, which cost a quarter of a
+    no-change snapshot when it parsed every listed object's."""
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        from botocore.utils import parse_timestamp
+
+        return parse_timestamp(value)
+
+
+def with_listing_timestamps(session: Any) -> Any:
+    """A boto3 session whose clients parse timestamps with :func:`listing_timestamp` (botocore's
+    documented knob, the session's response parser factory; only clients made from ``session``)."""
+    session._session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=listing_timestamp)
+    return session
+
+
 class LocalFolderSource(StorageSource):
     """Each sub-folder of ``root`` is a bucket; files below it are its objects."""
 
