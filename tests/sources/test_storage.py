@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 
 from bhv360_backup.errors import BackupError
@@ -107,11 +109,14 @@ def test_s3_source_lists_and_reads_non_ascii_names(s3, monkeypatch, reads):
                       CacheControl="max-age=60")
     big = bytes(range(256)) * 12_000  # three chunks
     client.put_object(Bucket="photos", Key="scan.pdf", Body=big)
+    zipped = gzip.compress(b"incident report " * 1000)  # stored compressed: read as stored, never inflated
+    client.put_object(Bucket="photos", Key="report.txt", Body=zipped, ContentEncoding="gzip")
     source = s3_source_from_connection(s3, monkeypatch, reads)
     assert (source.native is not None) == (reads == "obstore")
-    photo, scan = sorted(source.list_objects("photos"), key=lambda obj: obj.path)
+    photo, report, scan = sorted(source.list_objects("photos"), key=lambda obj: obj.path)
     default = S3StorageSource(client, ["photos"])  # botocore's own timestamp parser: the same listing
-    assert sorted(default.list_objects("photos"), key=lambda obj: obj.path) == [photo, scan]
+    assert sorted(default.list_objects("photos"), key=lambda obj: obj.path) == [photo, report, scan]
+    assert b"".join(source.open_object(report).chunks) == zipped
     assert photo.path == "ontruiming café/foto 1.jpg"
     opened = source.open_object(photo)
     assert b"".join(opened.chunks) == b"jpeg"
