@@ -198,8 +198,9 @@ def storage_source(settings: Settings, spec: str | None = None) -> StorageSource
 
         get_connection(argument)
         hook = S3Hook(aws_conn_id=argument)
-        client = with_listing_timestamps(hook.get_session()).client("s3", endpoint_url=hook.conn_config.get_service_endpoint_url(service_name="s3"),
-                                config=hook.config, verify=hook.verify)
+        endpoint = hook.conn_config.get_service_endpoint_url(service_name="s3")
+        client = with_listing_timestamps(hook.get_session()).client("s3", endpoint_url=endpoint, config=hook.config,
+                                                                    verify=hook.verify)
         native = native_s3_reader(hook, client) if settings.storage_s3_reads == "obstore" else None
         return S3StorageSource(client, settings.storage_buckets, native)
     if kind == "folder" and argument:

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bhv360_backup.errors import BackupError
+from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.locations.base import CHUNK_SIZE
 
 T = TypeVar("T")
@@ -115,8 +115,8 @@ def listing_timestamp(value: str) -> datetime:
 
 
 def with_listing_timestamps(session: Any) -> Any:
-    """A boto3 session whose clients parse timestamps with :func:`listing_timestamp` (botocore's
-    documented knob, the session's response parser factory; only clients made from ``session``)."""
+    """A boto3 session whose clients parse timestamps with :func:`listing_timestamp` (set on the session's
+    response parser factory, botocore's place for it: only clients made from ``session`` change)."""
     session._session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=listing_timestamp)
     return session
 
@@ -224,9 +224,9 @@ class NativeS3Reader:
         except (NotFoundError, FileNotFoundError):  # obstore raises the built-in one for a 404
             raise ObjectGone(f"{what} was deleted during the run") from None
         except (PermissionDeniedError, UnauthenticatedError, PermissionError) as error:
-            raise BackupError(f"{what}: the S3 source refused the read ({str(error).splitlines()[0]})") from None
+            raise BackupError(f"{what}: the S3 source refused the read ({first_line(error)})") from None
         except Exception as error:  # noqa: BLE001 - 5xx after obstore's own retries, a dropped connection
-            raise TransientSourceError(f"{what}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+            raise TransientSourceError(f"{what}: {first_line(error)}") from None
         attributes = result.attributes
         return OpenedObject((bytes(chunk) for chunk in result.stream(min_chunk_size=CHUNK_SIZE)),
                             attributes.get("Content-Type"), attributes.get("Cache-Control"))
