@@ -48,3 +48,10 @@ def test_an_unchanged_project_gives_the_same_bytes_and_a_change_shows_by_field(m
     before = project_fields({k: v for k, v in first.section.items() if k != "source"})
     after = project_fields({k: v for k, v in third.section.items() if k != "source"})
     assert {field for field in before if before[field] != after[field]} == {"auth.external_google_secret"}
+
+
+def test_a_project_without_saml_is_backed_up_with_no_sso_providers(management_api, tmp_path):
+    """The API answers 404 ("SAML 2.0 support is not enabled") to a project without SAML: most projects."""
+    management_api.projects[SOURCE_REF]["saml_enabled"] = False
+    _, _, project = backup_project(management_api, tmp_path, "20261204T020000Z")
+    assert project.section["sso_providers"] == {"items": [], "saml_enabled": False}

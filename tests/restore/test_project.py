@@ -89,3 +89,14 @@ def test_a_failure_part_way_names_what_was_applied_and_a_rerun_converges(managem
     report = apply_project(section, secrets, new_project, body_of, manual_steps=steps)
     assert "auth" not in report.applied and "postgrest" in report.applied  # only what still differed
     assert differences(backup_state(section), read_state(new_project))[0] == {}
+
+
+def test_a_target_without_saml_gets_everything_else_and_the_step_that_enables_it(management_api, backup):
+    section, secrets, body_of, steps = backup
+    management_api.add_project(TARGET_REF)["saml_enabled"] = False
+    with ManagementAPI(management_api.url, TOKEN, TARGET_REF, sleep=lambda seconds: None) as api, \
+            pytest.raises(BackupError, match=r"sso_providers.*SAML 2.0 support is not enabled") as stopped:
+        apply_project(section, secrets, api, body_of, manual_steps=steps)
+    target = management_api.projects[TARGET_REF]
+    assert target["functions"]["notify-team"]["body"] == FUNCTION_BODY  # applied before the providers
+    assert "applied auth" in str(stopped.value) and "third_party_auth" in str(stopped.value)

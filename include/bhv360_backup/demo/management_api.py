@@ -107,6 +107,7 @@ def new_project(ref: str) -> dict[str, Any]:
         state[section] = generated(schema)
     state["project"]["ref"] = ref
     state["functions"] = {}
+    state["saml_enabled"] = True  # False: the API answers 404 to its SSO provider calls
     return state
 
 
@@ -245,6 +246,8 @@ class ManagementStandIn:
                raw: bytes):
         state = self.projects[params[0]]
         relative = template.removeprefix("/v1/projects/{ref}")
+        if relative.startswith("/config/auth/sso/providers") and not state["saml_enabled"]:
+            return 404, b'{"message": "SAML 2.0 support is not enabled for this project"}', "application/json", {}
         section = next((name for name, path in SECTIONS.items() if path == relative), None)
         if relative == "/functions/{function_slug}/body":
             function = state["functions"].get(params[1])

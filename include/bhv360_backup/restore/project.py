@@ -237,13 +237,13 @@ def apply_project(section: Mapping[str, Any], secrets: Mapping[str, Mapping[str,
                               f"applied {', '.join(report.applied) or 'nothing'}; not applied "
                               f"{', '.join(report.not_applied)}. Run the restore again to apply the rest") from None
         report.applied.append(setter.section)
-    for kind in INTEGRATIONS:
-        _add_integrations(api, kind, backup.settable[kind.section], target.settable[kind.section], report)
     for slug, function in sorted(backup.functions.items()):
         if target.functions.get(slug) != function:
             _deploy(api, slug, next(f for f in section["functions"] if f["slug"] == slug), body_of,
                     exists=slug in target.functions)
             report.functions_deployed.append(slug)
+    for kind in INTEGRATIONS:  # last: a provider the target cannot take yet (SAML off) stops nothing else
+        _add_integrations(api, kind, backup.settable[kind.section], target.settable[kind.section], report)
     after_diff, _ = differences(backup, read_state(api))
     report.differences_after = {field: change for field, change in after_diff.items()
                                 if field not in report.left_to_operator}
@@ -275,9 +275,10 @@ def _add_integrations(api: ManagementAPI, kind: Integration, wanted: Mapping[str
                 continue
         except BackupError as error:
             report.not_applied.append(f"{kind.section}.{key}")
+            deployed = f" and deployed {', '.join(report.functions_deployed)}" if report.functions_deployed else ""
             raise BackupError(f"applying the project configuration stopped at {kind.section} {key} "
-                              f"({first_line(error)}): applied {', '.join(report.applied) or 'nothing'}. Run the "
-                              "restore again to apply the rest") from None
+                              f"({first_line(error)}): applied {', '.join(report.applied) or 'nothing'}{deployed}. "
+                              "Run the restore again to apply the rest") from None
         report.applied.append(f"{kind.section}.{key}")
     for key in sorted(set(current) - set(wanted)):
         report.manual_steps.append(f"{kind.section}.{key}: only the target has it; remove it there by hand if it "

@@ -38,11 +38,18 @@ class Read:
     scope: str
 
 
+SSO_PATH = "/config/auth/sso/providers"
+
+
+class SamlNotEnabled(BackupError):
+    """The project has SAML 2.0 switched off: it has no SSO providers and takes none."""
+
+
 READS = (
     Read("project", "", "projects:read"),
     Read("auth", "/config/auth", "auth:read"),
     Read("third_party_auth", "/config/auth/third-party-auth", "auth:read"),
-    Read("sso_providers", "/config/auth/sso/providers", "auth:read"),
+    Read("sso_providers", SSO_PATH, "auth:read"),
     Read("postgrest", "/postgrest", "rest:read"),
     Read("storage", "/config/storage", "storage:read"),
     Read("realtime", "/config/realtime", "realtime:read"),
@@ -115,15 +122,22 @@ class ManagementAPI:
             if response.status_code == 403:
                 raise ConfigurationError(f"the token may not {what} (403): it needs the scope {scope} on project "
                                          f"{self.project_ref}")
+            if response.status_code == 404 and relative.startswith(SSO_PATH):
+                raise SamlNotEnabled(f"Management API {what}: HTTP 404 {_message(response)} (enable SAML 2.0 for "
+                                     f"project {self.project_ref}: Authentication, Sign In / Providers)")
             if response.status_code >= 400:
                 raise BackupError(f"Management API {what}: HTTP {response.status_code} {_message(response)}")
             return response
         raise AssertionError("unreachable")
 
     def read(self, section: str) -> Any:
-        """One section's configuration as the API returns it (see :data:`READS`)."""
+        """One section's configuration as the API returns it (see :data:`READS`); a project without SAML
+        (the API answers 404, "SAML 2.0 support is not enabled") has no SSO providers."""
         read = _READS_BY_SECTION[section]
-        return self.request("GET", read.path, read.scope).json()
+        try:
+            return self.request("GET", read.path, read.scope).json()
+        except SamlNotEnabled:
+            return {"items": [], "saml_enabled": False}
 
     def function(self, slug: str) -> dict[str, Any]:
         return self.request("GET", f"/functions/{slug}", FUNCTION_SCOPE).json()
