@@ -3,7 +3,6 @@ ended green while the restored database differed from the source."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 
@@ -97,6 +96,9 @@ def test_logical_decoding_messages_do_not_stop_the_capture(logical_db, logical_c
     restored_equal(logical_cluster, logical_db, local, tmp_path, ["public.notes"])
 
 
+ASYNCHRONOUS_ROWS = 10_000
+
+
 def test_asynchronous_commits_are_never_skipped_by_the_slot(logical_db, logical_cluster, local, tmp_path):
     """The slot moves only as far as the decoded stream went: a commit not yet flushed when the capture
     looked is in this segment or the next, never in neither."""
@@ -107,20 +109,25 @@ def test_asynchronous_commits_are_never_skipped_by_the_slot(logical_db, logical_
         with psycopg.connect(host=logical_db.host, port=logical_db.port, user="postgres", dbname=logical_db.dbname,
                              autocommit=True) as writer:
             writer.execute("SET synchronous_commit = off")
-            for n in itertools.count():
+            for n in range(ASYNCHRONOUS_ROWS):
                 if stop.is_set():
                     return
                 writer.execute("INSERT INTO beats SELECT %s, repeat(md5(%s::text), 200)", [n, n])
 
+    # as many rows on a busy machine as on a quiet one (a writer bounded by time wrote so many under load
+    # that the replay outlasted the test's timeout); captures run for as long as the writer does
     thread = threading.Thread(target=write_asynchronously)
     thread.start()
+    captures = 0
     try:
-        for _ in range(12):
+        while thread.is_alive():
             capture(source, local)
+            captures += 1
     finally:
         stop.set()
         thread.join()
     capture(source, local)
+    assert captures >= 2, "the writer finished before a second capture: nothing ran side by side"
     restored_equal(logical_cluster, logical_db, local, tmp_path, ["public.beats"])
 
 
