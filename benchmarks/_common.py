@@ -56,12 +56,12 @@ def require_tool(tool: str, debian_package: str) -> str:
     return found
 
 
-def loopback_s3_client(endpoint: str, access_key: str = "bench", secret_key: str = "bench-secret"):
-    """A boto3 client for the benchmark's S3 server on loopback."""
+def loopback_s3_client(endpoint: str, access_key: str = "bench", secret_key: str = "bench-secret", session=None):
+    """A boto3 client for the benchmark's S3 server on loopback (made from ``session`` where given)."""
     import boto3
 
-    return boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1",
-                        aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+    return (session or boto3).client("s3", endpoint_url=endpoint, region_name="eu-west-1",
+                                     aws_access_key_id=access_key, aws_secret_access_key=secret_key)
 
 
 def loopback_s3_source(endpoint: str, buckets: Sequence[str], reads: str = "obstore"):
@@ -79,9 +79,7 @@ def loopback_s3_source(endpoint: str, buckets: Sequence[str], reads: str = "obst
                 "expires_at": datetime.now(timezone.utc) + timedelta(minutes=30)}
 
     native = NativeS3Reader(endpoint=endpoint, region="eu-west-1", path_style=True, credentials=credentials)
-    client = with_listing_timestamps(boto3.Session()).client(
-        "s3", endpoint_url=endpoint, region_name="eu-west-1", aws_access_key_id="bench",
-        aws_secret_access_key="bench-secret")
+    client = loopback_s3_client(endpoint, session=with_listing_timestamps(boto3.Session()))
     return S3StorageSource(client, list(buckets), native if reads == "obstore" else None)
 
 

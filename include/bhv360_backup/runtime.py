@@ -198,10 +198,10 @@ def storage_source(settings: Settings, spec: str | None = None) -> StorageSource
 
         get_connection(argument)
         hook = S3Hook(aws_conn_id=argument)
+        session = with_listing_timestamps(hook.get_session())  # one session: a role is assumed once
         endpoint = hook.conn_config.get_service_endpoint_url(service_name="s3")
-        client = with_listing_timestamps(hook.get_session()).client("s3", endpoint_url=endpoint, config=hook.config,
-                                                                    verify=hook.verify)
-        native = native_s3_reader(hook, client) if settings.storage_s3_reads == "obstore" else None
+        client = session.client("s3", endpoint_url=endpoint, config=hook.config, verify=hook.verify)
+        native = native_s3_reader(hook, session, client) if settings.storage_s3_reads == "obstore" else None
         return S3StorageSource(client, settings.storage_buckets, native)
     if kind == "folder" and argument:
         return LocalFolderSource(Path(argument))
@@ -210,10 +210,10 @@ def storage_source(settings: Settings, spec: str | None = None) -> StorageSource
     )
 
 
-def native_s3_reader(hook: Any, client: Any) -> NativeS3Reader:
-    """obstore configured as the connection configures boto3: endpoint, region, addressing (path-style
-    for any endpoint but AWS's own unless the connection says virtual), the CA bundle it trusts (its
-    ``verify`` path, else ``AWS_CA_BUNDLE``) or none, and credentials from its boto3 session."""
+def native_s3_reader(hook: Any, session: Any, client: Any) -> NativeS3Reader:
+    """obstore configured as the connection configures boto3's ``client``: endpoint, region, addressing
+    (path-style for any endpoint but AWS's own unless the connection says virtual), the CA bundle it trusts
+    (its ``verify`` path, else ``AWS_CA_BUNDLE``) or none, and credentials from the client's ``session``."""
     from obstore.auth.boto3 import Boto3CredentialProvider
 
     endpoint = client.meta.endpoint_url if hook.conn_config.endpoint_url else None
@@ -222,7 +222,7 @@ def native_s3_reader(hook: Any, client: Any) -> NativeS3Reader:
     bundle = verify if isinstance(verify, str) else os.environ.get("AWS_CA_BUNDLE")
     return NativeS3Reader(endpoint=endpoint, region=client.meta.region_name,
                           path_style=addressing == "path" or (addressing == "auto" and endpoint is not None),
-                          credentials=Boto3CredentialProvider(hook.get_session()),
+                          credentials=Boto3CredentialProvider(session),
                           root_certificate=Path(bundle).read_text() if bundle else None, verify=verify is not False)
 
 

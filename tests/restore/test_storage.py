@@ -48,7 +48,8 @@ def hostile_bucket(moto_s3_server, monkeypatch):
     for name in SAFE + HOSTILE:
         client.put_object(Bucket="incidents", Key=name, Body=f"content of {name!r}".encode())
     monkeypatch.setenv("AIRFLOW_CONN_BHV360_HOSTILE_S3", moto_s3_server.connection_json())
-    native = native_s3_reader(S3Hook(aws_conn_id="bhv360_hostile_s3"), client)
+    hook = S3Hook(aws_conn_id="bhv360_hostile_s3")
+    native = native_s3_reader(hook, hook.get_session(), client)
     read_natively = []
     native_open = native.open
     native.open = lambda obj: read_natively.append(obj.path) or native_open(obj)

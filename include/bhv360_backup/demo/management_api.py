@@ -99,6 +99,11 @@ def _response_schema(op: dict, status: int) -> dict | None:
     return content.get("application/json", {}).get("schema")
 
 
+def _domains(names: list[str]) -> list[dict[str, str]]:
+    """An SSO provider's domains as the API lists them, each with an id of its own."""
+    return [{"id": str(uuid.uuid4()), "domain": name} for name in names]
+
+
 def new_project(ref: str) -> dict[str, Any]:
     """A project's state, each section generated from its response schema."""
     state = {}
@@ -194,7 +199,7 @@ class ManagementStandIn:
                                                      "name_id_format") if name in settings}}
         provider = {"id": str(uuid.uuid4()), "saml": saml, "created_at": "2026-12-01T00:00:00Z",
                     "updated_at": "2026-12-01T00:00:00Z",
-                    "domains": [{"id": str(uuid.uuid4()), "domain": domain} for domain in settings.get("domains", [])]}
+                    "domains": _domains(settings.get("domains", []))}
         self.projects[ref]["sso_providers"]["items"].append(provider)
         return provider
 
@@ -276,7 +281,7 @@ class ManagementStandIn:
                 return 404, b'{"message": "no such provider"}', "application/json", {}
             provider["saml"].update({name: value for name, value in payload.items() if name != "domains"})
             if "domains" in payload:
-                provider["domains"] = [{"id": str(uuid.uuid4()), "domain": domain} for domain in payload["domains"]]
+                provider["domains"] = _domains(payload["domains"])
             return self._json(op, 200, provider)
         if relative == "/ssl-enforcement" and method == "PUT":
             state["ssl_enforcement"] = {"currentConfig": payload["requestedConfig"], "appliedSuccessfully": True}
