@@ -35,6 +35,8 @@ from _common import (
     timed,
 )
 
+from bhv360_backup.repository.catalog import read_manifest
+
 BUCKETS = ("certificates", "floor-plans", "incident-photos")
 
 
@@ -72,7 +74,7 @@ def run_restore_child(spec: dict) -> None:
     from bhv360_backup.restore.storage import FolderSink, restore_snapshot
 
     location = LocalLocation(Path(spec["root"]))
-    manifest = location.read_manifest(BackupType.STORAGE, spec["backup_id"])
+    manifest = read_manifest(location, BackupType.STORAGE, spec["backup_id"])
     started = time.monotonic()
     result = restore_snapshot(manifest, [location], FolderSink(Path(spec["target"])), parallelism=spec["parallelism"])
     if result.failed or result.check_problems or result.refused:

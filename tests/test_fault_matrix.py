@@ -10,6 +10,7 @@ import psycopg
 
 from bhv360_backup.demo.data import create_demo_database
 from bhv360_backup.demo.servers import free_port
+from bhv360_backup.repository.catalog import list_backups, read_manifest, scan_backups
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.verify import verify_backup
 from tests.fixtures.airflow import run_dag
@@ -49,21 +50,21 @@ def run_dag_with_fault(condition, fault, what: str):
 
 def intact(env, backup_id):
     for location in (env.local, env.cloud):
-        manifest = location.read_manifest(BackupType.DATABASE, backup_id)
+        manifest = read_manifest(location, BackupType.DATABASE, backup_id)
         assert verify_backup(location, manifest, deep=True) == []
 
 
 def test_s3_down_at_start_keeps_the_local_copy_and_says_the_cloud_copy_is_missing(backup_env, monkeypatch):
     fill(backup_env.db)
     run_dag(DAG_ID)
-    (earlier,) = backup_env.local.list_backups(BackupType.DATABASE)
+    (earlier,) = list_backups(backup_env.local, BackupType.DATABASE)
     good_s3 = backup_env.s3.connection_json()
     monkeypatch.setenv("AIRFLOW_CONN_BHV360_S3", backup_env.s3.unreachable_connection_json())
 
     run, states = run_dag(DAG_ID)
 
     assert states["dump"] == "failed" and states["verify"] == "upstream_failed"
-    local_ids = backup_env.local.list_backups(BackupType.DATABASE)
+    local_ids = list_backups(backup_env.local, BackupType.DATABASE)
     assert len(local_ids) == 2  # the local copy of the failed run is complete and listed
     line = [e for e in backup_env.job_log() if e["type"] == "database"][-1]
     assert line["status"] == "failed" and line["locations"] == ["local"]
@@ -88,7 +89,7 @@ class Collector(logging.Handler):
 def test_alert_channels_down_the_failure_is_still_recorded(backup_env, monkeypatch):
     fill(backup_env.db)
     run_dag(DAG_ID)
-    (earlier,) = backup_env.local.list_backups(BackupType.DATABASE)
+    (earlier,) = list_backups(backup_env.local, BackupType.DATABASE)
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps({
         "conn_type": "smtp", "host": "127.0.0.1", "port": free_port(),
         "extra": {"disable_ssl": True, "disable_tls": True, "retry_limit": 1, "timeout": 2,
@@ -128,7 +129,7 @@ def test_s3_stopped_mid_upload(backup_env, monkeypatch, request):
     flaky.create_bucket("bhv360-backups")
     monkeypatch.setenv("AIRFLOW_CONN_BHV360_S3", flaky.connection_json())
     run_dag(DAG_ID)
-    (earlier,) = backup_env.local.list_backups(BackupType.DATABASE)
+    (earlier,) = list_backups(backup_env.local, BackupType.DATABASE)
     monkeypatch.setattr(s3_location, "MIN_PART_SIZE", 5 << 20)  # S3's smallest part: several parts per dump
     client = flaky.client()
     run, states = run_dag_with_fault(lambda: client.list_multipart_uploads(Bucket="bhv360-backups").get("Uploads"),
@@ -136,7 +137,7 @@ def test_s3_stopped_mid_upload(backup_env, monkeypatch, request):
     assert states["dump"] == "failed"
     line = [e for e in backup_env.job_log() if e["type"] == "database"][-1]
     assert line["status"] == "failed" and line["locations"] == ["local"] and "missing in s3" in line["error"]
-    assert len(backup_env.local.list_backups(BackupType.DATABASE)) == 2
+    assert len(list_backups(backup_env.local, BackupType.DATABASE)) == 2
 
     flaky.start()  # the same data folder: the earlier backup is still there
     from datetime import timedelta
@@ -145,7 +146,7 @@ def test_s3_stopped_mid_upload(backup_env, monkeypatch, request):
     from bhv360_backup.repository.manifest import utc_now
 
     cloud = S3Location(flaky.client(), "bhv360-backups")
-    assert cloud.list_backups(BackupType.DATABASE) == [earlier]
+    assert list_backups(cloud, BackupType.DATABASE) == [earlier]
     assert len(flaky.client().list_multipart_uploads(Bucket="bhv360-backups")["Uploads"]) == 1  # could not abort
     assert cloud.abort_unfinished(utc_now() + timedelta(hours=25)) == 1  # retention's job
     assert flaky.client().list_multipart_uploads(Bucket="bhv360-backups").get("Uploads", []) == []
@@ -182,8 +183,8 @@ def test_task_process_killed_mid_run(backup_env, tmp_path):
     task.wait()
 
     for location in (backup_env.local, backup_env.cloud):
-        assert location.list_backups(BackupType.DATABASE) == []
-    (leftover,) = backup_env.local.scan(BackupType.DATABASE)
+        assert list_backups(location, BackupType.DATABASE) == []
+    (leftover,) = scan_backups(backup_env.local, BackupType.DATABASE)
     assert not leftover.complete
 
     run, states = run_dag(DAG_ID)
@@ -192,7 +193,7 @@ def test_task_process_killed_mid_run(backup_env, tmp_path):
     later = utc_now() + timedelta(hours=25)
     for location in (backup_env.local, backup_env.cloud):
         retention.apply(location, BackupType.DATABASE, retention.RetentionPolicy(30, 3), later, dry_run=False)
-        assert [f.complete for f in location.scan(BackupType.DATABASE)] == [True]
+        assert [f.complete for f in scan_backups(location, BackupType.DATABASE)] == [True]
     assert backup_env.s3.client().list_multipart_uploads(Bucket="bhv360-backups").get("Uploads", []) == []
 
 
@@ -228,7 +229,7 @@ def test_local_disk_full_mid_write(backup_env, monkeypatch, tmp_path):
         backup_env.root = disk
         monkeypatch.setenv("AIRFLOW_VAR_BHV360_BACKUP_ROOT", str(disk))
         run_dag(DAG_ID)
-        (earlier,) = backup_env.local.list_backups(BackupType.DATABASE)
+        (earlier,) = list_backups(backup_env.local, BackupType.DATABASE)
         used = sum(path.stat().st_size for path in disk.rglob("*") if path.is_file())
         subprocess.run(["mount", "-o", f"remount,size={used + (2 << 20)}", str(disk)], check=True)
 
@@ -238,9 +239,9 @@ def test_local_disk_full_mid_write(backup_env, monkeypatch, tmp_path):
         line = [e for e in backup_env.job_log() if e["type"] == "database"][-1]
         assert line["status"] == "failed" and line["locations"] == ["s3"]
         assert "missing in local" in line["error"] and "No space left on device" in line["error"]
-        assert backup_env.local.list_backups(BackupType.DATABASE) == [earlier]  # no manifest for the failed run
+        assert list_backups(backup_env.local, BackupType.DATABASE) == [earlier]  # no manifest for the failed run
         assert not list(disk.rglob(".partial-*"))  # the half-written file was removed
-        assert len(backup_env.cloud.list_backups(BackupType.DATABASE)) == 2  # the cloud copy is complete
+        assert len(list_backups(backup_env.cloud, BackupType.DATABASE)) == 2  # the cloud copy is complete
         assert any("FAILED bhv360_database_backup.dump" in mail for mail in backup_env.smtp.bodies())
         intact(backup_env, earlier)
 
@@ -269,7 +270,7 @@ def test_postgres_restarted_mid_dump(backup_env, monkeypatch):
             create_demo_database(connection, fill_orgs)
         monkeypatch.setenv("AIRFLOW_CONN_BHV360_DB", connection_json(target))
         run_dag(DAG_ID)
-        (earlier,) = backup_env.local.list_backups(BackupType.DATABASE)
+        (earlier,) = list_backups(backup_env.local, BackupType.DATABASE)
         def dumping():
             return [p for p in backup_env.root.glob("database/*/.partial-*") if p.stat().st_size > 0]
 
@@ -283,7 +284,7 @@ def test_postgres_restarted_mid_dump(backup_env, monkeypatch):
         line = [e for e in backup_env.job_log() if e["type"] == "database"][-1]
         assert line["status"] == "failed" and "pg_dump" in line["error"]
         for location in (backup_env.local, backup_env.cloud):
-            assert location.list_backups(BackupType.DATABASE) == [earlier]
+            assert list_backups(location, BackupType.DATABASE) == [earlier]
         assert not list(backup_env.root.glob("database/*/.partial-*"))
         assert any("FAILED bhv360_database_backup.dump" in mail for mail in backup_env.smtp.bodies())
         intact(backup_env, earlier)

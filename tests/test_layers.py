@@ -70,3 +70,8 @@ def test_no_backend_is_checked_for_outside_locations():
                 if names & {"LocalLocation", "S3Location"}:
                     found.append(name)
     assert found == []
+
+
+def test_a_location_stores_bytes_and_knows_nothing_of_backups():
+    """As restic's backends: the layout, manifests and backups are the repository's (``repository/catalog``)."""
+    assert violations({"locations"}, {"repository"} | PRODUCERS | CONSUMERS | WIRING | {"sources", "postgres"}) == []

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from bhv360_backup.charts import line_chart
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations.base import Location
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.layout import ID_PATTERN, BackupType
 from bhv360_backup.repository.manifest import parse_iso
 from bhv360_backup.repository.retention import RetentionPolicy, protected_components
@@ -150,9 +151,9 @@ def retention_findings(
     for location in locations:
         for backup_type in BackupType:
             times = {}
-            for backup_id in location.list_backups(backup_type):
+            for backup_id in list_backups(location, backup_type):
                 try:
-                    times[backup_id] = location.read_manifest(backup_type, backup_id).completed_at
+                    times[backup_id] = read_manifest(location, backup_type, backup_id).completed_at
                 except BackupError as error:
                     findings.append(f"{location.name}: {backup_type.value} {backup_id} unreadable: {error}")
             ordered = sorted(times, key=times.get)

@@ -20,6 +20,7 @@ from pyrage.x25519 import Identity
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations.base import Location
 from bhv360_backup.postgres.client import PgTarget, find_client, server_major
+from bhv360_backup.repository.catalog import has_manifest, list_backups, read_manifest
 from bhv360_backup.repository.config import read_config
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import parse_iso
@@ -35,7 +36,7 @@ DEFAULT_SAMPLE = 50
 
 
 def _newest(locations: Mapping[str, Location], backup_type: BackupType) -> str | None:
-    ids = {backup_id for location in locations.values() for backup_id in location.list_backups(backup_type)}
+    ids = {backup_id for location in locations.values() for backup_id in list_backups(location, backup_type)}
     return max(ids) if ids else None
 
 
@@ -63,18 +64,18 @@ def scratch_database(server: PgTarget, scratch: PgTarget) -> Iterator[None]:
 def between_the_newest_segments(locations: Sequence[Location]) -> datetime | None:
     """The moment halfway between the two newest incremental segments' ends (or, when a database backup
     that starts a chain was taken between them, between it and the newest end), when there are two."""
-    ids = sorted({backup_id for location in locations for backup_id in location.list_backups(BackupType.INCREMENTAL)})
+    ids = sorted({backup_id for location in locations for backup_id in list_backups(location, BackupType.INCREMENTAL)})
     if len(ids) < 2:
         return None
     ends = []
     for backup_id in ids[-2:]:
-        location = next(loc for loc in locations if loc.has_manifest(BackupType.INCREMENTAL, backup_id))
-        ends.append(parse_iso(location.read_manifest(BackupType.INCREMENTAL, backup_id).details["captured_until"]))
+        location = next(loc for loc in locations if has_manifest(loc, BackupType.INCREMENTAL, backup_id))
+        ends.append(parse_iso(read_manifest(location, BackupType.INCREMENTAL, backup_id).details["captured_until"]))
     base = chain_base(locations, ends[1])
     if base is None:
         return None
-    location = next(loc for loc in locations if loc.has_manifest(BackupType.DATABASE, base))
-    start = max(ends[0], parse_iso(location.read_manifest(BackupType.DATABASE, base).details["chain"]["snapshot_at"]))
+    location = next(loc for loc in locations if has_manifest(loc, BackupType.DATABASE, base))
+    start = max(ends[0], parse_iso(read_manifest(location, BackupType.DATABASE, base).details["chain"]["snapshot_at"]))
     return start + (ends[1] - start) / 2
 
 
@@ -99,9 +100,9 @@ def project_drift(locations: Mapping[str, Location], project: Any, identities: S
                   ) -> dict[str, Any] | None:
     """How the live project (``project``: its Management API) differs from the newest config backup that
     holds it: settings changed in the dashboard since, field by field (secrets as changed or not)."""
-    for backup_id in reversed(sorted({i for location in locations.values() for i in location.list_backups(BackupType.CONFIG)})):
-        location = next(location for location in locations.values() if location.has_manifest(BackupType.CONFIG, backup_id))
-        manifest = location.read_manifest(BackupType.CONFIG, backup_id)
+    for backup_id in reversed(sorted({i for location in locations.values() for i in list_backups(location, BackupType.CONFIG)})):
+        location = next(location for location in locations.values() if has_manifest(location, BackupType.CONFIG, backup_id))
+        manifest = read_manifest(location, BackupType.CONFIG, backup_id)
         if "project_fields" not in manifest.details:
             continue
         document = read_config(location, manifest, identities)
@@ -141,7 +142,7 @@ def run_drill(
         try:
             component = choose_copy(ordered, BackupType.STORAGE, storage_id, None, identities)
             location = locations[component.location]
-            manifest = location.read_manifest(BackupType.STORAGE, storage_id)
+            manifest = read_manifest(location, BackupType.STORAGE, storage_id)
             sample = sample_objects(location, manifest, sample_size, identities)
             targets.sink = FolderSink(folder)
             report["storage"] = restore_storage_component(component, locations, targets, only=sample)

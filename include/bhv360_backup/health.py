@@ -29,6 +29,7 @@ from bhv360_backup.repository.blobs import (
     read_back_blob,
     verify_snapshot_blobs,
 )
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.layout import BLOBS_ROOT, ID_PATTERN, BackupType
 from bhv360_backup.repository.manifest import Manifest, parse_iso
 from bhv360_backup.repository.verify import verify_backup
@@ -182,7 +183,7 @@ def check(
         ids_by_location: dict[str, set[str]] = {}
         for location in locations:
             try:
-                ids = location.list_backups(backup_type)
+                ids = list_backups(location, backup_type)
             except Exception as error:  # noqa: BLE001 - reported as a finding
                 report.findings.append(Finding(backup_type.value, f"location unreadable: {first_line(error)}",
                                                location.name))
@@ -220,7 +221,7 @@ def _check_type(
         if backup_id not in due and not storage:
             continue
         try:
-            manifest = location.read_manifest(backup_type, backup_id)
+            manifest = read_manifest(location, backup_type, backup_id)
             if storage:  # every kept snapshot's blobs are in the rotation, however old the snapshot
                 blobs.update((blob.key, blob) for blob in blob_expectations(location, manifest))
             problems = _problems(location, manifest, present) if backup_id in due else []

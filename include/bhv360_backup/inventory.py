@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations.base import Location
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import Manifest, iso
 from bhv360_backup.repository.verify import verify_backup
@@ -32,9 +33,9 @@ def build(locations: Sequence[Location], types: Sequence[BackupType], *, deep: b
     entries: dict[tuple[str, str], InventoryEntry] = {}
     for backup_type in types:
         for location in locations:
-            for backup_id in location.list_backups(backup_type):
+            for backup_id in list_backups(location, backup_type):
                 try:
-                    manifest: Manifest = location.read_manifest(backup_type, backup_id)
+                    manifest: Manifest = read_manifest(location, backup_type, backup_id)
                 except BackupError as error:
                     state = str(error)
                     entry = entries.setdefault(

@@ -18,6 +18,7 @@ import schemathesis
 from bhv360_backup import joblog
 from bhv360_backup.demo.servers import free_port
 from bhv360_backup.locations import LocalLocation
+from bhv360_backup.repository.catalog import write_manifest
 from bhv360_backup.restore.request import parse_request
 from tests.conftest import AIRFLOW_HOME
 from tests.locations.conftest import make_manifest
@@ -31,7 +32,7 @@ def api_server(airflow_db, s3_server, tmp_path_factory):
     log_dir = root.parent / "logs"
     location = LocalLocation(root)
     location.put_bytes("database/20261125T000000Z/database.dump", b"x")
-    location.write_manifest(make_manifest("20261125T000000Z"))
+    write_manifest(location, make_manifest("20261125T000000Z"))
     joblog.append(log_dir, {"type": "drill", "status": "success", "time": "2026-11-21T08:12:00Z",
                             "restore_seconds": 41.5, "rows": 120000, "objects": 50, "dag_id": "bhv360_restore_drill",
                             "run_id": "scheduled__2026-11-21T08:00:00+00:00", "task_id": "drill"})

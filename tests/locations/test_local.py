@@ -6,9 +6,7 @@ import pathlib
 import pytest
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.locations import ArtifactMissing, LocalLocation
-from bhv360_backup.repository.layout import BackupType
-from tests.locations.conftest import make_manifest
+from bhv360_backup.locations import LocalLocation
 
 
 def test_abort_leaves_no_file(tmp_path):
@@ -38,20 +36,6 @@ def test_a_file_linked_out_of_a_folder_already_checked_is_refused(tmp_path):
     assert list(location.read_chunks("blobs/sha256/ab/first")) == [b"x"]
     with pytest.raises(BackupError, match="outside the local backup root"):
         location.open_writer("blobs/sha256/ab/second")
-
-
-def test_scan_lists_only_backups_with_a_manifest(tmp_path):
-    location = LocalLocation(tmp_path)
-    location.put_bytes("database/20260101T000000Z/database.dump", b"x")
-    manifest = make_manifest("20260102T000000Z")
-    location.put_bytes("database/20260102T000000Z/database.dump", b"x")
-    location.write_manifest(manifest)
-    assert location.list_backups(BackupType.DATABASE) == ["20260102T000000Z"]
-    assert [f.complete for f in location.scan(BackupType.DATABASE)] == [False, True]
-    location.delete_backup(BackupType.DATABASE, "20260102T000000Z")
-    assert location.list_backups(BackupType.DATABASE) == []
-    with pytest.raises(ArtifactMissing):
-        location.read_bytes("database/20260102T000000Z/database.dump")
 
 
 def test_a_file_renamed_while_the_folder_is_listed_does_not_break_the_listing(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from bhv360_backup.demo.data import create_demo_database
+from bhv360_backup.repository.catalog import list_backups
 from bhv360_backup.repository.layout import BackupType
 from tests.conftest import connection_json
 from tests.fixtures import postgres
@@ -26,5 +27,5 @@ def database_backup(backup_env):
                          dbname=backup_env.db.dbname, autocommit=True) as connection:
         create_demo_database(connection, 2)
     run_dag("bhv360_database_backup")
-    (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
+    (backup_id,) = list_backups(backup_env.local, BackupType.DATABASE)
     return backup_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bhv360_backup.repository.blobs import verify_snapshot_blobs
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.snapshots import read_index
 from tests.fixtures.airflow import run_dag
@@ -18,9 +19,9 @@ def test_storage_backup_through_airflow(backup_env, storage_api):
     run, states = run_dag(DAG_ID)
 
     assert states == {"sync": "success", "verify": "success", "retention": "success"}
-    (backup_id,) = backup_env.local.list_backups(BackupType.STORAGE)
+    (backup_id,) = list_backups(backup_env.local, BackupType.STORAGE)
     for location in (backup_env.local, backup_env.cloud):
-        manifest = location.read_manifest(BackupType.STORAGE, backup_id)
+        manifest = read_manifest(location, BackupType.STORAGE, backup_id)
         assert [e.path for e in read_index(location, manifest)] == ["org-1/staff 1/BHV basis.pdf", "org-1/staff 2/EHBO.pdf"]
         assert verify_snapshot_blobs(location, manifest) == []
     (line,) = [e for e in backup_env.job_log() if e["type"] == "storage"]

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from bhv360_backup.repository import retention
+from bhv360_backup.repository.catalog import list_backups, read_manifest, scan_backups
 from bhv360_backup.repository.layout import BackupType, artifact_key
 from bhv360_backup.repository.manifest import utc_now
 from bhv360_backup.repository.retention import protected_components
@@ -57,7 +58,7 @@ def test_config_backup_is_complete_deterministic_and_masks_secrets(backup_env, c
     run_dag("bhv360_config_backup")
     run_dag("bhv360_config_backup")
 
-    first_id, second_id = backup_env.local.list_backups(BackupType.CONFIG)
+    first_id, second_id = list_backups(backup_env.local, BackupType.CONFIG)
     local, cloud = config_of(backup_env, first_id)
     assert local == cloud
     assert config_of(backup_env, second_id)[0] == local  # unchanged configuration, same bytes
@@ -85,7 +86,7 @@ def test_an_unreadable_section_fails_and_names_it(backup_env, configured_databas
     monkeypatch.setenv("AIRFLOW_VAR_BHV360_CONFIG_TABLES", "public.no_such_table")
     run, states = run_dag("bhv360_config_backup")
     assert states["snapshot"] == "failed"
-    assert backup_env.local.scan(BackupType.CONFIG) == [] and backup_env.cloud.scan(BackupType.CONFIG) == []
+    assert scan_backups(backup_env.local, BackupType.CONFIG) == [] and scan_backups(backup_env.cloud, BackupType.CONFIG) == []
     (line,) = [e for e in backup_env.job_log() if e["type"] == "config"]
     assert line["error"] == ("config section 'settings_tables' could not be read: "
                              "table public.no_such_table (variable bhv360_config_tables) does not exist")
@@ -98,9 +99,9 @@ def test_the_project_is_backed_up_and_a_change_in_the_dashboard_shows_in_the_nex
     run_dag("bhv360_config_backup")
     management_api.projects[SOURCE_REF]["auth"].update(disable_signup=False, external_google_secret="rotated")
     run_dag("bhv360_config_backup")
-    first_id, second_id = backup_env.local.list_backups(BackupType.CONFIG)
-    first = backup_env.local.read_manifest(BackupType.CONFIG, first_id).details
-    second = backup_env.local.read_manifest(BackupType.CONFIG, second_id).details
+    first_id, second_id = list_backups(backup_env.local, BackupType.CONFIG)
+    first = read_manifest(backup_env.local, BackupType.CONFIG, first_id).details
+    second = read_manifest(backup_env.local, BackupType.CONFIG, second_id).details
     assert first["project_changes"] == {} and "auth.site_url" in first["project_fields"]
     assert second["project_changes"] == {"auth.disable_signup": "changed", "auth.external_google_secret": "changed"}
     assert any("secret RESEND_API_KEY" in step for step in second["manual_steps"])
@@ -147,7 +148,7 @@ def test_a_project_read_that_fails_leaves_no_config_backup(backup_env, configure
     management_api.denied_scopes.add("edge_functions:read")
     run, states = run_dag("bhv360_config_backup")
     assert states["snapshot"] == "failed"
-    assert backup_env.local.scan(BackupType.CONFIG) == [] and backup_env.cloud.scan(BackupType.CONFIG) == []
+    assert scan_backups(backup_env.local, BackupType.CONFIG) == [] and scan_backups(backup_env.cloud, BackupType.CONFIG) == []
     (line,) = [e for e in backup_env.job_log() if e["type"] == "config"]
     assert "needs the scope edge_functions:read" in line["error"]
 
@@ -161,13 +162,13 @@ def test_full_backup_names_its_three_components_in_both_locations(backup_env, co
     run, states = run_dag("bhv360_full_backup")
 
     assert set(states.values()) == {"success"}, states
-    (full_id,) = backup_env.local.list_backups(BackupType.FULL)
+    (full_id,) = list_backups(backup_env.local, BackupType.FULL)
     for location in (backup_env.local, backup_env.cloud):
-        manifest = location.read_manifest(BackupType.FULL, full_id)
+        manifest = read_manifest(location, BackupType.FULL, full_id)
         components = manifest.details["components"]
         assert set(components) == {"database", "storage", "config"}
         for name, component in components.items():
-            assert location.read_manifest(BackupType(name), component["backup_id"]).sha256 == component["manifest_sha256"]
+            assert read_manifest(location, BackupType(name), component["backup_id"]).sha256 == component["manifest_sha256"]
         check = manifest.details["consistency"]["storage_objects"]
         assert (check["rows_without_file"], check["files_without_row"]) == (1, 1)
         assert check["examples_rows_without_file"] == ["certificates/org-1/lost.pdf"]
@@ -180,7 +181,7 @@ def test_a_failed_component_means_no_full_set_and_an_alert(backup_env, configure
     monkeypatch.setenv("AIRFLOW_VAR_BHV360_STORAGE_SOURCE", "folder:/nonexistent/buckets")
     run, states = run_dag("bhv360_full_backup")
     assert states["storage"] == "failed" and states["full_set"] == "upstream_failed"
-    assert backup_env.local.scan(BackupType.FULL) == [] and backup_env.cloud.scan(BackupType.FULL) == []
+    assert scan_backups(backup_env.local, BackupType.FULL) == [] and scan_backups(backup_env.cloud, BackupType.FULL) == []
     assert any("FAILED bhv360_full_backup.storage" in mail for mail in backup_env.smtp.bodies())
     assert any("bhv360_full_backup" in text for text in backup_env.webhook.texts())
 
@@ -189,7 +190,7 @@ def test_retention_keeps_the_components_of_a_kept_full_set(backup_env, configure
     run_dag("bhv360_full_backup")
     for _ in range(3):
         run_dag("bhv360_database_backup")
-    (full_id,) = backup_env.local.list_backups(BackupType.FULL)
+    (full_id,) = list_backups(backup_env.local, BackupType.FULL)
     later = utc_now() + retention.timedelta(days=60)
     policy = retention.RetentionPolicy(days=30, keep_min=3)
     for location in (backup_env.local, backup_env.cloud):
@@ -197,4 +198,4 @@ def test_retention_keeps_the_components_of_a_kept_full_set(backup_env, configure
         assert protected == {full_id}
         report = retention.apply(location, BackupType.DATABASE, policy, later, dry_run=False, protected=protected)
         assert report.deleted == []  # the oldest is the full set's component; the other three are the newest
-        assert full_id in location.list_backups(BackupType.DATABASE)
+        assert full_id in list_backups(location, BackupType.DATABASE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.layout import BackupType, artifact_key
 from tests.fixtures.airflow import run_dag
 
@@ -51,8 +52,8 @@ def test_drill_decrypts_encrypted_backups_with_the_identity_connection(backup_en
     storage_api.put("certificates", "org-1/cert.pdf", b"%PDF cert", "application/pdf")
     run_dag("bhv360_database_backup")
     run_dag("bhv360_storage_backup")
-    (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
-    assert backup_env.local.read_manifest(BackupType.DATABASE, backup_id).artifact("database.dump").encrypted
+    (backup_id,) = list_backups(backup_env.local, BackupType.DATABASE)
+    assert read_manifest(backup_env.local, BackupType.DATABASE, backup_id).artifact("database.dump").encrypted
 
     run, states = run_dag("bhv360_restore_drill")
 

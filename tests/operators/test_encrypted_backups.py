@@ -12,6 +12,7 @@ from pyrage import x25519
 
 from bhv360_backup.demo.data import create_demo_database
 from bhv360_backup.repository.blobs import verify_snapshot_blobs
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.layout import BackupType, artifact_key
 from bhv360_backup.repository.snapshots import BLOBS_ARTIFACT, INDEX_ARTIFACT, read_blob_rows
 from bhv360_backup.restore.validate import database_stats
@@ -42,8 +43,8 @@ def test_encrypted_database_backup_is_verified_without_the_key_and_restored_with
     run, states = run_dag("bhv360_database_backup")
 
     assert states == {"dump": "success", "verify": "success", "retention": "success", "retention_incremental": "success"}
-    (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
-    manifest = backup_env.local.read_manifest(BackupType.DATABASE, backup_id)
+    (backup_id,) = list_backups(backup_env.local, BackupType.DATABASE)
+    manifest = read_manifest(backup_env.local, BackupType.DATABASE, backup_id)
     assert {a.path for a in manifest.artifacts} == {"database.dump", "access-model.json", "roles.sql"}
     assert all(a.encryption == "age" and a.plain_size and a.plain_sha256 != a.sha256 for a in manifest.artifacts)
     dump = manifest.artifact("database.dump")
@@ -83,11 +84,11 @@ def test_encrypted_snapshots_dedupe_restore_and_survive_a_key_rotation(backup_en
     second_run, states = run_dag("bhv360_storage_backup")
     assert states["sync"] == "success"
 
-    first, second = backup_env.local.list_backups(BackupType.STORAGE)
+    first, second = list_backups(backup_env.local, BackupType.STORAGE)
     lines = [e for e in backup_env.job_log() if e["type"] == "storage" and e["status"] == "success"]
     assert [line["stats"]["downloaded"] for line in lines] == [2, 0]  # dedup works on encrypted blobs
     for location in (backup_env.local, backup_env.cloud):
-        manifest = location.read_manifest(BackupType.STORAGE, second)
+        manifest = read_manifest(location, BackupType.STORAGE, second)
         assert manifest.artifact(INDEX_ARTIFACT).encrypted and not manifest.artifact(BLOBS_ARTIFACT).encrypted
         assert verify_snapshot_blobs(location, manifest) == []  # checked without the key
         names = gzip.decompress(location.read_bytes(artifact_key(BackupType.STORAGE, second, BLOBS_ARTIFACT)))
@@ -100,11 +101,11 @@ def test_encrypted_snapshots_dedupe_restore_and_survive_a_key_rotation(backup_en
     new_identity = x25519.Identity.generate()
     monkeypatch.setenv("AIRFLOW_VAR_BHV360_AGE_RECIPIENTS", str(new_identity.to_public()))
     run_dag("bhv360_storage_backup")
-    third = backup_env.local.list_backups(BackupType.STORAGE)[-1]
+    third = list_backups(backup_env.local, BackupType.STORAGE)[-1]
     assert [e["stats"]["downloaded"] for e in backup_env.job_log() if e["type"] == "storage"][-1] == 2
-    rows = list(read_blob_rows(backup_env.local, backup_env.local.read_manifest(BackupType.STORAGE, third)))
+    rows = list(read_blob_rows(backup_env.local, read_manifest(backup_env.local, BackupType.STORAGE, third)))
     assert {row["space"] for row in rows} != {row["space"] for row in read_blob_rows(
-        backup_env.local, backup_env.local.read_manifest(BackupType.STORAGE, first))}
+        backup_env.local, read_manifest(backup_env.local, BackupType.STORAGE, first))}
 
     use_identities(monkeypatch, new_identity)
     run, states = run_dag("bhv360_restore", {"type": "storage", "paths": {"storage": first}})
@@ -134,11 +135,11 @@ def test_encrypted_full_set_restores_database_storage_and_config(backup_env, enc
     run, states = run_dag("bhv360_full_backup")
 
     assert set(states.values()) == {"success"}
-    (full_id,) = backup_env.local.list_backups(BackupType.FULL)
-    full = backup_env.cloud.read_manifest(BackupType.FULL, full_id)
+    (full_id,) = list_backups(backup_env.local, BackupType.FULL)
+    full = read_manifest(backup_env.cloud, BackupType.FULL, full_id)
     assert full.details["consistency"]["storage_objects"] == {
         "checked": False, "reason": "the object names are encrypted and the backup worker holds no key"}
-    config = backup_env.cloud.read_manifest(BackupType.CONFIG, full_id).artifact("config.json")
+    config = read_manifest(backup_env.cloud, BackupType.CONFIG, full_id).artifact("config.json")
     assert config.encrypted
     assert b"app_settings" not in backup_env.cloud.read_bytes(artifact_key(BackupType.CONFIG, full_id, "config.json"))
 
@@ -164,8 +165,8 @@ def test_zstd_then_age_decrypts_and_decompresses_with_the_stock_tools_and_restor
     run, states = run_dag("bhv360_database_backup")
 
     assert states["dump"] == "success" and states["verify"] == "success"
-    (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
-    dump = backup_env.local.read_manifest(BackupType.DATABASE, backup_id).artifact("database.dump.zst")
+    (backup_id,) = list_backups(backup_env.local, BackupType.DATABASE)
+    dump = read_manifest(backup_env.local, BackupType.DATABASE, backup_id).artifact("database.dump.zst")
     assert (dump.encryption, dump.compression) == ("age", "zstd")
     stored = backup_env.local.path_of(artifact_key(BackupType.DATABASE, backup_id, "database.dump.zst"))
     compressed = decrypt_with_age_tool(stored, encrypted)

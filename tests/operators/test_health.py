@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from bhv360_backup import joblog
+from bhv360_backup.repository.catalog import delete_backup, read_manifest, write_manifest
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import iso, utc_now
 from tests.fixtures.airflow import run_dag
@@ -42,14 +43,14 @@ def test_all_well_is_green_and_silent(backup_env, healthy):
 
 
 def stale(env, ids):
-    env.local.delete_backup(BackupType.DATABASE, ids[BackupType.DATABASE])
-    env.cloud.delete_backup(BackupType.DATABASE, ids[BackupType.DATABASE])
+    delete_backup(env.local, BackupType.DATABASE, ids[BackupType.DATABASE])
+    delete_backup(env.cloud, BackupType.DATABASE, ids[BackupType.DATABASE])
     backup_id = store((env.local, env.cloud), BackupType.DATABASE, timedelta(hours=30))
     return f"database @ local: {backup_id}: newest backup is 30.0 h old"
 
 
 def missing_copy(env, ids):
-    env.cloud.delete_backup(BackupType.CONFIG, ids[BackupType.CONFIG])
+    delete_backup(env.cloud, BackupType.CONFIG, ids[BackupType.CONFIG])
     return "config @ s3: no complete backup"
 
 
@@ -81,7 +82,7 @@ def test_a_damaged_older_backup_is_shown_on_its_own_row(backup_env, healthy, mon
 
     older = store([backup_env.cloud], BackupType.DATABASE, timedelta(days=3))
     backup_env.local.put_bytes(f"database/{older}/data.bin", b"backup bytes")
-    backup_env.local.write_manifest(backup_env.cloud.read_manifest(BackupType.DATABASE, older))
+    write_manifest(backup_env.local, read_manifest(backup_env.cloud, BackupType.DATABASE, older))
     backup_env.cloud.put_bytes(f"database/{older}/data.bin", b"bitrot")
     monkeypatch.setattr(health, "deep_check_due", lambda ids, *args, **kwargs: list(ids))
 

@@ -8,6 +8,7 @@ import json
 import psycopg
 import pytest
 
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.sources.changes import ChangeSource
 from tests.conftest import connection_json
@@ -42,9 +43,9 @@ def test_capture_moves_the_slot_a_schema_change_starts_a_chain_and_a_point_in_ti
 
     run, states = run_dag("bhv360_incremental_backup")
     assert states == {"capture": "success", "needs_new_chain": "success", "new_chain": "skipped"}
-    segments = backup_env.local.list_backups(BackupType.INCREMENTAL)
-    assert segments == backup_env.cloud.list_backups(BackupType.INCREMENTAL) and len(segments) == 2
-    newest = backup_env.local.read_manifest(BackupType.INCREMENTAL, segments[-1]).details
+    segments = list_backups(backup_env.local, BackupType.INCREMENTAL)
+    assert segments == list_backups(backup_env.cloud, BackupType.INCREMENTAL) and len(segments) == 2
+    newest = read_manifest(backup_env.local, BackupType.INCREMENTAL, segments[-1]).details
     assert (newest["transactions"], newest["changes"]) == (2, 4)
     assert ChangeSource(source, "bhv360_backup").state().confirmed_flush_lsn == newest["end_lsn"]
     line = [e for e in backup_env.job_log() if e["type"] == "incremental"][-1]
@@ -66,8 +67,8 @@ def test_capture_moves_the_slot_a_schema_change_starts_a_chain_and_a_point_in_ti
     execute(source, "ALTER TABLE drills ADD COLUMN team text")
     run, states = run_dag("bhv360_incremental_backup")
     assert states == {"capture": "success", "needs_new_chain": "success", "new_chain": "success"}  # a new dump
-    newest = backup_env.local.read_manifest(BackupType.INCREMENTAL,
-                                            backup_env.local.list_backups(BackupType.INCREMENTAL)[-1]).details
+    newest = read_manifest(backup_env.local, BackupType.INCREMENTAL,
+                                            list_backups(backup_env.local, BackupType.INCREMENTAL)[-1]).details
     assert newest["schema_changed"] == {"tables": ["public.drills"]}
     from airflow.models.dagrun import DagRun
 

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from bhv360_backup.demo.data import create_demo_database
+from bhv360_backup.repository.catalog import delete_backup, list_backups, read_manifest, scan_backups
 from bhv360_backup.repository.layout import BackupType, artifact_key
 from bhv360_backup.restore.validate import database_stats
 from tests.conftest import DB_PASSWORD, TASK_LOGS
@@ -51,10 +52,10 @@ def test_backup_lands_in_both_locations_and_restores_equal(backup_env, tmp_path,
     run, states = run_dag(DAG_ID)
 
     assert states == {"dump": "success", "verify": "success", "retention": "success", "retention_incremental": "success"}
-    (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
-    assert backup_env.cloud.list_backups(BackupType.DATABASE) == [backup_id]
-    manifest = backup_env.local.read_manifest(BackupType.DATABASE, backup_id)
-    assert manifest.to_bytes() == backup_env.cloud.read_manifest(BackupType.DATABASE, backup_id).to_bytes()
+    (backup_id,) = list_backups(backup_env.local, BackupType.DATABASE)
+    assert list_backups(backup_env.cloud, BackupType.DATABASE) == [backup_id]
+    manifest = read_manifest(backup_env.local, BackupType.DATABASE, backup_id)
+    assert manifest.to_bytes() == read_manifest(backup_env.cloud, BackupType.DATABASE, backup_id).to_bytes()
     assert [a.path for a in manifest.artifacts] == ["database.dump", "access-model.json", "roles.sql"]
     assert manifest.details["table_rows"]["public.staff"] == 3 * 250
     dump = backup_env.local.path_of(artifact_key(BackupType.DATABASE, backup_id, "database.dump"))
@@ -92,9 +93,9 @@ def test_retry_reuses_the_finished_backup(backup_env):
 
     dag = dag_bag().dags[DAG_ID]
     run, states = run_dag(DAG_ID)
-    (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
-    first = backup_env.local.read_manifest(BackupType.DATABASE, backup_id)
-    backup_env.cloud.delete_backup(BackupType.DATABASE, backup_id)  # as if the S3 copy had failed
+    (backup_id,) = list_backups(backup_env.local, BackupType.DATABASE)
+    first = read_manifest(backup_env.local, BackupType.DATABASE, backup_id)
+    delete_backup(backup_env.cloud, BackupType.DATABASE, backup_id)  # as if the S3 copy had failed
 
     # what a Clear of the dump task runs: the same run's backup id
     from bhv360_backup.producers.database import dump_database
@@ -104,8 +105,8 @@ def test_retry_reuses_the_finished_backup(backup_env):
     again = dump_database(backup_env.db, writer, pg_bin_dir="", dag_id=dag.dag_id, run_id=run.run_id)
 
     assert again.to_bytes() == first.to_bytes()
-    assert backup_env.cloud.read_manifest(BackupType.DATABASE, backup_id).to_bytes() == first.to_bytes()
-    assert backup_env.local.list_backups(BackupType.DATABASE) == [backup_id]
+    assert read_manifest(backup_env.cloud, BackupType.DATABASE, backup_id).to_bytes() == first.to_bytes()
+    assert list_backups(backup_env.local, BackupType.DATABASE) == [backup_id]
 
 
 @pytest.mark.parametrize("failure", ["connection_refused", "killed_mid_stream"])
@@ -127,7 +128,7 @@ def test_failed_dump_leaves_nothing_and_alerts(backup_env, tmp_path, monkeypatch
     assert states["verify"] == "upstream_failed"
     assert str(run.state.value if hasattr(run.state, "value") else run.state) == "failed"
     for location in (backup_env.local, backup_env.cloud):
-        assert location.scan(BackupType.DATABASE) == []
+        assert scan_backups(location, BackupType.DATABASE) == []
     assert list(backup_env.s3.client().list_objects_v2(Bucket="bhv360-backups").get("Contents", [])) == []
     assert backup_env.s3.client().list_multipart_uploads(Bucket="bhv360-backups").get("Uploads", []) == []
 
@@ -148,8 +149,8 @@ def test_zstd_mode_compresses_in_the_worker_restores_with_stock_tools_and_the_re
     run, states = run_dag(DAG_ID)
 
     assert states["dump"] == "success" and states["verify"] == "success"
-    (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
-    manifest = backup_env.cloud.read_manifest(BackupType.DATABASE, backup_id)
+    (backup_id,) = list_backups(backup_env.local, BackupType.DATABASE)
+    manifest = read_manifest(backup_env.cloud, BackupType.DATABASE, backup_id)
     dump = manifest.artifact("database.dump.zst")
     assert manifest.details["compression"] == "zstd:3" and dump.compression == "zstd" and dump.encryption is None
     assert dump.plain_size > dump.size
@@ -170,6 +171,6 @@ def test_a_wrong_compression_setting_is_named(backup_env, monkeypatch):
 
     run, states = run_dag(DAG_ID)
 
-    assert states["dump"] == "failed" and backup_env.local.list_backups(BackupType.DATABASE) == []
+    assert states["dump"] == "failed" and list_backups(backup_env.local, BackupType.DATABASE) == []
     (line,) = [entry for entry in backup_env.job_log() if entry["type"] == "database"]
     assert "variable bhv360_dump_compression: 'lz4:1' is not gzip:0-9 or zstd:1-19" in line["error"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bhv360_backup.repository.catalog import delete_backup, list_backups
 from bhv360_backup.repository.layout import BackupType, artifact_key
 from bhv360_backup.restore.validate import database_stats
 from tests.fixtures import postgres
@@ -50,7 +51,7 @@ def test_falls_back_to_s3_when_the_local_copy_is_damaged(backup_env, restore_db,
         data[len(data) // 2] ^= 0xFF
         dump.write_bytes(bytes(data))
     else:
-        backup_env.local.delete_backup(BackupType.DATABASE, database_backup)
+        delete_backup(backup_env.local, BackupType.DATABASE, database_backup)
     run, states = run_dag(RESTORE, {"type": "database", "paths": {"database": database_backup}})
     assert states == {"validate": "success", "restore": "success"}
     (component,) = plan_of(run)["components"]
@@ -187,14 +188,14 @@ def test_full_latest_restores_the_set_then_applies_a_newer_dump(backup_env, rest
     run_dag("bhv360_full_backup")
     execute(backup_env.db, "INSERT INTO app_settings (key, value) VALUES ('added_after_full', 'true')")
     run_dag("bhv360_database_backup")
-    newest = backup_env.local.list_backups(BackupType.DATABASE)[-1]
+    newest = list_backups(backup_env.local, BackupType.DATABASE)[-1]
 
     run, states = run_dag(RESTORE, {"type": "full", "paths": {"database": "latest", "storage": "latest",
                                                                 "config": "latest"}})
 
     assert states == {"validate": "success", "restore": "success"}
     plan = plan_of(run)
-    (full_id,) = backup_env.local.list_backups(BackupType.FULL)
+    (full_id,) = list_backups(backup_env.local, BackupType.FULL)
     assert plan["full_set"] == full_id
     components = {c["component"]: c for c in plan["components"]}
     assert components["database"]["backup_id"] == newest and components["database"]["applied_newer"]

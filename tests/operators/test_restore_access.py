@@ -8,6 +8,7 @@ import json
 import pytest
 
 from bhv360_backup.postgres import access
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.database import read_access_model
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.restore.database import check_access
@@ -24,7 +25,7 @@ def project_backup(backup_env):
     supabase_db.make_bhv360_project(backup_env.db)
     run, states = run_dag("bhv360_database_backup")
     assert states["dump"] == "success", states
-    (backup_id,) = backup_env.local.list_backups(BackupType.DATABASE)
+    (backup_id,) = list_backups(backup_env.local, BackupType.DATABASE)
     return backup_id
 
 
@@ -68,7 +69,7 @@ TABLES = ("table public.organisations", "table public.staff_private", "table pub
 
 
 def test_the_backup_records_the_access_model(backup_env, project_backup):
-    manifest = backup_env.local.read_manifest(BackupType.DATABASE, project_backup)
+    manifest = read_manifest(backup_env.local, BackupType.DATABASE, project_backup)
     model = read_access_model(backup_env.local, manifest)
     organisations = model["objects"]["table public.organisations"]
     assert organisations["acl"]["anon"] == ["SELECT"] and organisations["rls"] == {"enabled": True, "forced": False}
@@ -105,7 +106,7 @@ def test_a_fresh_project_restore_revokes_what_its_default_privileges_added(backu
 
 def test_a_grant_altered_after_the_restore_fails_the_check_and_is_named(backup_env, project_backup, restore_db):
     run_dag(RESTORE, {"type": "database", "paths": {"database": "latest"}})
-    manifest = backup_env.local.read_manifest(BackupType.DATABASE, project_backup)
+    manifest = read_manifest(backup_env.local, BackupType.DATABASE, project_backup)
     model = read_access_model(backup_env.local, manifest)
     with supabase_db.connect(restore_db) as connection:
         connection.execute("GRANT SELECT ON public.staff_private TO anon")

@@ -10,6 +10,7 @@ from bhv360_backup.errors import ConfigurationError
 from bhv360_backup.locations import LocalLocation
 from bhv360_backup.operators import retention as operator_module
 from bhv360_backup.operators.retention import RetentionOperator
+from bhv360_backup.repository.catalog import list_backups, write_manifest
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import utc_now
 from bhv360_backup.settings import Settings
@@ -24,7 +25,7 @@ def old_backups(tmp_path, monkeypatch):
         completed = utc_now() - timedelta(days=days)
         backup_id = completed.strftime("%Y%m%dT%H%M%SZ")
         location.put_bytes(f"database/{backup_id}/database.dump", b"x")
-        location.write_manifest(make_manifest(backup_id, completed))
+        write_manifest(location, make_manifest(backup_id, completed))
         ids.append(backup_id)
     settings = Settings.load(lambda name, default: {"bhv360_log_dir": str(tmp_path / "logs")}.get(name, default))
     monkeypatch.setattr(operator_module, "load_settings", lambda: settings)
@@ -43,14 +44,14 @@ def test_a_rendered_false_deletes(old_backups, rendered):
     location, ids = old_backups
     result = run(rendered)
     assert sorted(result["local"]["deleted"]) == ids[:2]
-    assert location.list_backups(BackupType.DATABASE) == ids[2:]
+    assert list_backups(location, BackupType.DATABASE) == ids[2:]
 
 
 @pytest.mark.parametrize("rendered", [True, "True", "yes"])
 def test_a_rendered_true_only_reports(old_backups, rendered):
     location, ids = old_backups
     run(rendered)
-    assert location.list_backups(BackupType.DATABASE) == ids
+    assert list_backups(location, BackupType.DATABASE) == ids
 
 
 def test_a_rendered_value_that_is_not_a_boolean_is_refused(old_backups):

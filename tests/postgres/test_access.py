@@ -9,6 +9,7 @@ import pytest
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations import LocalLocation
 from bhv360_backup.postgres import access
+from bhv360_backup.repository.catalog import read_manifest
 from bhv360_backup.repository.database import read_access_model
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.restore.database import check_access
@@ -102,7 +103,7 @@ def test_default_privileges_only_the_target_has_are_a_difference_and_are_revoked
     locations = [LocalLocation(tmp_path / "backups")]
     manifest = dump(source, locations)
     run(restored, "ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT ALL ON TABLES TO anon")
-    model = read_access_model(locations[0], locations[0].read_manifest(BackupType.DATABASE, manifest.backup_id))
+    model = read_access_model(locations[0], read_manifest(locations[0], BackupType.DATABASE, manifest.backup_id))
 
     unchecked = check_access(restored, model, {}, supabase=False, reconcile=False)
     assert [d for d in unchecked.differences if d.startswith("default privileges of postgres in public on tables: "

@@ -14,6 +14,7 @@ import pytest
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations import LocalLocation, S3Location
 from bhv360_backup.producers.incremental import capture_segment
+from bhv360_backup.repository.catalog import scan_backups
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import parse_iso
 from bhv360_backup.repository.writer import BackupWriter
@@ -190,7 +191,7 @@ def test_a_source_without_logical_decoding_is_refused_naming_what_it_lacks(pg_da
     writer = BackupWriter(locations, BackupType.INCREMENTAL, next_id(), recipients)
     with pytest.raises(BackupError, match="wal_level is replica, change capture needs logical"):
         capture_segment(ChangeSource(pg_database, SLOT), writer, dag_id="t", run_id="t")
-    assert all(location.scan(BackupType.INCREMENTAL) == [] for location in locations)
+    assert all(scan_backups(location, BackupType.INCREMENTAL) == [] for location in locations)
 
 
 def test_storage_objects_between_snapshots_and_a_storage_restore_to_a_point_in_time(

@@ -17,6 +17,7 @@ from bhv360_backup.producers import storage as storage_producer
 from bhv360_backup.producers.storage import take_snapshot
 from bhv360_backup.repository import retention
 from bhv360_backup.repository.blobs import collect_garbage, verify_snapshot_blobs
+from bhv360_backup.repository.catalog import list_backups, write_manifest
 from bhv360_backup.repository.layout import BLOB_PREFIX, BackupType, blob_key
 from bhv360_backup.repository.manifest import utc_now
 from bhv360_backup.repository.snapshots import read_blob_rows, read_index
@@ -149,7 +150,7 @@ def test_a_failed_run_leaves_no_snapshot_and_the_next_one_completes(storage_api,
     with pytest.raises(BackupError, match="1 object\\(s\\) could not be copied: certificates/forbidden.pdf"):
         snapshot(source, locations)
     for location in locations:
-        assert location.list_backups(BackupType.STORAGE) == []
+        assert list_backups(location, BackupType.STORAGE) == []
         assert list(location.iter_objects("locks/")) == []
         stored = len(list(location.iter_objects(BLOB_PREFIX)))
         assert stored == 32  # what was copied stays (two objects share a blob)
@@ -343,7 +344,7 @@ def test_a_snapshot_without_the_blob_rows_of_0_2_still_verifies_dedupes_and_coll
     manifest, _ = snapshot(source, locations)
     older = dataclasses.replace(manifest, artifacts=tuple(a for a in manifest.artifacts if a.path != BLOBS_ARTIFACT))
     for location in locations:
-        location.write_manifest(older)  # as version 0.1.0 wrote it
+        write_manifest(location, older)  # as version 0.1.0 wrote it
         assert verify_snapshot_blobs(location, older) == []
 
     _, stats = snapshot(source, locations)
@@ -396,7 +397,7 @@ def test_a_listing_that_fails_fails_the_snapshot_and_stops_the_other_listings(tm
     location = LocalLocation(tmp_path / "backups")
     with pytest.raises(BackupError, match="listing b failed halfway"):
         snapshot(source, [location], parallelism=3)
-    assert source.listed < 3 * 100_000 and location.list_backups(BackupType.STORAGE) == []
+    assert source.listed < 3 * 100_000 and list_backups(location, BackupType.STORAGE) == []
 
 
 def test_the_index_is_in_name_order_whatever_the_names(tmp_path):

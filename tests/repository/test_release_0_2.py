@@ -9,6 +9,7 @@ import pytest
 
 from bhv360_backup.locations import LocalLocation
 from bhv360_backup.repository.blobs import verify_snapshot_blobs
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.config import read_config
 from bhv360_backup.repository.database import read_access_model
 from bhv360_backup.repository.encryption import parse_identities
@@ -32,18 +33,18 @@ def location(tmp_path):
 
 
 def test_every_backup_is_listed_and_verifies_in_full(location):
-    assert location.list_backups(BackupType.DATABASE) == [SET_ID, ENCRYPTED_ID]
+    assert list_backups(location, BackupType.DATABASE) == [SET_ID, ENCRYPTED_ID]
     for backup_type in BackupType:
-        for backup_id in location.list_backups(backup_type):
-            manifest = location.read_manifest(backup_type, backup_id)
+        for backup_id in list_backups(location, backup_type):
+            manifest = read_manifest(location, backup_type, backup_id)
             assert verify_backup(location, manifest, deep=True) == []
-    storage = location.read_manifest(BackupType.STORAGE, SET_ID)
+    storage = read_manifest(location, BackupType.STORAGE, SET_ID)
     assert verify_snapshot_blobs(location, storage) == []
     assert sorted(entry.path for entry in read_index(location, storage)) == ["org-1/cert 1.pdf", "org-2/cert 2.pdf"]
-    assert verify_components(location, location.read_manifest(BackupType.FULL, SET_ID)) == []
-    config = read_config(location, location.read_manifest(BackupType.CONFIG, SET_ID))
+    assert verify_components(location, read_manifest(location, BackupType.FULL, SET_ID)) == []
+    config = read_config(location, read_manifest(location, BackupType.CONFIG, SET_ID))
     assert config["settings_tables"]["tables"]["app_settings"] == [{"key": "alarm_number", "value": "112"}]
-    assert read_access_model(location, location.read_manifest(BackupType.DATABASE, SET_ID)) is None
+    assert read_access_model(location, read_manifest(location, BackupType.DATABASE, SET_ID)) is None
 
 
 def restore(location, request_body, database, tmp_path, identities=()):

@@ -11,6 +11,7 @@ import pytest
 
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations import LocalLocation
+from bhv360_backup.repository.catalog import list_backups
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import parse_iso
 from bhv360_backup.sources import postgres as postgres_source
@@ -158,7 +159,7 @@ def test_an_explicit_backup_after_the_moment_is_refused_naming_the_one_before(lo
     source = chain_with(logical_db, local, "CREATE TABLE beats (n int PRIMARY KEY)")
     moment = run(logical_db, "INSERT INTO beats VALUES (1)")
     capture(source, local)
-    earlier = local[0].list_backups(BackupType.DATABASE)[-1]
+    earlier = list_backups(local[0], BackupType.DATABASE)[-1]
     later = dump(logical_db, local)
     with pytest.raises(BackupError, match=f"database backup {later.backup_id} was taken at .* after point_in_time.*"
                                           f"newest database backup before it is {earlier}"):

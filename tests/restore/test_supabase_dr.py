@@ -14,6 +14,7 @@ from bhv360_backup.demo.servers import ThrowawayCluster
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations import LocalLocation
 from bhv360_backup.postgres import access
+from bhv360_backup.repository.catalog import list_backups
 from bhv360_backup.sources.changes import ChangeSource
 from tests.fixtures import supabase_catalog, supabase_db
 from tests.fixtures.chain import SLOT, capture, dump, restore_into, run, state
@@ -279,7 +280,7 @@ def test_the_readmes_disaster_recovery_request_through_airflow_as_postgres(platf
     storage_api.create_bucket("certificates")
     monkeypatch.setenv("AIRFLOW_CONN_BHV360_DB", connection_json(source, password=None))
     run_dag("bhv360_full_backup")
-    assert backup_env.local.list_backups(BackupType.FULL), [e.get("error") for e in backup_env.job_log()]
+    assert list_backups(backup_env.local, BackupType.FULL), [e.get("error") for e in backup_env.job_log()]
 
     target = new_project(platform)
     new_storage = StorageServer().start()

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bhv360_backup.repository.catalog import read_manifest
+
 DEMO_DIR = Path(".demo").resolve()
 DEMO_DB = "bhv360_demo"
 DEMO_MB = 30
@@ -183,7 +185,7 @@ def _tell_backup(story: Story, dag_id: str, backup_type: str, locations) -> None
     if not ok:
         return
     line = story.line(backup_type)
-    manifest = locations[0].read_manifest(BackupType(backup_type), line["backup_id"])
+    manifest = read_manifest(locations[0], BackupType(backup_type), line["backup_id"])
     where = " and ".join(line["locations"])
     if backup_type == "database":
         from bhv360_backup.repository.database import dump_artifact

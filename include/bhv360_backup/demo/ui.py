@@ -25,6 +25,7 @@ from bhv360_backup.demo import __main__ as demo
 from bhv360_backup.demo.servers import free_port
 from bhv360_backup.locations import Location
 from bhv360_backup.repository.blobs import copy_snapshot_blobs
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.writer import copy_backup
 
@@ -38,11 +39,11 @@ def mirror(source: Location, target: Location) -> int:
     """Copy every complete backup of ``source`` that ``target`` lacks (blobs first, manifest last)."""
     copied = 0
     for backup_type in BackupType:
-        present = set(target.list_backups(backup_type))
-        for backup_id in source.list_backups(backup_type):
+        present = set(list_backups(target, backup_type))
+        for backup_id in list_backups(source, backup_type):
             if backup_id in present:
                 continue
-            manifest = source.read_manifest(backup_type, backup_id)
+            manifest = read_manifest(source, backup_type, backup_id)
             if backup_type in SHARED_BLOBS:
                 copy_snapshot_blobs(manifest, source, target)
             copy_backup(manifest, source, target)

@@ -1,4 +1,5 @@
-"""The location interface: a folder tree of backups, the same layout locally and in S3."""
+"""The location interface: bytes stored under keys (``/``-separated relative paths), in a folder or an S3
+bucket. A location knows nothing of backups: ``repository`` lays them out in it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from datetime import datetime
 from pathlib import Path
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.repository.layout import BackupType, manifest_key
-from bhv360_backup.repository.manifest import Manifest
 
 CHUNK_SIZE = 1 << 20
 STAGING_PREFIX = ".partial-"  # names of a folder's unfinished writes; garbage once a day old
@@ -21,7 +20,7 @@ class ArtifactMissing(BackupError):
 
 
 class BackupLocked(BackupError):
-    """The location keeps the backup until a date (S3 Object Lock); deleting it must wait."""
+    """The location keeps an object until a date (S3 Object Lock); deleting it must wait."""
 
 
 class ArtifactWriter(ABC):
@@ -46,15 +45,6 @@ class ArtifactWriter(ABC):
 
 
 @dataclass(frozen=True)
-class BackupFolder:
-    """One ``<type>/<backup_id>/`` folder as a scan finds it, finished or not."""
-
-    backup_id: str
-    complete: bool
-    last_modified: datetime
-
-
-@dataclass(frozen=True)
 class StoredObject:
     key: str
     size: int
@@ -62,7 +52,7 @@ class StoredObject:
 
 
 class Location(ABC):
-    """A place that holds backups: ``name`` is ``local`` or ``s3``, keys are layout-relative paths."""
+    """A place that stores bytes under keys: ``name`` is ``local`` or ``s3``."""
 
     name: str
 
@@ -99,20 +89,20 @@ class Location(ABC):
         return False
 
     @abstractmethod
-    def scan(self, backup_type: BackupType) -> list[BackupFolder]:
-        """Every backup folder of a type, complete or not, in id order."""
-
-    @abstractmethod
-    def delete_backup(self, backup_type: BackupType, backup_id: str) -> None:
-        """Remove a backup: its manifest first, so it stops existing before its artifacts go."""
-
-    @abstractmethod
     def iter_objects(self, prefix: str) -> Iterator[StoredObject]:
         """Every stored object whose key starts with ``prefix`` (a folder, ending in ``/``)."""
 
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove one object; no error if it is already gone."""
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every object under ``prefix`` (a folder, ending in ``/``); no error if there is none."""
+
+    def locked_until(self, key: str) -> datetime | None:
+        """The Object Lock retain-until date of ``key`` while it is in the future; None where nothing is locked."""
+        return None
 
     def lock_until(self) -> datetime | None:
         """The Object Lock retain-until date a write made now gets; None where nothing is locked."""
@@ -144,22 +134,3 @@ class Location(ABC):
 
     def read_bytes(self, key: str) -> bytes:
         return b"".join(self.read_chunks(key))
-
-    def list_backups(self, backup_type: BackupType) -> list[str]:
-        """Ids of the complete backups (those with a manifest), oldest first."""
-        return [folder.backup_id for folder in self.scan(backup_type) if folder.complete]
-
-    def has_manifest(self, backup_type: BackupType, backup_id: str) -> bool:
-        return self.size_of(manifest_key(backup_type, backup_id)) is not None
-
-    def read_manifest(self, backup_type: BackupType, backup_id: str) -> Manifest:
-        key = manifest_key(backup_type, backup_id)
-        manifest = Manifest.from_bytes(self.read_bytes(key), f"{self.name}:{key}")
-        if manifest.backup_id != backup_id or manifest.type != backup_type:
-            raise BackupError(
-                f"{self.name}:{key} describes {manifest.type.value} backup {manifest.backup_id}, not this folder"
-            )
-        return manifest
-
-    def write_manifest(self, manifest: Manifest) -> None:
-        self.put_bytes(manifest_key(manifest.type, manifest.backup_id), manifest.to_bytes())

@@ -16,17 +16,10 @@ from bhv360_backup.locations.base import (
     STAGING_PREFIX,
     ArtifactMissing,
     ArtifactWriter,
-    BackupFolder,
     Location,
     StoredObject,
 )
-from bhv360_backup.repository.layout import (
-    MANIFEST_NAME,
-    BackupType,
-    check_relative_path,
-    is_backup_id,
-    manifest_key,
-)
+from bhv360_backup.paths import check_relative_path
 
 
 def _make_dirs(path: Path) -> None:
@@ -106,7 +99,7 @@ class LocalWriter(ArtifactWriter):
 
 
 class LocalLocation(Location):
-    """Backups under ``root`` with the contract's layout."""
+    """Objects as files under ``root``, a key's folders as folders."""
 
     name = "local"
 
@@ -163,24 +156,6 @@ class LocalLocation(Location):
         path = self.path_of(key)
         return path.stat().st_size if path.is_file() else None
 
-    def scan(self, backup_type: BackupType) -> list[BackupFolder]:
-        type_dir = self.root / backup_type.value
-        if not type_dir.is_dir():
-            return []
-        folders = []
-        for entry in type_dir.iterdir():
-            if not entry.is_dir() or entry.is_symlink() or not is_backup_id(entry.name):
-                continue
-            times = [entry.stat().st_mtime] + [info.st_mtime for _, info in _files(entry)]
-            folders.append(
-                BackupFolder(
-                    backup_id=entry.name,
-                    complete=(entry / MANIFEST_NAME).is_file(),
-                    last_modified=datetime.fromtimestamp(max(times), timezone.utc),
-                )
-            )
-        return sorted(folders, key=lambda folder: folder.backup_id)
-
     def iter_objects(self, prefix: str) -> Iterator[StoredObject]:
         folder = self.path_of(prefix.rstrip("/"))
         if not folder.is_dir():
@@ -192,8 +167,7 @@ class LocalLocation(Location):
     def delete(self, key: str) -> None:
         self.path_of(key).unlink(missing_ok=True)
 
-    def delete_backup(self, backup_type: BackupType, backup_id: str) -> None:
-        manifest = self.path_of(manifest_key(backup_type, backup_id))
-        manifest.unlink(missing_ok=True)
-        if manifest.parent.exists():
-            shutil.rmtree(manifest.parent)
+    def delete_prefix(self, prefix: str) -> None:
+        folder = self.path_of(prefix.rstrip("/"))
+        if folder.is_dir():
+            shutil.rmtree(folder)

@@ -19,18 +19,10 @@ from bhv360_backup.locations.base import (
     CHUNK_SIZE,
     ArtifactMissing,
     ArtifactWriter,
-    BackupFolder,
-    BackupLocked,
     Location,
     StoredObject,
 )
-from bhv360_backup.repository.layout import (
-    MANIFEST_NAME,
-    BackupType,
-    backup_dir,
-    check_relative_path,
-    is_backup_id,
-)
+from bhv360_backup.paths import check_relative_path
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +250,7 @@ class S3BlobWriter(ArtifactWriter):
 
 
 class S3Location(Location):
-    """Backups in ``bucket`` with the contract's layout; ``client`` is a boto3 S3 client."""
+    """Objects in ``bucket`` under their keys; ``client`` is a boto3 S3 client."""
 
     name = "s3"
 
@@ -322,19 +314,6 @@ class S3Location(Location):
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             yield from page.get("Contents", [])
 
-    def scan(self, backup_type: BackupType) -> list[BackupFolder]:
-        found: dict[str, BackupFolder] = {}
-        prefix = f"{backup_type.value}/"
-        for item in self._objects(prefix):
-            backup_id, _, rest = item["Key"][len(prefix) :].partition("/")
-            if not is_backup_id(backup_id):
-                continue
-            seen = found.get(backup_id)
-            complete = rest == MANIFEST_NAME or (seen is not None and seen.complete)
-            newest = max(item["LastModified"], seen.last_modified) if seen else item["LastModified"]
-            found[backup_id] = BackupFolder(backup_id, complete, newest)
-        return [found[backup_id] for backup_id in sorted(found)]
-
     def iter_objects(self, prefix: str) -> Iterator[StoredObject]:
         for item in self._objects(prefix):
             yield StoredObject(item["Key"], item["Size"], item["LastModified"])
@@ -373,13 +352,8 @@ class S3Location(Location):
                     aborted += 1
         return aborted
 
-    def delete_backup(self, backup_type: BackupType, backup_id: str) -> None:
-        folder = backup_dir(backup_type, backup_id)
-        until = self.locked_until(f"{folder}/{MANIFEST_NAME}")
-        if until:
-            raise BackupLocked(f"s3: {folder} is locked until {until.isoformat()} (Object Lock)")
-        self.client.delete_object(Bucket=self.bucket, Key=f"{folder}/{MANIFEST_NAME}")
-        keys = [{"Key": item["Key"]} for item in self._objects(f"{folder}/")]
+    def delete_prefix(self, prefix: str) -> None:
+        keys = [{"Key": item["Key"]} for item in self._objects(check_relative_path(prefix.rstrip("/")) + "/")]
         for start in range(0, len(keys), 1000):
             response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[start : start + 1000]})
             if response.get("Errors"):

@@ -11,6 +11,7 @@ from bhv360_backup.alerts import PREFIX, lines_alert, notify_ops
 from bhv360_backup.joblog import JobRecord
 from bhv360_backup.operators.base import BaseBackupOperator
 from bhv360_backup.producers import config
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.config import (
     CONFIG_ARTIFACT,
     PROJECT_SECRETS_ARTIFACT,
@@ -111,7 +112,7 @@ class ConfigSnapshotOperator(BaseBackupOperator):
 def _previous_fields(writer: BackupWriter) -> dict[str, str] | None:
     """The project fields of the newest config backup before this one, where one recorded them."""
     for location in writer.live:
-        ids = [backup_id for backup_id in location.list_backups(BackupType.CONFIG) if backup_id < writer.backup_id]
+        ids = [backup_id for backup_id in list_backups(location, BackupType.CONFIG) if backup_id < writer.backup_id]
         if ids:
-            return location.read_manifest(BackupType.CONFIG, ids[-1]).details.get("project_fields")
+            return read_manifest(location, BackupType.CONFIG, ids[-1]).details.get("project_fields")
     return None

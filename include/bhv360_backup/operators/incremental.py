@@ -11,6 +11,7 @@ from bhv360_backup.joblog import JobRecord
 from bhv360_backup.operators.base import BaseBackupOperator
 from bhv360_backup.postgres.positions import lsn_position
 from bhv360_backup.producers.incremental import capture_segment
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import Manifest
 from bhv360_backup.repository.writer import BackupWriter
@@ -22,9 +23,9 @@ from bhv360_backup.sources.changes import ChangeSource
 def newest_schema(writer: BackupWriter) -> dict[str, str] | None:
     """The schema digests the newest segment recorded, to tell a schema change in this one."""
     for location in writer.live:
-        ids = location.list_backups(BackupType.INCREMENTAL)
+        ids = list_backups(location, BackupType.INCREMENTAL)
         if ids:
-            return location.read_manifest(BackupType.INCREMENTAL, ids[-1]).details.get("schema")
+            return read_manifest(location, BackupType.INCREMENTAL, ids[-1]).details.get("schema")
     return None
 
 

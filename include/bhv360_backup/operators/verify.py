@@ -10,6 +10,7 @@ from airflow.sdk import Context
 from bhv360_backup.errors import BackupError, IntegrityError
 from bhv360_backup.operators.base import LocationsOperator
 from bhv360_backup.repository.blobs import verify_snapshot_blobs
+from bhv360_backup.repository.catalog import read_manifest
 from bhv360_backup.repository.fullset import verify_components
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.verify import verify_backup
@@ -50,7 +51,7 @@ class VerifyBackupOperator(LocationsOperator):
         problems, manifests = [], {}
         for location in locations:
             try:
-                manifests[location.name] = location.read_manifest(backup_type, backup_id)
+                manifests[location.name] = read_manifest(location, backup_type, backup_id)
             except BackupError as error:
                 problems.append(f"{location.name}: no readable manifest ({error})")
                 continue

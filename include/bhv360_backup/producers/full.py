@@ -14,6 +14,7 @@ from typing import Any
 
 from bhv360_backup.errors import BackupError, IntegrityError
 from bhv360_backup.locations.base import Location
+from bhv360_backup.repository.catalog import read_manifest
 from bhv360_backup.repository.database import read_storage_objects
 from bhv360_backup.repository.fullset import COMPONENT_TYPES, SET_ARTIFACT, storage_cross_check
 from bhv360_backup.repository.layout import BackupType
@@ -28,7 +29,7 @@ def describe_set(location: Location, backup_id: str) -> dict[str, Any]:
     manifests: dict[BackupType, Manifest] = {}
     for backup_type in COMPONENT_TYPES:
         try:
-            manifests[backup_type] = location.read_manifest(backup_type, backup_id)
+            manifests[backup_type] = read_manifest(location, backup_type, backup_id)
         except BackupError as error:
             raise BackupError(f"full backup {backup_id}: the {backup_type.value} component is not complete: {error}") from None
     database, storage = manifests[BackupType.DATABASE], manifests[BackupType.STORAGE]

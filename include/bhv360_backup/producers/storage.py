@@ -16,6 +16,7 @@ from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.locations.base import Location
 from bhv360_backup.pools import BoundedPool
 from bhv360_backup.repository.blobs import BlobStore, StoredBlob, copy_snapshot_blobs
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.locks import shared_lock
 from bhv360_backup.repository.manifest import Manifest, iso, utc_now
@@ -89,9 +90,9 @@ def load_previous_blobs(locations: Sequence[Location], scratch: ScratchIndex) ->
     that has a readable one, into ``scratch``."""
     for location in locations:
         try:
-            ids = location.list_backups(BackupType.STORAGE)
+            ids = list_backups(location, BackupType.STORAGE)
             if ids:
-                manifest = location.read_manifest(BackupType.STORAGE, ids[-1])
+                manifest = read_manifest(location, BackupType.STORAGE, ids[-1])
                 scratch.load_previous(read_blob_rows(location, manifest))
                 return
         except Exception as error:  # noqa: BLE001 - then every object is downloaded again

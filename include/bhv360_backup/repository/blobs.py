@@ -23,6 +23,7 @@ from bhv360_backup.locations.base import (
     Location,
     StoredObject,
 )
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.layout import (
     BLOB_PREFIX,
     BLOBS_ROOT,
@@ -227,9 +228,9 @@ def collect_garbage(location: Location, now: datetime, *, dry_run: bool, run_id:
             return report
         referenced: set[str] = set()
         for backup_type in BLOB_TYPES:
-            for backup_id in location.list_backups(backup_type):
+            for backup_id in list_backups(location, backup_type):
                 try:
-                    manifest = location.read_manifest(backup_type, backup_id)
+                    manifest = read_manifest(location, backup_type, backup_id)
                     referenced.update(_stored_blobs(location, manifest))
                 except BackupError as error:
                     report.skipped_reason = f"{backup_type.value} backup {backup_id} unreadable: {error}"

@@ -8,6 +8,7 @@ from typing import Any
 
 from bhv360_backup.errors import BackupError
 from bhv360_backup.locations.base import Location
+from bhv360_backup.repository.catalog import read_manifest
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import Manifest
 
@@ -38,7 +39,7 @@ def verify_components(location: Location, manifest: Manifest) -> list[str]:
     problems = []
     for type_name, component in manifest.details.get("components", {}).items():
         try:
-            found = location.read_manifest(BackupType(type_name), component["backup_id"])
+            found = read_manifest(location, BackupType(type_name), component["backup_id"])
         except BackupError as error:
             problems.append(f"{location.name}: {type_name} component {component['backup_id']}: {error}")
             continue

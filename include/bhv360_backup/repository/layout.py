@@ -11,6 +11,7 @@ from enum import Enum
 from pyrage.x25519 import Recipient
 
 from bhv360_backup.errors import BackupError
+from bhv360_backup.paths import check_relative_path
 
 MANIFEST_NAME = "manifest.json"
 BLOBS_ROOT = "blobs/"
@@ -52,16 +53,6 @@ def backup_id_for_run(run_after: datetime, run_id: str, *, scheduled: bool) -> s
 
 def is_backup_id(value: str) -> bool:
     return bool(ID_PATTERN.match(value))
-
-
-def check_relative_path(path: str) -> str:
-    """Refuse a path that could leave its folder: absolute, ``..``, empty parts, NUL or backslash."""
-    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
-        raise BackupError(f"unsafe relative path {path!r}")
-    parts = path.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        raise BackupError(f"unsafe relative path {path!r}")
-    return path
 
 
 def backup_dir(backup_type: BackupType, backup_id: str) -> str:

@@ -9,9 +9,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bhv360_backup.errors import BackupError, IntegrityError
+from bhv360_backup.paths import check_relative_path
 from bhv360_backup.repository.compression import ZSTD
 from bhv360_backup.repository.encryption import AGE
-from bhv360_backup.repository.layout import BackupType, check_relative_path, is_backup_id
+from bhv360_backup.repository.layout import BackupType, is_backup_id
 
 MANIFEST_FORMAT = 1
 _REQUIRED = ("format", "backup_id", "type", "started_at", "completed_at", "dag_id", "run_id", "artifacts")

@@ -8,8 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.locations.base import BackupFolder, BackupLocked, Location
+from bhv360_backup.locations.base import BackupLocked, Location
 from bhv360_backup.postgres.positions import lsn_position
+from bhv360_backup.repository.catalog import (
+    BackupFolder,
+    delete_backup,
+    list_backups,
+    read_manifest,
+    scan_backups,
+)
 from bhv360_backup.repository.fullset import COMPONENT_TYPES
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import Manifest, iso, parse_iso
@@ -93,13 +100,13 @@ def apply(
         aborted = location.abort_unfinished(now - policy.leftover_age)
         if aborted:
             log.info("%s: aborted %d unfinished upload(s) left by killed runs", location.name, aborted)
-    folders = location.scan(backup_type)
+    folders = scan_backups(location, backup_type)
     completed_at = {}
     report = RetentionReport(location.name)
     for folder in folders:
         if folder.complete:
             try:
-                completed_at[folder.backup_id] = location.read_manifest(backup_type, folder.backup_id).completed_at
+                completed_at[folder.backup_id] = read_manifest(location, backup_type, folder.backup_id).completed_at
             except BackupError as error:
                 report.errors.append(str(error))
     for decision in plan(folders, completed_at, policy, now, protected):
@@ -110,7 +117,7 @@ def apply(
         log.info("%s: %s %s %s (%s)", location.name, verb, backup_type.value, decision.backup_id, decision.reason)
         if not dry_run:
             try:
-                location.delete_backup(backup_type, decision.backup_id)
+                delete_backup(location, backup_type, decision.backup_id)
             except BackupLocked as locked:
                 log.info("%s: kept %s: %s", location.name, decision.backup_id, locked)
                 report.kept.append(decision.backup_id)
@@ -121,8 +128,8 @@ def apply(
 
 def _kept_database_backups(location: Location, policy: RetentionPolicy, now: datetime) -> list[Manifest]:
     """The database backups retention keeps, those a kept full set names included."""
-    folders = location.scan(BackupType.DATABASE)
-    manifests = {folder.backup_id: location.read_manifest(BackupType.DATABASE, folder.backup_id)
+    folders = scan_backups(location, BackupType.DATABASE)
+    manifests = {folder.backup_id: read_manifest(location, BackupType.DATABASE, folder.backup_id)
                  for folder in folders if folder.complete}
     completed = {backup_id: manifest.completed_at for backup_id, manifest in manifests.items()}
     protected = protected_components(location, policy, now, BackupType.DATABASE)
@@ -136,8 +143,8 @@ def _snapshot_before(location: Location, kept: list[Manifest]) -> Manifest | Non
     if not kept:
         return None
     start = min(manifest.data_time for manifest in kept)
-    before = [manifest for manifest in (location.read_manifest(BackupType.STORAGE, folder.backup_id)
-                                        for folder in location.scan(BackupType.STORAGE) if folder.complete)
+    before = [manifest for manifest in (read_manifest(location, BackupType.STORAGE, folder.backup_id)
+                                        for folder in scan_backups(location, BackupType.STORAGE) if folder.complete)
               if manifest.data_time <= start]
     return max(before, key=lambda manifest: (manifest.data_time, manifest.backup_id), default=None)
 
@@ -157,8 +164,8 @@ def protected_segments(location: Location, policy: RetentionPolicy, now: datetim
               if (manifest.details.get("chain") or {}).get("exists")]
     snapshot = _snapshot_before(location, kept)
     needed = set()
-    for backup_id in location.list_backups(BackupType.INCREMENTAL):
-        details = location.read_manifest(BackupType.INCREMENTAL, backup_id).details
+    for backup_id in list_backups(location, BackupType.INCREMENTAL):
+        details = read_manifest(location, BackupType.INCREMENTAL, backup_id).details
         if (starts and lsn_position(details["end_lsn"]) > min(starts)) or \
                 (snapshot and parse_iso(details["captured_until"]) > snapshot.data_time):
             needed.add(backup_id)
@@ -181,12 +188,12 @@ def protected_components(
     """Ids of ``backup_type`` backups that a full set retention keeps still names."""
     if backup_type not in COMPONENT_TYPES:
         return set()
-    folders = location.scan(BackupType.FULL)
+    folders = scan_backups(location, BackupType.FULL)
     manifests = {}
     for folder in folders:
         if folder.complete:
             try:
-                manifests[folder.backup_id] = location.read_manifest(BackupType.FULL, folder.backup_id)
+                manifests[folder.backup_id] = read_manifest(location, BackupType.FULL, folder.backup_id)
             except BackupError as error:
                 raise BackupError(f"full set {folder.backup_id} unreadable, its components' retention is unknown: {error}") from None
     completed = {backup_id: manifest.completed_at for backup_id, manifest in manifests.items()}

@@ -15,6 +15,7 @@ from pyrage.x25519 import Recipient
 from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.locations.base import ArtifactWriter, Location
 from bhv360_backup.repository import compression, encryption
+from bhv360_backup.repository.catalog import delete_backup, has_manifest, read_manifest, write_manifest
 from bhv360_backup.repository.compression import ZSTD
 from bhv360_backup.repository.encryption import AGE
 from bhv360_backup.repository.layout import BackupType, artifact_key
@@ -190,7 +191,7 @@ class BackupWriter:
         )
         for location in self.live:
             try:
-                location.write_manifest(manifest)
+                write_manifest(location, manifest)
             except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
                 self.drop(location, f"writing the manifest: {first_line(error)}")
         self._require_live()
@@ -208,17 +209,17 @@ class BackupWriter:
         complete = []
         for location in self.live:
             try:
-                if location.has_manifest(self.backup_type, self.backup_id):
+                if has_manifest(location, self.backup_type, self.backup_id):
                     complete.append(location)
                 else:
-                    location.delete_backup(self.backup_type, self.backup_id)
+                    delete_backup(location, self.backup_type, self.backup_id)
             except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
                 self.drop(location, f"unreachable: {first_line(error)}")
         self._require_live()
         if not complete:
             return None
         source = complete[0]
-        manifest = source.read_manifest(self.backup_type, self.backup_id)
+        manifest = read_manifest(source, self.backup_type, self.backup_id)
         for location in self.live:
             if location not in complete:
                 log.info("copying %s %s from %s to %s", self.backup_type.value, self.backup_id, source.name, location.name)
@@ -243,7 +244,7 @@ class BackupWriter:
         """Remove whatever this backup left in any location (it has no manifest there)."""
         for location in self.locations:
             try:
-                location.delete_backup(self.backup_type, self.backup_id)
+                delete_backup(location, self.backup_type, self.backup_id)
             except Exception as error:  # noqa: BLE001 - leftovers are retention's to clean
                 log.warning("could not remove leftovers of %s from %s: %s", self.backup_id, location.name, error)
 
@@ -261,4 +262,4 @@ def copy_backup(manifest: Manifest, source: Location, target: Location) -> None:
         if target.name in result.failed:
             raise BackupError(f"copying {key} to {target.describe()}: {first_line(result.failed[target.name])}")
         artifact.check(result.size, result.sha256, f"{source.name}:{key}")
-    target.write_manifest(manifest)
+    write_manifest(target, manifest)

@@ -24,6 +24,7 @@ from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.locations.base import Location
 from bhv360_backup.postgres.client import PgTarget
 from bhv360_backup.postgres.positions import lsn_position, snapshot_visible
+from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.manifest import Manifest, parse_iso
 from bhv360_backup.repository.segments import (
@@ -47,13 +48,13 @@ def segments_in(locations: Sequence[Location]) -> dict[str, dict[str, Manifest]]
     found: dict[str, dict[str, Manifest]] = {}
     for location in locations:
         try:
-            ids = location.list_backups(BackupType.INCREMENTAL)
+            ids = list_backups(location, BackupType.INCREMENTAL)
         except Exception as error:  # noqa: BLE001 - the other location may hold them
             log.warning("cannot list incremental segments in %s: %s", location.name, first_line(error))
             continue
         for backup_id in ids:
             try:
-                found.setdefault(backup_id, {})[location.name] = location.read_manifest(BackupType.INCREMENTAL, backup_id)
+                found.setdefault(backup_id, {})[location.name] = read_manifest(location, BackupType.INCREMENTAL, backup_id)
             except BackupError as error:
                 log.warning("segment %s in %s unreadable: %s", backup_id, location.name, first_line(error))
     return found
@@ -175,7 +176,7 @@ def objects_at(entries: Sequence[IndexEntry], snapshot: Manifest, plan: ChainPla
                          [buckets[bucket] for bucket in sorted(buckets)])
 
     for segment_id, location_name in plan.segments:
-        manifest = locations[location_name].read_manifest(BackupType.INCREMENTAL, segment_id)
+        manifest = read_manifest(locations[location_name], BackupType.INCREMENTAL, segment_id)
         for event in read_object_events(locations[location_name], manifest, identities):
             moment = datetime.fromisoformat(event["commit_time"])
             if until is not None and moment > until:
@@ -398,7 +399,7 @@ def replay(target: PgTarget, base: Manifest, plan: ChainPlan, locations: Mapping
         connection.commit()
         cursor = connection.cursor()
         for segment_id, location_name in plan.segments:
-            manifest = locations[location_name].read_manifest(BackupType.INCREMENTAL, segment_id)
+            manifest = read_manifest(locations[location_name], BackupType.INCREMENTAL, segment_id)
             keys = manifest.details.get("keys", {})
             sequences = manifest.details.get("sequences", {})  # at the segment's end: never behind its rows
             start = lsn_position(manifest.details["start_lsn"])
@@ -475,12 +476,12 @@ def chain_base(locations: Sequence[Location], until: datetime | None) -> str | N
     best: tuple[str, str] | None = None
     for location in locations:
         try:
-            ids = location.list_backups(BackupType.DATABASE)
+            ids = list_backups(location, BackupType.DATABASE)
         except Exception:  # noqa: BLE001, S112 - the other location may list them
             continue
         for backup_id in ids:
             try:
-                point = location.read_manifest(BackupType.DATABASE, backup_id).details.get("chain") or {}
+                point = read_manifest(location, BackupType.DATABASE, backup_id).details.get("chain") or {}
             except BackupError:
                 continue
             if point.get("exists") and (until is None or parse_iso(point["snapshot_at"]) <= until):

@@ -18,6 +18,7 @@ from pyrage.x25519 import Identity
 from bhv360_backup.errors import BackupError, ConfigurationError, first_line
 from bhv360_backup.locations.base import Location
 from bhv360_backup.repository.blobs import verify_snapshot_blobs
+from bhv360_backup.repository.catalog import has_manifest, list_backups, read_manifest
 from bhv360_backup.repository.database import dump_artifact
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.verify import pg_archive_check, verify_backup
@@ -86,7 +87,7 @@ def _newest(locations: Sequence[Location], backup_type: BackupType) -> str | Non
     ids: set[str] = set()
     for location in locations:
         try:
-            ids.update(location.list_backups(backup_type))
+            ids.update(list_backups(location, backup_type))
         except Exception as error:  # noqa: BLE001 - one unreachable location must not block a restore
             log.warning("cannot list %s backups in %s: %s", backup_type.value, location.name, error)
     return max(ids) if ids else None
@@ -113,11 +114,11 @@ def choose_copy(
     found = False
     for location in locations:
         try:
-            if not location.has_manifest(backup_type, backup_id):
+            if not has_manifest(location, backup_type, backup_id):
                 reasons.append(f"{location.name}: no manifest")
                 continue
             found = True
-            manifest = location.read_manifest(backup_type, backup_id)
+            manifest = read_manifest(location, backup_type, backup_id)
         except Exception as error:  # noqa: BLE001 - try the other location
             reasons.append(f"{location.name}: {first_line(error)}")
             continue
@@ -165,7 +166,7 @@ def newest_before(locations: Sequence[Location], backup_type: BackupType, until:
             continue
         for location in locations:
             try:
-                if location.read_manifest(backup_type, backup_id).data_time <= until:
+                if read_manifest(location, backup_type, backup_id).data_time <= until:
                     return backup_id
                 break
             except BackupError:
@@ -175,7 +176,7 @@ def newest_before(locations: Sequence[Location], backup_type: BackupType, until:
 
 def _listed(location: Location, backup_type: BackupType) -> list[str]:
     try:
-        return location.list_backups(backup_type)
+        return list_backups(location, backup_type)
     except Exception as error:  # noqa: BLE001 - one unreachable location must not block a restore
         log.warning("cannot list %s backups in %s: %s", backup_type.value, location.name, error)
         return []
@@ -204,7 +205,7 @@ def _refuse_if_later(locations: Sequence[Location], backup_type: BackupType, bac
     otherwise be from after that moment (the very state the operator wants to undo)."""
     for location in locations:
         try:
-            taken = location.read_manifest(backup_type, backup_id).data_time
+            taken = read_manifest(location, backup_type, backup_id).data_time
         except BackupError:
             continue
         if taken > until:
@@ -264,7 +265,7 @@ def _database_chain(component: ComponentPlan, request: RestoreRequest, locations
     """The incremental segments after the database backup: up to ``point_in_time``, or with ``latest``
     as far as they go (the newest captured moment)."""
     by_name = {location.name: location for location in locations}
-    manifest = by_name[component.location].read_manifest(BackupType.DATABASE, component.backup_id)
+    manifest = read_manifest(by_name[component.location], BackupType.DATABASE, component.backup_id)
     has_chain = (manifest.details.get("chain") or {}).get("exists")
     if not has_chain:
         if resolution.until is None:
@@ -284,7 +285,7 @@ def _storage_chain(component: ComponentPlan, request: RestoreRequest, locations:
                    resolution: Resolution) -> dict[str, Any] | None:
     """The object events after the storage snapshot, up to ``point_in_time`` or as far as they go."""
     by_name = {location.name: location for location in locations}
-    snapshot = by_name[component.location].read_manifest(BackupType.STORAGE, component.backup_id)
+    snapshot = read_manifest(by_name[component.location], BackupType.STORAGE, component.backup_id)
     chain = plan_storage_chain(snapshot, by_name, resolution.until, accept_earlier=request.accept_earlier_point)
     if chain is None or (resolution.until is None and not chain.segments):
         return None
@@ -294,7 +295,7 @@ def _storage_chain(component: ComponentPlan, request: RestoreRequest, locations:
 def _full_set_components(locations: Sequence[Location], full_id: str) -> dict[str, str]:
     for location in locations:
         try:
-            manifest = location.read_manifest(BackupType.FULL, full_id)
+            manifest = read_manifest(location, BackupType.FULL, full_id)
         except Exception:  # noqa: BLE001, S112 - the other location may have it
             continue
         return {name: component["backup_id"] for name, component in manifest.details["components"].items()}

@@ -18,6 +18,7 @@ from bhv360_backup.locations.base import Location
 from bhv360_backup.locations.local import LocalWriter
 from bhv360_backup.postgres.client import PgTarget, find_client
 from bhv360_backup.postgres.supabase import project_data
+from bhv360_backup.repository.catalog import has_manifest, read_manifest
 from bhv360_backup.repository.config import CONFIG_ARTIFACT, PROJECT_SECRETS_ARTIFACT
 from bhv360_backup.repository.database import (
     ROLES_ARTIFACT,
@@ -139,7 +140,7 @@ def restore_database_component(
     if targets.database is None:
         raise BackupError("no target database for the database restore")
     location = locations[component.location]
-    manifest = location.read_manifest(BackupType.DATABASE, component.backup_id)
+    manifest = read_manifest(location, BackupType.DATABASE, component.backup_id)
     major = int(manifest.details["server_version"].split(".")[0])
     summary = manifest.details.get("access")
     state = ready_target(component, manifest.details, request, targets.database)
@@ -231,7 +232,7 @@ def restore_storage_component(
     if targets.sink is None:
         raise BackupError("no storage target for the storage restore")
     ordered = _ordered(locations, component.location)
-    manifest = ordered[0].read_manifest(BackupType.STORAGE, component.backup_id)
+    manifest = read_manifest(ordered[0], BackupType.STORAGE, component.backup_id)
     started = time.monotonic()
     entries, extra, buckets = None, {}, None
     if component.chain:
@@ -268,7 +269,7 @@ def restore_config_component(
     component: ComponentPlan, locations: Mapping[str, Location], targets: RestoreTargets
 ) -> dict[str, Any]:
     location = locations[component.location]
-    manifest = location.read_manifest(BackupType.CONFIG, component.backup_id)
+    manifest = read_manifest(location, BackupType.CONFIG, component.backup_id)
     document = json.loads(read_checked_artifact(location, manifest, CONFIG_ARTIFACT, targets.identities))
     report = {"backup_id": component.backup_id, **restore_config(
         document, database=targets.database, sink=targets.sink,
@@ -297,7 +298,7 @@ def _note_project_differences(plan: RestorePlan, locations: Mapping[str, Locatio
     if component is None or targets.project is None:
         return
     location = locations[component.location]
-    manifest = location.read_manifest(BackupType.CONFIG, component.backup_id)
+    manifest = read_manifest(location, BackupType.CONFIG, component.backup_id)
     document = json.loads(read_checked_artifact(location, manifest, CONFIG_ARTIFACT, targets.identities))
     section = _project_section(document, component.backup_id, targets.project)
     settings, manual = differences(backup_state(section), read_state(targets.project))
@@ -318,7 +319,7 @@ def check_targets(
     component = plan.component("database")
     if component is None or targets.database is None:
         return
-    manifest = locations[component.location].read_manifest(BackupType.DATABASE, component.backup_id)
+    manifest = read_manifest(locations[component.location], BackupType.DATABASE, component.backup_id)
     summary = manifest.details.get("access")
     state = ready_target(component, manifest.details, request, targets.database)
     if summary is None:
@@ -385,14 +386,14 @@ def check_storage_rows(
         return
     component = plan.component("storage")
     location = locations[component.location]
-    manifest = location.read_manifest(BackupType.STORAGE, component.backup_id)
+    manifest = read_manifest(location, BackupType.STORAGE, component.backup_id)
     files = {(entry.bucket, entry.path) for entry in read_index(location, manifest, targets.identities)}
     check = storage_cross_check(rows, files)
     report["storage_objects"] = check
     if not plan.full_set or any(c.applied_newer or c.chain for c in plan.components):
         return  # database and storage from different moments: the difference is reported, not judged
-    recorded = next(location.read_manifest(BackupType.FULL, plan.full_set) for location in locations.values()
-                    if location.has_manifest(BackupType.FULL, plan.full_set))
+    recorded = next(read_manifest(location, BackupType.FULL, plan.full_set) for location in locations.values()
+                    if has_manifest(location, BackupType.FULL, plan.full_set))
     expected = recorded.details["consistency"]["storage_objects"]
     if not expected.get("checked"):
         return

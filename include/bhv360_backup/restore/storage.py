@@ -23,9 +23,9 @@ from pyrage.x25519 import Identity
 from bhv360_backup.errors import BackupError, IntegrityError, first_line
 from bhv360_backup.locations.base import Location
 from bhv360_backup.locations.local import LocalWriter
+from bhv360_backup.paths import check_relative_path
 from bhv360_backup.pools import BoundedPool
 from bhv360_backup.repository.encryption import decrypt
-from bhv360_backup.repository.layout import check_relative_path
 from bhv360_backup.repository.manifest import Manifest
 from bhv360_backup.repository.snapshots import IndexEntry, read_index
 from bhv360_backup.repository.verify import require_identities
