@@ -6,6 +6,9 @@ run the script times, at the same parallelism:
 - ``rclone sync`` of every bucket to a local folder (Debian's ``rclone``; installed if missing),
 - a first full snapshot by the package into the local location,
 - a second snapshot with nothing changed,
+- the minimal pipeline: the snapshot's own source (the same listing and reads), each object's sha256 and
+  MD5, a file per object renamed into its content's folder, and nothing else (no index, no blob store,
+  no flush): what the first snapshot costs without the package's bookkeeping,
 
 and prints the ratio to rclone, the bytes the second run downloaded, the snapshot process's
 peak RSS, and the CPU time the server and the client spent in each phase (a phase whose server time
@@ -21,6 +24,7 @@ second, as when the server is another machine: then the client's own CPU work sh
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -92,7 +96,33 @@ def fill_source(s3, count: int) -> int:
     return sum(size for *_, size in jobs)
 
 
+def run_minimal_pipeline_child(spec: dict) -> None:
+    source = loopback_s3_source(spec["endpoint"], BUCKETS, spec["reads"])
+    root = Path(spec["root"])
+    root.mkdir(parents=True)
+
+    def copy(obj) -> None:
+        sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+        staging = root / f".partial-{os.urandom(8).hex()}"
+        with staging.open("wb") as file:
+            for chunk in source.open_object(obj).chunks:
+                sha256.update(chunk)
+                md5.update(chunk)
+                file.write(chunk)
+        name = sha256.hexdigest()
+        (root / name[:2]).mkdir(exist_ok=True)
+        staging.replace(root / name[:2] / name)
+
+    with ThreadPoolExecutor(spec["parallelism"]) as pool:
+        for bucket in source.list_buckets():
+            for done in pool.map(copy, source.list_objects(bucket.id)):
+                del done
+
+
 def run_snapshot_child(spec: dict) -> None:
+    if spec.get("minimal"):
+        run_minimal_pipeline_child(spec)
+        return
     from bhv360_backup.locations import LocalLocation
     from bhv360_backup.producers.storage import take_snapshot
     from bhv360_backup.repository.layout import BackupType
@@ -161,6 +191,11 @@ def main() -> None:
     started = cpu_seconds(s3)
     second_seconds, second = snapshot("20260102T000000Z")
     cpu["second"] = since(s3, started)
+    started = cpu_seconds(s3)
+    minimal_seconds = timed([sys.executable, __file__, "--child", json.dumps({
+        "endpoint": s3.endpoint, "root": str(work / "minimal"), "parallelism": args.parallelism,
+        "reads": args.reads, "minimal": True})], cpus=client_cpus)
+    cpu["minimal"] = since(s3, started)
     s3.stop()
     shutil.rmtree(work)
 
@@ -175,8 +210,12 @@ def main() -> None:
     print(f"    share of the first run's time (target <= 0.05) {second_seconds / first_seconds:7.3f}; in the "
           f"process, without its start-up: {second['seconds']:.2f} s of {first['seconds']:.2f} s, "
           f"{second['seconds'] / first['seconds']:.3f}")
+    print(f"minimal pipeline (no bookkeeping)    {minimal_seconds:7.2f} s  {total / 1e6 / minimal_seconds:6.1f} MB/s"
+          f"  ratio to rclone {minimal_seconds / rclone_seconds:.3f}; the package's own share of the first"
+          f" snapshot {1 - minimal_seconds / first_seconds:.0%}")
     print(f"CPU seconds ({args.s3}'s server; moto runs on one GIL: its CPU near the wall time bounds the phase)")
-    for phase, wall in (("rclone", rclone_seconds), ("first", first_seconds), ("second", second_seconds)):
+    for phase, wall in (("rclone", rclone_seconds), ("first", first_seconds), ("second", second_seconds),
+                        ("minimal", minimal_seconds)):
         server, client = cpu[phase]
         print(f"    {phase:7} wall {wall:6.2f}  server {server:6.2f} ({server / wall:4.0%})  client {client:6.2f}")
 
