@@ -129,8 +129,8 @@ def run_snapshot_child(spec: dict) -> None:
     from bhv360_backup.repository.writer import BackupWriter
     recipients = parse_recipients(spec["recipient"], "--encrypt") if spec.get("recipient") else ()
     writer = BackupWriter([LocalLocation(Path(spec["root"]))], BackupType.STORAGE, spec["backup_id"], recipients)
+    source = loopback_s3_source(spec["endpoint"], BUCKETS, spec["reads"])  # loading boto3's S3 model: start-up
     started = time.monotonic()
-    source = loopback_s3_source(spec["endpoint"], BUCKETS, spec["reads"])
     _, stats = take_snapshot(source, writer, dag_id="bench", run_id=spec["backup_id"],
                              parallelism=spec["parallelism"])
     writer.raise_for_failures()

@@ -30,19 +30,29 @@ def _make_dirs(path: Path) -> None:
             parent.mkdir(mode=0o700, exist_ok=True)  # another writer thread may create it first
 
 
-def _files(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
-    """The regular files below ``folder`` (no symlinks), skipping any renamed or removed since listed (a
-    staging file another run committed meanwhile). Walked folder by folder: ``Path.rglob`` remembers
-    every path it yielded, a million blobs' worth of memory."""
-    for parent, _, names in os.walk(folder):
-        for name in names:
-            path = Path(parent, name)
+def _files(folder: str, key_prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+    """The regular files below ``folder`` (no symlinks, not followed into linked folders) by key
+    (``key_prefix`` + their path below it), skipping any renamed or removed since listed (a staging file
+    another run committed meanwhile). Walked folder by folder with ``os.scandir``, keys built as text:
+    ``Path.rglob`` remembers every path it yielded (a million blobs' worth of memory), and a ``Path``
+    per file was most of a no-change snapshot's listing of its blobs."""
+    pending = [(folder, key_prefix)]
+    while pending:
+        parent, prefix = pending.pop()
+        try:
+            entries = list(os.scandir(parent))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
             try:
-                info = os.stat(path, follow_symlinks=False)
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, f"{prefix}{entry.name}/"))
+                    continue
+                info = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
             if stat.S_ISREG(info.st_mode):
-                yield path, info
+                yield f"{prefix}{entry.name}", info
 
 
 class LocalWriter(ArtifactWriter):
@@ -157,11 +167,11 @@ class LocalLocation(Location):
         return path.stat().st_size if path.is_file() else None
 
     def iter_objects(self, prefix: str) -> Iterator[StoredObject]:
-        folder = self.path_of(prefix.rstrip("/"))
+        folder_key = prefix.rstrip("/")
+        folder = self.path_of(folder_key)
         if not folder.is_dir():
             return
-        for path, info in _files(folder):
-            key = path.relative_to(self.root).as_posix()
+        for key, info in _files(str(folder), f"{folder_key}/"):
             yield StoredObject(key, info.st_size, datetime.fromtimestamp(info.st_mtime, timezone.utc))
 
     def delete(self, key: str) -> None:

@@ -253,11 +253,13 @@ def _snapshot(
         for batch in listed_batches(source, buckets, parallelism):
             stats.seen += len(batch)
             to_reuse, to_download = compare_with_previous(batch, scratch, blobs)
-            for obj, row in to_reuse:
-                if blobs.locked:  # extending a lock is a request: in the pool
+            if blobs.locked:  # extending a lock is a request: in the pool
+                for obj, row in to_reuse:
                     pool.submit(store, obj, row)
-                else:
-                    store(obj, row)
+            else:
+                scratch.add_entries([IndexEntry.reuse(obj, row) for obj, row in to_reuse])
+                with lock:
+                    stats.reused += len(to_reuse)
             for obj in to_download:
                 pool.submit(store, obj)
         listing_completed = utc_now()

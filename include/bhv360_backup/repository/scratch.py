@@ -145,9 +145,16 @@ class ScratchIndex:
 
     def add_entry(self, entry: IndexEntry) -> None:
         """An entry of the new index (a later one for the same bucket and path replaces it)."""
-        row = (entry.bucket, entry.path, entry.size, json_line(entry.row()), json_line(entry.blob_row()))
+        self.add_entries([entry])
+
+    def add_entries(self, entries: list[IndexEntry]) -> None:
+        """Entries of the new index, under one lock."""
+        rows = []
+        for entry in entries:
+            row, blob_row = entry.rows()
+            rows.append((entry.bucket, entry.path, entry.size, json_line(row), json_line(blob_row)))
         with self._locked():
-            self._entries.append(row)
+            self._entries.extend(rows)
             if len(self._entries) >= BATCH:
                 self._write_entries()
 

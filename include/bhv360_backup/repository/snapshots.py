@@ -78,7 +78,12 @@ class IndexEntry:
 
     def blob_row(self) -> dict:
         """This entry without the object's names, for ``blobs.jsonl.gz``."""
-        return {"source": self.source, **{name: value for name, value in self.row().items() if name not in _NAMES}}
+        return self.rows()[1]
+
+    def rows(self) -> tuple[dict, dict]:
+        """:meth:`row` and :meth:`blob_row` together, the row built once."""
+        row = self.row()
+        return row, {"source": self.source, **{name: value for name, value in row.items() if name not in _NAMES}}
 
     @classmethod
     def from_row(cls, row: dict) -> IndexEntry:
