@@ -115,8 +115,7 @@ def run_minimal_pipeline_child(spec: dict) -> None:
 
     with ThreadPoolExecutor(spec["parallelism"]) as pool:
         for bucket in source.list_buckets():
-            for done in pool.map(copy, source.list_objects(bucket.id)):
-                del done
+            list(pool.map(copy, source.list_objects(bucket.id)))
 
 
 def run_snapshot_child(spec: dict) -> None:
