@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 
 import pytest
 
@@ -55,3 +56,56 @@ def test_a_single_failing_writer_is_reported_not_raised():
     result = copy_stream([b"abc", b"def"], {"local": failing})
     assert list(result.failed) == ["local"] and failing.aborted
     assert result.size == 6 and result.sha256 == hashlib.sha256(b"abcdef").hexdigest()
+
+
+class Recording(ArtifactWriter):
+    def __init__(self):
+        self.threads = set()
+        self.data = b""
+        self.committed = self.aborted = False
+
+    def write(self, chunk):
+        self.threads.add(threading.current_thread())
+        self.data += chunk
+
+    def commit(self):
+        self.committed = True
+
+    def abort(self):
+        self.aborted = True
+
+
+@pytest.mark.parametrize("chunks", [[], [b"one small object"]])
+def test_a_stream_of_one_chunk_is_written_to_every_writer_without_a_thread(chunks):
+    from bhv360_backup.streams import copy_stream
+
+    writers = {"local": Recording(), "s3": Recording(), "broken": Failing()}
+    result = copy_stream(chunks, writers)
+    assert list(result.failed) == ["broken"] and writers["broken"].aborted
+    for name in ("local", "s3"):
+        assert writers[name].committed and writers[name].data == b"".join(chunks)
+        assert writers[name].threads <= {threading.current_thread()}
+
+
+def test_a_longer_stream_feeds_each_writer_from_its_own_thread():
+    from bhv360_backup.streams import copy_stream
+
+    writers = {"local": Recording(), "s3": Recording()}
+    copy_stream([b"a", b"b", b"c"], writers)
+    for writer in writers.values():
+        assert writer.data == b"abc" and writer.committed
+        assert writer.threads and threading.current_thread() not in writer.threads
+
+
+@pytest.mark.parametrize("good_chunks", [0, 1, 2])
+def test_a_source_failing_early_aborts_every_writer(good_chunks):
+    from bhv360_backup.streams import copy_stream
+
+    def source():
+        yield from [b"x"] * good_chunks
+        raise ConnectionError("server closed the connection")
+
+    writers = {"local": Recording(), "s3": Recording()}
+    with pytest.raises(ConnectionError):
+        copy_stream(source(), writers)
+    assert all(writer.aborted and not writer.committed for writer in writers.values())

@@ -11,6 +11,7 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from bhv360_backup.locations.base import ArtifactWriter
@@ -111,8 +112,18 @@ def copy_stream(
     bytes; it is complete when the writers commit, so a writer may name its object by it.
     """
     digest = digest or Digest()
+    chunks = iter(chunks)
     if len(writers) == 1:
-        return _copy_to_one(chunks, *next(iter(writers.items())), progress, digest)
+        return _copy_inline(chunks, writers, progress, digest)
+    try:
+        head = list(islice(chunks, 2))
+    except BaseException:
+        for writer in writers.values():
+            _abort(writer)
+        raise
+    if len(head) < 2:  # a small object: a thread per writer would cost more than writing it here
+        return _copy_inline(head, writers, progress, digest)
+    chunks = chain(head, chunks)
     threads = {name: _WriterThread(name, writer) for name, writer in writers.items()}
     for thread in threads.values():
         thread.start()
@@ -142,33 +153,36 @@ def copy_stream(
     return CopyResult(size=digest.size, sha256=digest.sha256, failed=failed)
 
 
-def _copy_to_one(
-    chunks: Iterable[bytes], name: str, writer: ArtifactWriter, progress: ProgressLog | None, digest: Digest
+def _copy_inline(
+    chunks: Iterable[bytes], writers: Mapping[str, ArtifactWriter], progress: ProgressLog | None, digest: Digest
 ) -> CopyResult:
-    """:func:`copy_stream` for a single writer, written inline: no thread for one small object."""
-    error: BaseException | None = None
+    """:func:`copy_stream` written inline, each chunk to each writer in turn: for a single writer, or a
+    stream of one chunk."""
+    failed: dict[str, BaseException] = {}
     try:
         for chunk in chunks:
             digest.update(chunk)
-            if error is None:
-                try:
-                    writer.write(chunk)
-                except Exception as write_error:  # noqa: BLE001 - reported in CopyResult.failed
-                    error = write_error
+            for name, writer in writers.items():
+                if name not in failed:
+                    try:
+                        writer.write(chunk)
+                    except Exception as error:  # noqa: BLE001 - reported in CopyResult.failed
+                        failed[name] = error
             if progress:
                 progress(digest.size)
     except BaseException:
-        _abort(writer)
+        for writer in writers.values():
+            _abort(writer)
         raise
-    if error is None:
-        try:
-            writer.commit()
-        except Exception as commit_error:  # noqa: BLE001 - reported in CopyResult.failed
-            error = commit_error
-    if error is not None:
-        _abort(writer)
-        return CopyResult(size=digest.size, sha256=digest.sha256, failed={name: error})
-    return CopyResult(size=digest.size, sha256=digest.sha256)
+    for name, writer in writers.items():
+        if name not in failed:
+            try:
+                writer.commit()
+            except Exception as error:  # noqa: BLE001 - reported in CopyResult.failed
+                failed[name] = error
+        if name in failed:
+            _abort(writer)
+    return CopyResult(size=digest.size, sha256=digest.sha256, failed=failed)
 
 
 def _abort(writer: ArtifactWriter) -> None:
