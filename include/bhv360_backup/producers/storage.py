@@ -20,10 +20,11 @@ from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.locks import shared_lock
 from bhv360_backup.repository.manifest import Manifest, iso, utc_now
-from bhv360_backup.repository.scratch import ScratchIndex
+from bhv360_backup.repository.scratch import PreviousBlob, ScratchIndex
 from bhv360_backup.repository.snapshots import (
     BLOBS_ARTIFACT,
     INDEX_ARTIFACT,
+    INDEX_GZIP_LEVEL,
     IndexEntry,
     read_blob_rows,
     source_fingerprint,
@@ -205,13 +206,13 @@ def listed_batches(source: StorageSource, buckets: Sequence[BucketInfo], paralle
 
 def compare_with_previous(
     batch: list[ObjectInfo], scratch: ScratchIndex, blobs: BlobStore
-) -> tuple[list[tuple[ObjectInfo, dict]], list[ObjectInfo]]:
+) -> tuple[list[tuple[ObjectInfo, PreviousBlob]], list[ObjectInfo]]:
     """The listed objects whose earlier blob every location still holds (with its row), and the rest."""
     fingerprints = [source_fingerprint(obj.bucket, obj.path, obj.etag, obj.size, obj.updated_at) for obj in batch]
     previous = scratch.previous(fingerprints)
     earlier = [(obj, previous[fingerprint]) for obj, fingerprint in zip(batch, fingerprints, strict=True)
                if fingerprint in previous]
-    verdicts = blobs.reusable([row for _, row in earlier])
+    verdicts = blobs.reusable([blob.row for _, blob in earlier])
     to_reuse = [pair for pair, reusable in zip(earlier, verdicts, strict=True) if reusable]
     reused = {id(obj) for obj, _ in to_reuse}
     return to_reuse, [obj for obj in batch if id(obj) not in reused]
@@ -254,10 +255,10 @@ def _snapshot(
             stats.seen += len(batch)
             to_reuse, to_download = compare_with_previous(batch, scratch, blobs)
             if blobs.locked:  # extending a lock is a request: in the pool
-                for obj, row in to_reuse:
-                    pool.submit(store, obj, row)
+                for obj, earlier in to_reuse:
+                    pool.submit(store, obj, earlier.row)
             else:
-                scratch.add_entries([IndexEntry.reuse(obj, row) for obj, row in to_reuse])
+                scratch.add_unchanged([(IndexEntry.reuse(obj, earlier.row), earlier) for obj, earlier in to_reuse])
                 with lock:
                     stats.reused += len(to_reuse)
             for obj in to_download:
@@ -268,8 +269,8 @@ def _snapshot(
         raise BackupError(f"{stats.failed} object(s) could not be copied: " + "; ".join(stats.failures[:10]))
     for location in writer.live:
         location.flush()  # every blob durable before the index that names them
-    writer.add(INDEX_ARTIFACT, gzip_lines(scratch.index_lines()))
-    writer.add(BLOBS_ARTIFACT, gzip_lines(scratch.blob_lines()), encrypt=False)
+    writer.add(INDEX_ARTIFACT, gzip_lines(scratch.index_lines(), INDEX_GZIP_LEVEL))
+    writer.add(BLOBS_ARTIFACT, gzip_lines(scratch.blob_lines(), INDEX_GZIP_LEVEL), encrypt=False)
     writer.verify()
     objects, size = scratch.totals()
     manifest = writer.publish(

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
+from typing import NamedTuple
 
 from bhv360_backup.errors import BackupError
 from bhv360_backup.repository.snapshots import IndexEntry
@@ -32,6 +33,13 @@ CREATE UNIQUE INDEX entries_by_name ON entries (bucket, path);
 _INSERT_PRESENT = "INSERT OR REPLACE INTO present VALUES (?, ?, ?)"
 BATCH = 500  # rows per statement: each SQLite call gives up the GIL, so the run's threads meet it rarely
 _FILTER_BITS = 1 << 25  # 4 MB: under 0.1 % false positives up to two million blobs
+
+
+class PreviousBlob(NamedTuple):
+    """A blob row of the previous snapshot, and its line as stored."""
+
+    row: dict
+    line: str
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
@@ -110,12 +118,12 @@ class ScratchIndex:
         with self._locked():
             self._db.execute("DELETE FROM previous")
         self._insert_many("INSERT OR REPLACE INTO previous VALUES (?, ?)",
-                          ((row["source"], json.dumps(row)) for row in blob_rows))
+                          ((row["source"], json_line(row)) for row in blob_rows))
 
-    def previous(self, sources: list[str]) -> dict[str, dict]:
+    def previous(self, sources: list[str]) -> dict[str, PreviousBlob]:
         """The previous snapshot's blob rows of those of ``sources`` it has."""
         found = self._select_many("SELECT source, row FROM previous WHERE source IN ({keys})", (), sources)
-        return {source: json.loads(row) for source, row in found}
+        return {source: PreviousBlob(json.loads(line), line) for source, line in found}
 
     def load_present(self, location: str, blobs: Iterable[tuple[str, int]]) -> None:
         """The blobs (name, stored size) ``location`` holds."""
@@ -149,12 +157,21 @@ class ScratchIndex:
 
     def add_entries(self, entries: list[IndexEntry]) -> None:
         """Entries of the new index, under one lock."""
-        rows = []
+        lines = []
         for entry in entries:
             row, blob_row = entry.rows()
-            rows.append((entry.bucket, entry.path, entry.size, json_line(row), json_line(blob_row)))
+            lines.append((entry.bucket, entry.path, entry.size, json_line(row), json_line(blob_row)))
+        self._add_lines(lines)
+
+    def add_unchanged(self, entries: list[tuple[IndexEntry, PreviousBlob]]) -> None:
+        """Entries of objects unchanged since the previous snapshot, each with the blob row that snapshot
+        has for it: the same fingerprint and blob, so the same row, kept as it was."""
+        self._add_lines([(entry.bucket, entry.path, entry.size, json_line(entry.row()), earlier.line)
+                         for entry, earlier in entries])
+
+    def _add_lines(self, lines: list[tuple[str, str, int, str, str]]) -> None:
         with self._locked():
-            self._entries.extend(rows)
+            self._entries.extend(lines)
             if len(self._entries) >= BATCH:
                 self._write_entries()
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 INDEX_ARTIFACT = "objects.jsonl.gz"
 BLOBS_ARTIFACT = "blobs.jsonl.gz"
+INDEX_GZIP_LEVEL = 1  # rows mostly of hashes: level 6 makes them 9% smaller in 2.7 times the time
 
 def source_fingerprint(bucket: str, path: str, etag: str, size: int, updated_at: str) -> str:
     """Identifies an object's state at the source without naming it: the key of reuse between snapshots."""
