@@ -98,7 +98,8 @@ def test_make_ui_logs_in_shows_the_backups_and_restores_from_the_trigger_form(ui
         page.get_by_role("button", name="Sign In").click()
         page.wait_for_url(f"{base}/")
 
-        page.get_by_role("link", name="Backups").click()
+        # exact: once the home page has drawn its asset list, every "bhv360://backups/..." link matches too
+        page.get_by_role("link", name="Backups", exact=True).click()
         dashboard = page.frame_locator("iframe").locator("#state .card[data-type='database']")
         assert newest_database in dashboard.inner_text(timeout=30_000)
         assert "local: verified" in dashboard.inner_text() and "s3: verified" in dashboard.inner_text()
