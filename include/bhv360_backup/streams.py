@@ -118,8 +118,7 @@ def copy_stream(
     try:
         head = list(islice(chunks, 2))
     except BaseException:
-        for writer in writers.values():
-            _abort(writer)
+        _abort_all(writers)
         raise
     if len(head) < 2:  # a small object: a thread per writer would cost more than writing it here
         return _copy_inline(head, writers, progress, digest)
@@ -137,8 +136,7 @@ def copy_stream(
                 progress(digest.size)
     except BaseException:
         _finish(threads)
-        for thread in threads.values():
-            _abort(thread.writer)
+        _abort_all(writers)
         raise
     _finish(threads)
     failed: dict[str, BaseException] = {}
@@ -171,8 +169,7 @@ def _copy_inline(
             if progress:
                 progress(digest.size)
     except BaseException:
-        for writer in writers.values():
-            _abort(writer)
+        _abort_all(writers)
         raise
     for name, writer in writers.items():
         if name not in failed:
@@ -191,6 +188,11 @@ def _abort(writer: ArtifactWriter) -> None:
         writer.abort()
     except Exception as error:  # noqa: BLE001 - leftovers are removed by retention
         log.warning("could not abort a write: %s", error)
+
+
+def _abort_all(writers: Mapping[str, ArtifactWriter]) -> None:
+    for writer in writers.values():
+        _abort(writer)
 
 
 def _finish(threads: Mapping[str, _WriterThread]) -> None:

@@ -207,7 +207,8 @@ def listed_batches(source: StorageSource, buckets: Sequence[BucketInfo], paralle
 def compare_with_previous(
     batch: list[ObjectInfo], scratch: ScratchIndex, blobs: BlobStore
 ) -> tuple[list[tuple[ObjectInfo, PreviousBlob]], list[ObjectInfo]]:
-    """The listed objects whose earlier blob every location still holds (with its row), and the rest."""
+    """The listed objects whose earlier blob every location still holds (with the previous snapshot's blob
+    row), and the rest."""
     fingerprints = [source_fingerprint(obj.bucket, obj.path, obj.etag, obj.size, obj.updated_at) for obj in batch]
     previous = scratch.previous(fingerprints)
     earlier = [(obj, previous[fingerprint]) for obj, fingerprint in zip(batch, fingerprints, strict=True)
