@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 from bhv360_backup.locations import LocalLocation
+from bhv360_backup.locations.base import STAGING_PREFIX
 from bhv360_backup.producers import storage as storage_producer
 from bhv360_backup.producers.storage import take_snapshot
 from bhv360_backup.repository.layout import BackupType
@@ -17,7 +18,9 @@ from bhv360_backup.sources.storage import LocalFolderSource
 
 
 def expiry(location):
-    (item,) = location.iter_objects("locks/")
+    # the refresh writes the lock again through a staging file beside it: that one is not the lock (yet)
+    (item,) = [item for item in location.iter_objects("locks/")
+               if not item.key.rsplit("/", 1)[-1].startswith(STAGING_PREFIX)]
     return json.loads(location.read_bytes(item.key))["expires_at"]
 
 
