@@ -83,6 +83,16 @@ def loopback_s3_source(endpoint: str, buckets: Sequence[str], reads: str = "obst
     return S3StorageSource(client, list(buckets), native if reads == "obstore" else None)
 
 
+def rclone_s3_env(s3) -> dict:
+    """rclone's environment with the remote ``src:`` for the benchmark's S3 server (without
+    ``AWS_CA_BUNDLE``: rclone cannot use a custom CA bundle with a plain-HTTP endpoint, and this one is
+    loopback HTTP)."""
+    return {**{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}, "RCLONE_CONFIG_SRC_TYPE": "s3",
+            "RCLONE_CONFIG_SRC_PROVIDER": "Other", "RCLONE_CONFIG_SRC_ENDPOINT": s3.endpoint,
+            "RCLONE_CONFIG_SRC_ACCESS_KEY_ID": s3.access_key, "RCLONE_CONFIG_SRC_SECRET_ACCESS_KEY": s3.secret_key,
+            "RCLONE_CONFIG_SRC_REGION": "eu-west-1"}
+
+
 def add_reads_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reads", choices=("obstore", "boto3"), default="obstore",
                         help="what reads the source's objects (bhv360_storage_s3_reads)")

@@ -44,6 +44,7 @@ from _common import (
     loopback_s3_source,
     parse_or_run_child,
     peak_rss_mb,
+    rclone_s3_env,
     require_tool,
     start_s3,
     timed,
@@ -155,10 +156,7 @@ def main() -> None:
     total = fill_source(s3, args.objects)
     print(f"source: {args.objects} objects, {total / 1e6:.0f} MB in {len(BUCKETS)} buckets on {s3.endpoint}")
 
-    # rclone cannot use a custom CA bundle with a plain-HTTP endpoint; the source is loopback HTTP
-    env = {**{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}, "RCLONE_CONFIG_SRC_TYPE": "s3", "RCLONE_CONFIG_SRC_PROVIDER": "Other",
-           "RCLONE_CONFIG_SRC_ENDPOINT": s3.endpoint, "RCLONE_CONFIG_SRC_ACCESS_KEY_ID": "bench",
-           "RCLONE_CONFIG_SRC_SECRET_ACCESS_KEY": "bench-secret", "RCLONE_CONFIG_SRC_REGION": "eu-west-1"}
+    env = rclone_s3_env(s3)
     destination = str(work / "rclone") + "/"
     recipient = None
     if args.encrypt:

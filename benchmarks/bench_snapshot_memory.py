@@ -29,6 +29,7 @@ from _common import (
     loopback_s3_source,
     parse_or_run_child,
     peak_rss_mb,
+    rclone_s3_env,
     require_tool,
     start_s3,
     timed,
@@ -86,14 +87,6 @@ def run_child(spec: dict) -> None:
     (run_restore_child if spec.get("target") else run_snapshot_child)(spec)
 
 
-def rclone_env(s3) -> dict:
-    """rclone's environment with the remote ``src:`` for the S3 server."""
-    return {**{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}, "RCLONE_CONFIG_SRC_TYPE": "s3",
-            "RCLONE_CONFIG_SRC_PROVIDER": "Other", "RCLONE_CONFIG_SRC_ENDPOINT": s3.endpoint,
-            "RCLONE_CONFIG_SRC_ACCESS_KEY_ID": s3.access_key, "RCLONE_CONFIG_SRC_SECRET_ACCESS_KEY": s3.secret_key,
-            "RCLONE_CONFIG_SRC_REGION": "eu-west-1"}
-
-
 def fill_s3(s3, source: Path, rclone: str) -> None:
     """The folder's objects copied into the S3 server's buckets by rclone (a million boto3 puts would take
     the better part of an hour)."""
@@ -101,7 +94,7 @@ def fill_s3(s3, source: Path, rclone: str) -> None:
         s3.create_bucket(bucket)
     for bucket in BUCKETS:
         timed([rclone, "copy", str(source / bucket), f"src:{bucket}", "--transfers=16", "--checkers=16", "-q"],
-              env=rclone_env(s3))
+              env=rclone_s3_env(s3))
 
 
 def measure(count: int, parallelism: int, rclone: str, s3_source: bool, with_restore: bool) -> None:
@@ -113,7 +106,7 @@ def measure(count: int, parallelism: int, rclone: str, s3_source: bool, with_res
         origin, env = str(source), None
         if s3:
             fill_s3(s3, source, rclone)
-            origin, env = "src:", rclone_env(s3)
+            origin, env = "src:", rclone_s3_env(s3)
         rclone_seconds = 0.0
         for bucket in BUCKETS if s3 else ("",):
             rclone_seconds += timed([rclone, "sync", origin + bucket if s3 else origin, str(work / "rclone" / bucket),
