@@ -32,7 +32,7 @@ CREATE UNIQUE INDEX entries_by_name ON entries (bucket, path);
 # rows arrive in no particular key order: appended to full pages, only the small key indexes are sorted
 _INSERT_PRESENT = "INSERT OR REPLACE INTO present VALUES (?, ?, ?)"
 BATCH = 500  # rows per statement: each SQLite call gives up the GIL, so the run's threads meet it rarely
-_FILTER_BITS = 1 << 25  # 4 MB: under 0.1 % false positives up to two million blobs
+_FILTER_BITS = 1 << 25  # 4 MB, a position in 25 bits: 0.02 % false positives at a million blobs, 0.2 % at two
 
 
 class PreviousBlob(NamedTuple):
@@ -56,8 +56,8 @@ class _BlobFilter:
         self._bits = bytearray(_FILTER_BITS // 8)
 
     def _positions(self, location: str, name: str) -> list[int]:
-        salt = hash(location)
-        return [(int(name[i : i + 8], 16) ^ salt) % _FILTER_BITS for i in (0, 8, 16, 24)]
+        value, salt = int(name[:25], 16), hash(location)  # 100 bits of the name: four positions of 25
+        return [((value >> shift) ^ salt) & (_FILTER_BITS - 1) for shift in (0, 25, 50, 75)]
 
     def add(self, location: str, name: str) -> None:
         for position in self._positions(location, name):
@@ -99,10 +99,13 @@ class ScratchIndex:
         self._db.close()
         shutil.rmtree(self._folder, ignore_errors=True)
 
-    def _insert_many(self, statement: str, rows: Iterable[tuple]) -> None:
+    def _insert_many(self, statement: str, rows: Iterable[tuple]) -> int:
+        """The rows given and not inserted (``statement`` may leave some out)."""
+        left_out = 0
         for batch in batched(rows, BATCH):
             with self._locked():
-                self._db.executemany(statement, batch)
+                left_out += len(batch) - self._db.executemany(statement, batch).rowcount
+        return left_out
 
     def _select_many(self, statement: str, first: tuple, keys: list[str]) -> list[tuple]:
         """``statement`` with ``{keys}`` for up to BATCH placeholders, run for each batch of ``keys``."""
@@ -113,12 +116,16 @@ class ScratchIndex:
                 found.extend(self._db.execute(query, (*first, *batch)).fetchall())
         return found
 
-    def load_previous(self, blob_rows: Iterable[dict]) -> None:
-        """The previous snapshot's blob rows; any loaded before are replaced (a location that failed midway)."""
+    def load_previous(self, blob_lines: Iterable[str]) -> int:
+        """The previous snapshot's blob rows, as the JSON lines it stores them in; any loaded before are
+        replaced (a location that failed midway). Returns how many lines were no JSON object with a
+        ``source`` (left out: their objects are copied again)."""
         with self._locked():
             self._db.execute("DELETE FROM previous")
-        self._insert_many("INSERT OR REPLACE INTO previous VALUES (?, ?)",
-                          ((row["source"], json_line(row)) for row in blob_rows))
+        # each row's key read by SQLite's own JSON parser: a row is parsed in Python only when it is used
+        return self._insert_many("INSERT OR REPLACE INTO previous SELECT json_extract(?1, '$.source'), ?1 "
+                                 "WHERE CASE WHEN json_valid(?1) THEN json_type(?1, '$.source') = 'text' END",
+                                 ((line,) for line in blob_lines))
 
     def previous(self, sources: list[str]) -> dict[str, PreviousBlob]:
         """The previous snapshot's blob rows of those of ``sources`` it has."""

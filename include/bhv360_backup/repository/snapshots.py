@@ -18,7 +18,8 @@ from pyrage.x25519 import Identity
 from bhv360_backup.locations.base import Location
 from bhv360_backup.repository.layout import blob_key
 from bhv360_backup.repository.manifest import Manifest
-from bhv360_backup.repository.verify import read_json_lines_artifact
+from bhv360_backup.repository.verify import read_json_lines_artifact, read_lines_artifact
+from bhv360_backup.streams import json_line
 
 if TYPE_CHECKING:
     from bhv360_backup.sources.storage import ObjectInfo
@@ -115,9 +116,14 @@ def stored_size(row: dict) -> int:
 
 def read_blob_rows(location: Location, manifest: Manifest) -> Iterator[dict]:
     """The name-free rows of a stored snapshot: readable without a key."""
+    return map(json.loads, read_blob_lines(location, manifest))
+
+
+def read_blob_lines(location: Location, manifest: Manifest) -> Iterator[str]:
+    """The name-free rows of a stored snapshot, as the JSON lines it stores them in."""
     if BLOBS_ARTIFACT not in {artifact.path for artifact in manifest.artifacts}:
         if INDEX_ARTIFACT not in {artifact.path for artifact in manifest.artifacts}:
             return iter(())  # an incremental segment that stored no object
         # a snapshot made before blobs.jsonl.gz existed: its index is plain and holds the same rows
-        return (entry.blob_row() for entry in read_index(location, manifest))
-    return read_json_lines_artifact(location, manifest, BLOBS_ARTIFACT)
+        return (json_line(entry.blob_row()) for entry in read_index(location, manifest))
+    return read_lines_artifact(location, manifest, BLOBS_ARTIFACT)

@@ -167,8 +167,16 @@ def read_checked_artifact(
 def read_json_lines_artifact(
     location: Location, manifest: Manifest, path: str, identities: Sequence[Identity] = ()
 ) -> Iterator[Any]:
-    """The rows of a gzip-compressed JSON-lines artifact, streamed in bounded memory; the artifact's size
-    and sha256 are checked when the last row has been read (a damaged copy raises then)."""
+    """The rows of a gzip-compressed JSON-lines artifact, as :func:`read_lines_artifact` reads its lines."""
+    return map(json.loads, read_lines_artifact(location, manifest, path, identities))
+
+
+def read_lines_artifact(
+    location: Location, manifest: Manifest, path: str, identities: Sequence[Identity] = ()
+) -> Iterator[str]:
+    """The non-empty lines of a gzip-compressed artifact of UTF-8 lines, as stored, streamed in bounded
+    memory; the artifact's size and sha256 are checked when the last line has been read (a damaged copy
+    raises then)."""
     key = artifact_key(manifest.type, manifest.backup_id, path)
     decompressor = zlib.decompressobj(31)
     pending = b""
@@ -177,11 +185,11 @@ def read_json_lines_artifact(
         *lines, pending = pending.split(b"\n")
         for line in lines:
             if line:
-                yield json.loads(line)
+                yield line.decode()
     pending += decompressor.flush()
     for line in pending.split(b"\n"):
         if line:
-            yield json.loads(line)
+            yield line.decode()
 
 
 @dataclass(frozen=True)
