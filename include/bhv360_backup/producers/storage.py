@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from bhv360_backup.errors import BackupError, first_line
@@ -26,7 +27,7 @@ from bhv360_backup.repository.snapshots import (
     INDEX_ARTIFACT,
     INDEX_GZIP_LEVEL,
     IndexEntry,
-    read_blob_rows,
+    read_blob_lines,
     source_fingerprint,
 )
 from bhv360_backup.repository.writer import BackupWriter
@@ -94,7 +95,9 @@ def load_previous_blobs(locations: Sequence[Location], scratch: ScratchIndex) ->
             ids = list_backups(location, BackupType.STORAGE)
             if ids:
                 manifest = read_manifest(location, BackupType.STORAGE, ids[-1])
-                scratch.load_previous(read_blob_rows(location, manifest))
+                if unreadable := scratch.load_previous(read_blob_lines(location, manifest)):
+                    log.warning("%d blob row(s) of storage snapshot %s in %s unreadable: their objects are copied "
+                                "again", unreadable, manifest.backup_id, location.name)
                 return
         except Exception as error:  # noqa: BLE001 - then every object is downloaded again
             log.warning("previous snapshot in %s unreadable (%s); downloading everything", location.name, error)
@@ -150,9 +153,12 @@ LISTING_DEPTH = 10_000  # objects listed ahead of the transfers
 BATCH = 500  # listed objects compared with the previous snapshot at once
 
 
-def listed_batches(source: StorageSource, buckets: Sequence[BucketInfo], parallelism: int) -> Iterator[list[ObjectInfo]]:
+@contextmanager
+def listing(source: StorageSource, buckets: Sequence[BucketInfo], parallelism: int) -> Iterator[Iterator[list[ObjectInfo]]]:
     """Every bucket's objects in batches of up to BATCH (as many as are listed, never waiting for a
-    batch to fill), buckets listed side by side through a bounded queue; a listing that fails raises here."""
+    batch to fill). The buckets are listed side by side from the moment the context is entered, so the
+    listing runs while the caller prepares; a bounded queue holds what is listed ahead, and a listing
+    that fails raises from the batches."""
     listed: queue.Queue = queue.Queue(maxsize=LISTING_DEPTH)
     stopped = threading.Event()
     done = object()
@@ -176,30 +182,33 @@ def listed_batches(source: StorageSource, buckets: Sequence[BucketInfo], paralle
             return
         put((done, None))
 
+    def batches() -> Iterator[list[ObjectInfo]]:
+        remaining = len(buckets)
+        batch: list[ObjectInfo] = []
+        while remaining:
+            try:
+                item = listed.get(block=not batch)
+            except queue.Empty:
+                yield batch
+                batch = []
+                continue
+            if isinstance(item, tuple) and item[0] is done:
+                if item[1] is not None:
+                    raise item[1]
+                remaining -= 1
+                continue
+            batch.append(item)
+            if len(batch) >= BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
     with ThreadPoolExecutor(max(1, min(len(buckets), parallelism)), thread_name_prefix="list") as pool:
         for bucket in buckets:
             pool.submit(list_bucket, bucket)
         try:
-            remaining = len(buckets)
-            batch: list[ObjectInfo] = []
-            while remaining:
-                try:
-                    item = listed.get(block=not batch)
-                except queue.Empty:
-                    yield batch
-                    batch = []
-                    continue
-                if isinstance(item, tuple) and item[0] is done:
-                    if item[1] is not None:
-                        raise item[1]
-                    remaining -= 1
-                    continue
-                batch.append(item)
-                if len(batch) >= BATCH:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
+            yield batches()
         finally:
             stopped.set()
 
@@ -224,8 +233,6 @@ def _snapshot(
 ) -> tuple[Manifest, SnapshotStats]:
     stats = SnapshotStats()
     started = time.monotonic()
-    load_previous_blobs(writer.live, scratch)
-    blobs = BlobStore(writer, scratch)
     lock = threading.Lock()
 
     def store(obj: ObjectInfo, earlier: dict | None = None) -> None:
@@ -251,20 +258,23 @@ def _snapshot(
 
     listing_started = utc_now()
     buckets = source.list_buckets()
-    with BoundedPool(parallelism, "snapshot") as pool:
-        for batch in listed_batches(source, buckets, parallelism):
-            stats.seen += len(batch)
-            to_reuse, to_download = compare_with_previous(batch, scratch, blobs)
-            if blobs.locked:  # extending a lock is a request: in the pool
-                for obj, earlier in to_reuse:
-                    pool.submit(store, obj, earlier.row)
-            else:
-                scratch.add_unchanged([(IndexEntry.reuse(obj, earlier.row), earlier) for obj, earlier in to_reuse])
-                with lock:
-                    stats.reused += len(to_reuse)
-            for obj in to_download:
-                pool.submit(store, obj)
-        listing_completed = utc_now()
+    with listing(source, buckets, parallelism) as batches:  # the source is listed while the rest is read
+        load_previous_blobs(writer.live, scratch)
+        blobs = BlobStore(writer, scratch)
+        with BoundedPool(parallelism, "snapshot") as pool:
+            for batch in batches:
+                stats.seen += len(batch)
+                to_reuse, to_download = compare_with_previous(batch, scratch, blobs)
+                if blobs.locked:  # extending a lock is a request: in the pool
+                    for obj, earlier in to_reuse:
+                        pool.submit(store, obj, earlier.row)
+                else:
+                    scratch.add_unchanged([(IndexEntry.reuse(obj, earlier.row), earlier) for obj, earlier in to_reuse])
+                    with lock:
+                        stats.reused += len(to_reuse)
+                for obj in to_download:
+                    pool.submit(store, obj)
+            listing_completed = utc_now()
     stats.seconds = time.monotonic() - started
     if stats.failed:
         raise BackupError(f"{stats.failed} object(s) could not be copied: " + "; ".join(stats.failures[:10]))
