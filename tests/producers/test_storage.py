@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import tracemalloc
@@ -412,3 +413,24 @@ def test_the_index_is_in_name_order_whatever_the_names(tmp_path):
     assert listed == sorted((bucket, name) for bucket in ("zeta", "alpha") for name in names)
     blob_rows = list(read_blob_rows(location, manifest))
     assert [row["sha256"] for row in blob_rows] == [entry.sha256 for entry in read_index(location, manifest)]
+
+
+class FreezeRecordingSource(CountingSource):
+    """Records whether the collector had frozen objects while the bucket was listed."""
+
+    frozen_while_listing: int | None = None
+
+    def list_objects(self, bucket):
+        self.frozen_while_listing = gc.get_freeze_count()
+        yield from super().list_objects(bucket)
+
+
+@pytest.mark.parametrize("broken", [[], ["a"]], ids=["completed", "failed"])
+def test_the_objects_alive_before_a_snapshot_are_frozen_during_it_and_released_after(tmp_path, broken):
+    source = FreezeRecordingSource(["a"], 20, broken=broken)
+    if broken:
+        with pytest.raises(BackupError, match="listing a failed"):
+            snapshot(source, [LocalLocation(tmp_path / "backups")])
+    else:
+        snapshot(source, [LocalLocation(tmp_path / "backups")])
+    assert source.frozen_while_listing > 1000 and gc.get_freeze_count() == 0

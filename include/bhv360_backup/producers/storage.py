@@ -3,6 +3,7 @@ and named by an index of the snapshot (see ``repository.snapshots`` and ``reposi
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import queue
@@ -120,11 +121,24 @@ def take_snapshot(
             log.info("storage snapshot %s was completed by an earlier try; reusing it", writer.backup_id)
             return reused_manifest, SnapshotStats()
         try:
-            with ScratchIndex() as scratch:
+            with ScratchIndex() as scratch, existing_objects_frozen():
                 return _snapshot(scratch, source, writer, dag_id=dag_id, run_id=run_id, parallelism=parallelism)
         except BaseException:
             writer.discard()
             raise
+
+
+@contextmanager
+def existing_objects_frozen() -> Iterator[None]:
+    """The objects alive when the snapshot starts (the worker's modules, the S3 clients' models: a few
+    hundred thousand) left out of the garbage collector's full passes until it ends. A snapshot
+    allocates objects by the million, so full passes come often, and each walked them all again (8 %
+    of a no-change snapshot's time). They are collected as before once the snapshot is over."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def copy_object(source: StorageSource, blobs: BlobStore, obj: ObjectInfo) -> IndexEntry:
