@@ -434,3 +434,13 @@ def test_the_objects_alive_before_a_snapshot_are_frozen_during_it_and_released_a
     else:
         snapshot(source, [LocalLocation(tmp_path / "backups")])
     assert source.frozen_while_listing > 1000 and gc.get_freeze_count() == 0
+
+
+def test_objects_the_host_froze_stay_frozen_after_a_snapshot(tmp_path):
+    gc.freeze()  # as Airflow's executors do before forking a worker
+    try:
+        frozen = gc.get_freeze_count()
+        snapshot(FreezeRecordingSource(["a"], 20), [LocalLocation(tmp_path / "backups")])
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()

@@ -133,7 +133,12 @@ def existing_objects_frozen() -> Iterator[None]:
     """The objects alive when the snapshot starts (the worker's modules, the S3 clients' models: a few
     hundred thousand) left out of the garbage collector's full passes until it ends. A snapshot
     allocates objects by the million, so full passes come often, and each walked them all again (8 %
-    of a no-change snapshot's time). They are collected as before once the snapshot is over."""
+    of a no-change snapshot's time). They are collected as before once the snapshot is over. A process
+    whose host froze objects itself (Airflow's executors do before they fork workers) is left as it is:
+    unfreezing would release the host's objects too."""
+    if gc.get_freeze_count():
+        yield
+        return
     gc.freeze()
     try:
         yield
