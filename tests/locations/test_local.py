@@ -56,3 +56,27 @@ def test_a_file_renamed_while_the_folder_is_listed_does_not_break_the_listing(tm
     monkeypatch.setattr(os, "stat", stat_then_commit)
     keys = [item.key for item in location.iter_objects("locks/")]
     assert "locks/kept.json" in keys
+
+
+def test_a_durable_file_is_handed_to_the_disk_in_steps_while_it_is_written(tmp_path, monkeypatch):
+    """So the sync on commit waits for the last step only; the calls go through to the kernel."""
+    from bhv360_backup.locations import local
+
+    monkeypatch.setattr(local, "WRITE_BACK_EVERY", 1 << 20)
+    ranges = []
+    real_fadvise = os.posix_fadvise
+    monkeypatch.setattr(os, "posix_fadvise",
+                        lambda fd, offset, length, advice: ranges.append((offset, length)) or real_fadvise(fd, offset, length, advice))
+    location = LocalLocation(tmp_path)
+    chunk = os.urandom(300_000)
+    dump = location.open_writer("database/20260101T000000Z/database.dump")
+    for _ in range(12):
+        dump.write(chunk)
+    dump.commit()
+    assert ranges == [(0, 1_200_000), (1_200_000, 1_200_000), (2_400_000, 1_200_000)]
+    assert location.read_bytes("database/20260101T000000Z/database.dump") == chunk * 12
+    blob = location.open_blob_writer("blobs/sha256/", lambda: "blobs/sha256/ab/abcd")  # synced by the snapshot's flush
+    for _ in range(12):
+        blob.write(chunk)
+    blob.commit()
+    assert len(ranges) == 3
