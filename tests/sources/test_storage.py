@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from bhv360_backup.errors import BackupError
 from bhv360_backup.sources.storage import (
     LocalFolderSource,
+    NativeS3Reader,
     ObjectGone,
     S3StorageSource,
     SupabaseStorageSource,
@@ -178,3 +181,22 @@ def test_listing_timestamps_are_read_as_botocore_reads_them():
     for value in ("2026-12-05T22:29:16.123Z", "2026-12-05T22:29:16Z", "2026-12-05T23:29:16.5+01:00",
                   "Sat, 05 Dec 2026 22:29:16 GMT", "1796510956"):
         assert listing_timestamp(value) == parse_timestamp(value), value
+
+
+def test_the_native_reader_makes_one_store_per_bucket_however_many_threads_ask(monkeypatch):
+    import obstore.store
+
+    made = []
+    real = obstore.store.S3Store
+
+    def counted(bucket, **options):
+        made.append(bucket)
+        time.sleep(0.01)  # as long as a store takes to make, so the threads meet
+        return real(bucket, **options)
+
+    monkeypatch.setattr(obstore.store, "S3Store", counted)
+    reader = NativeS3Reader(endpoint="http://127.0.0.1:9", region="eu-west-1", path_style=True,
+                            credentials=lambda: {"access_key_id": "a", "secret_access_key": "b"})
+    with ThreadPoolExecutor(8) as pool:
+        stores = list(pool.map(reader._store, ["photos"] * 8 + ["plans"] * 8))
+    assert sorted(made) == ["photos", "plans"] and len({id(store) for store in stores}) == 2

@@ -11,6 +11,7 @@ import mimetypes
 import os
 import random
 import stat
+import threading
 import time
 import urllib.parse
 from abc import ABC, abstractmethod
@@ -204,14 +205,20 @@ class NativeS3Reader:
         self._options = options
         self._credentials = credentials
         self._stores: dict[str, Any] = {}
+        self._creating = threading.Lock()
 
     def _store(self, bucket: str) -> Any:
+        """One store per bucket, made once: making one takes 5 ms with the interpreter lock held (its
+        HTTP client and TLS trust), and a snapshot's threads all asked at once when it started."""
         from obstore.store import S3Store
 
         store = self._stores.get(bucket)
-        if store is None:  # a race makes a second store for a bucket: harmless
-            store = self._stores[bucket] = S3Store(bucket, **self._config, client_options=self._options,
-                                                   credential_provider=self._credentials)
+        if store is None:
+            with self._creating:
+                store = self._stores.get(bucket)
+                if store is None:
+                    store = self._stores[bucket] = S3Store(bucket, **self._config, client_options=self._options,
+                                                           credential_provider=self._credentials)
         return store
 
     def open(self, obj: ObjectInfo) -> OpenedObject:
