@@ -65,7 +65,7 @@ def _write_back_starter() -> Callable[[int, int, int, int], int] | None:
     pages cached: ``posix_fadvise(DONTNEED)`` also starts the write-back but drops what is already
     written, and reading the dump back for its check then took twice as long."""
     try:
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+        function = ctypes.CDLL(None).sync_file_range
     except (OSError, AttributeError):
         return None
     function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
