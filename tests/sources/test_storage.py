@@ -200,3 +200,74 @@ def test_the_native_reader_makes_one_store_per_bucket_however_many_threads_ask(m
     with ThreadPoolExecutor(8) as pool:
         stores = list(pool.map(reader._store, ["photos"] * 8 + ["plans"] * 8))
     assert sorted(made) == ["photos", "plans"] and len({id(store) for store in stores}) == 2
+
+
+LISTING_PAGE = ('<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                "<Name>docs</Name><Prefix></Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys>"
+                "<IsTruncated>false</IsTruncated><Contents><Key>plan.pdf</Key>"
+                "<LastModified>2026-12-06T10:00:00.000Z</LastModified><ETag>&quot;0cc175b9c0f1b6a831c399e269772661&quot;</ETag>"
+                "<Size>1</Size><StorageClass>STANDARD</StorageClass></Contents></ListBucketResult>")
+BUCKETS_PAGE = ('<?xml version="1.0" encoding="UTF-8"?>\n<ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                "<Owner><ID>o</ID></Owner><Buckets><Bucket><Name>docs</Name>"
+                "<CreationDate>2026-12-06T10:00:00.000Z</CreationDate></Bucket></Buckets></ListAllMyBucketsResult>")
+ERROR_WITH_200 = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+                  "<Message>We encountered an internal error. Please try again.</Message></Error>")
+MAINTENANCE_PAGE = '<?xml version="1.0"?>\n<html><body>Planned maintenance</body></html>'
+
+
+@pytest.fixture
+def scripted_s3():
+    """An HTTP server on 127.0.0.1 that answers each request with the next of its ``bodies``, status 200
+    (what a real S3 server cannot be made to send); and a boto3 client for it that retries once."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import boto3
+    from botocore.config import Config
+
+    from bhv360_backup.demo.servers import free_port
+
+    class Script:
+        bodies: list[str] = []
+        requests: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            Script.requests.append(self.path)
+            body = Script.bodies.pop(0).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Script.client = boto3.client(
+        "s3", endpoint_url=f"http://127.0.0.1:{server.server_port}", region_name="eu-west-1",
+        aws_access_key_id="a", aws_secret_access_key="b",
+        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 2}))
+    yield Script
+    server.shutdown()
+
+
+@pytest.mark.parametrize("bad_page", [ERROR_WITH_200, LISTING_PAGE[:-40], MAINTENANCE_PAGE],
+                         ids=["error-sent-with-200", "page-cut-short", "other-document"])
+def test_a_listing_page_that_is_not_one_whole_listing_is_retried_never_read_as_empty(scripted_s3, bad_page):
+    scripted_s3.bodies = [bad_page, LISTING_PAGE]
+    listed = list(S3StorageSource(scripted_s3.client, ["docs"]).list_objects("docs"))
+    assert [obj.path for obj in listed] == ["plan.pdf"] and len(scripted_s3.requests) == 2
+
+    scripted_s3.bodies = [bad_page, bad_page]
+    with pytest.raises(Exception) as failure:
+        list(S3StorageSource(scripted_s3.client, ["docs"]).list_objects("docs"))
+    assert not isinstance(failure.value, AssertionError)
+
+
+def test_the_other_s3_responses_keep_botocores_own_check_for_an_error_sent_with_200(scripted_s3):
+    scripted_s3.bodies = [ERROR_WITH_200, BUCKETS_PAGE]
+    assert [bucket.id for bucket in S3StorageSource(scripted_s3.client).list_buckets()] == ["docs"]
+    assert len(scripted_s3.requests) == 2

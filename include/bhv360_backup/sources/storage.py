@@ -10,6 +10,7 @@ from __future__ import annotations
 import mimetypes
 import os
 import random
+import re
 import stat
 import threading
 import time
@@ -239,12 +240,36 @@ class NativeS3Reader:
                             attributes.get("Content-Type"), attributes.get("Cache-Control"))
 
 
+_WHOLE_LISTING_PAGE = re.compile(rb"\s*(?:<\?xml[^>]*\?>\s*)?<ListBucketResult[\s>].*</ListBucketResult>\s*\Z",
+                                 re.DOTALL)
+
+
+def check_listing_pages(client: Any) -> Any:
+    """``client`` with each 200 response to a listing checked to be one whole ``ListBucketResult``, and
+    made a 500 (which botocore retries) otherwise: an ``<Error>`` that S3 may send with a 200, or a page
+    cut short, would otherwise read as a page without objects. botocore's own check of every S3
+    response parses the page as XML once more before its parser does (a sixth of a no-change
+    snapshot's listing); it stays in place for every other operation."""
+    from botocore.handlers import _handle_200_error
+
+    def check(operation_model: Any, response_dict: dict, **kwargs: Any) -> None:
+        if operation_model.name != "ListObjectsV2":
+            _handle_200_error(operation_model=operation_model, response_dict=response_dict, **kwargs)
+        elif response_dict["status_code"] == 200 and not _WHOLE_LISTING_PAGE.match(response_dict["body"]):
+            response_dict["status_code"] = 500
+
+    client.meta.events.unregister("before-parse.s3.*", _handle_200_error)
+    client.meta.events.register_first("before-parse.s3.*", check)
+    return client
+
+
 class S3StorageSource(StorageSource):
     """Buckets of an S3-compatible endpoint (Supabase's S3 endpoint, MinIO, AWS): listed by boto3,
-    contents read by ``native`` where given and the key is :func:`native_addressable`, else by boto3."""
+    contents read by ``native`` where given and the key is :func:`native_addressable`, else by boto3.
+    The client is the source's own: its listing pages are checked by :func:`check_listing_pages`."""
 
     def __init__(self, client: Any, buckets: Sequence[str] | None = None, native: NativeS3Reader | None = None) -> None:
-        self.client = client
+        self.client = check_listing_pages(client)
         self.buckets = list(buckets or [])
         self.native = native
 
