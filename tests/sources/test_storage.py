@@ -271,3 +271,14 @@ def test_the_other_s3_responses_keep_botocores_own_check_for_an_error_sent_with_
     scripted_s3.bodies = [ERROR_WITH_200, BUCKETS_PAGE]
     assert [bucket.id for bucket in S3StorageSource(scripted_s3.client).list_buckets()] == ["docs"]
     assert len(scripted_s3.requests) == 2
+
+
+def test_the_listing_model_is_loaded_once_per_source_not_once_per_bucket(scripted_s3, monkeypatch):
+    made = []
+    real = scripted_s3.client.get_paginator
+    monkeypatch.setattr(scripted_s3.client, "get_paginator", lambda name: made.append(name) or real(name))
+    source = S3StorageSource(scripted_s3.client, ["docs", "plans"])
+    scripted_s3.bodies = [LISTING_PAGE, LISTING_PAGE]
+    for bucket in source.list_buckets():
+        assert [obj.path for obj in source.list_objects(bucket.id)] == ["plan.pdf"]
+    assert made == ["list_objects_v2"]

@@ -272,6 +272,8 @@ class S3StorageSource(StorageSource):
         self.client = check_listing_pages(client)
         self.buckets = list(buckets or [])
         self.native = native
+        # made once: its model is loaded on first use, by every bucket's listing thread at once otherwise
+        self._listing_pages = client.get_paginator("list_objects_v2")
 
     def describe(self) -> str:
         return f"S3 endpoint {self.client.meta.endpoint_url}"
@@ -281,7 +283,7 @@ class S3StorageSource(StorageSource):
         return [BucketInfo(name) for name in sorted(names)]
 
     def list_objects(self, bucket: str) -> Iterator[ObjectInfo]:
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for page in self._listing_pages.paginate(Bucket=bucket):
             for item in page.get("Contents", []):
                 yield ObjectInfo(
                     bucket=bucket,
