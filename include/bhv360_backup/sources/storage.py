@@ -246,10 +246,10 @@ _WHOLE_LISTING_PAGE = re.compile(rb"\s*(?:<\?xml[^>]*\?>\s*)?<ListBucketResult[\
 
 def check_listing_pages(client: Any) -> Any:
     """``client`` with each 200 response to a listing checked to be one whole ``ListBucketResult``, and
-    made a 500 (which botocore retries) otherwise: an ``<Error>`` that S3 may send with a 200, or a page
-    cut short, would otherwise read as a page without objects. botocore's own check of every S3
-    response parses the page as XML once more before its parser does (a sixth of a no-change
-    snapshot's listing); it stays in place for every other operation."""
+    made a 500 (which botocore retries) otherwise: an ``<Error>`` sent with a 200, a page cut short, or
+    any other document, which botocore's own check let through to be read as a page without objects.
+    That check parses every page as XML once more before the parser does (a sixth of a no-change
+    snapshot's listing); it stays in place for every other operation. Applying this twice is harmless."""
     from botocore.handlers import _handle_200_error
 
     def check(operation_model: Any, response_dict: dict, **kwargs: Any) -> None:
@@ -259,7 +259,7 @@ def check_listing_pages(client: Any) -> Any:
             response_dict["status_code"] = 500
 
     client.meta.events.unregister("before-parse.s3.*", _handle_200_error)
-    client.meta.events.register_first("before-parse.s3.*", check)
+    client.meta.events.register_first("before-parse.s3.*", check, unique_id="bhv360-listing-page-check")
     return client
 
 
