@@ -282,4 +282,3 @@ def test_the_listing_model_is_loaded_once_per_source_not_once_per_bucket(scripte
     for bucket in source.list_buckets():
         assert [obj.path for obj in source.list_objects(bucket.id)] == ["plan.pdf"]
     assert made == ["list_objects_v2"]
-
