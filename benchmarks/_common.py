@@ -75,14 +75,15 @@ def loopback_s3_source(endpoint: str, buckets: Sequence[str], reads: str = "obst
 
     import boto3
 
-    from bhv360_backup.sources.storage import NativeS3Reader, S3StorageSource, with_listing_timestamps
+    from bhv360_backup.sources.s3_listing import with_fast_listings
+    from bhv360_backup.sources.storage import NativeS3Reader, S3StorageSource
 
     def credentials() -> dict:
         return {"access_key_id": "bench", "secret_access_key": "bench-secret",
                 "expires_at": datetime.now(timezone.utc) + timedelta(minutes=30)}
 
     native = NativeS3Reader(endpoint=endpoint, region="eu-west-1", path_style=True, credentials=credentials)
-    client = loopback_s3_client(endpoint, session=with_listing_timestamps(boto3.Session()))
+    client = loopback_s3_client(endpoint, session=with_fast_listings(boto3.Session()))
     return S3StorageSource(client, list(buckets), native if reads == "obstore" else None)
 
 

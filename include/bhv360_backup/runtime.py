@@ -30,7 +30,6 @@ from bhv360_backup.sources.storage import (
     S3StorageSource,
     StorageSource,
     SupabaseStorageSource,
-    with_listing_timestamps,
 )
 from bhv360_backup.sources.supabase_management import ManagementAPI
 
@@ -196,9 +195,11 @@ def storage_source(settings: Settings, spec: str | None = None) -> StorageSource
     if kind == "s3" and argument:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
+        from bhv360_backup.sources.s3_listing import with_fast_listings
+
         get_connection(argument)
         hook = S3Hook(aws_conn_id=argument)
-        session = with_listing_timestamps(hook.get_session())  # one session: a role is assumed once
+        session = with_fast_listings(hook.get_session())  # one session: a role is assumed once
         endpoint = hook.conn_config.get_service_endpoint_url(service_name="s3")
         client = session.client("s3", endpoint_url=endpoint, config=hook.config, verify=hook.verify)
         native = native_s3_reader(hook, session, client) if settings.storage_s3_reads == "obstore" else None

@@ -9,13 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bhv360_backup.errors import BackupError
+from bhv360_backup.sources.s3_listing import listing_timestamp
 from bhv360_backup.sources.storage import (
     LocalFolderSource,
     NativeS3Reader,
     ObjectGone,
     S3StorageSource,
     SupabaseStorageSource,
-    listing_timestamp,
     native_addressable,
 )
 from tests.fixtures.supabase_storage import SERVICE_KEY

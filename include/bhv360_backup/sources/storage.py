@@ -10,7 +10,6 @@ from __future__ import annotations
 import mimetypes
 import os
 import random
-import re
 import stat
 import threading
 import time
@@ -102,25 +101,6 @@ class StorageSource(ABC):
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def listing_timestamp(value: str) -> datetime:
-    """A timestamp of an S3 response: ISO 8601 (every listed object's ``LastModified``) by the standard
-    library, anything else (HTTP dates, epochs) by botocore's general parser, which cost a quarter of a
-    no-change snapshot when it parsed every listed object's."""
-    try:
-        return datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        from botocore.utils import parse_timestamp
-
-        return parse_timestamp(value)
-
-
-def with_listing_timestamps(session: Any) -> Any:
-    """A boto3 session whose clients parse timestamps with :func:`listing_timestamp` (set on the session's
-    response parser factory, botocore's place for it: only clients made from ``session`` change)."""
-    session._session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=listing_timestamp)
-    return session
 
 
 class LocalFolderSource(StorageSource):
@@ -240,35 +220,16 @@ class NativeS3Reader:
                             attributes.get("Content-Type"), attributes.get("Cache-Control"))
 
 
-_WHOLE_LISTING_PAGE = re.compile(rb"\s*(?:<\?xml[^>]*\?>\s*)?<ListBucketResult[\s>].*</ListBucketResult>\s*\Z",
-                                 re.DOTALL)
-
-
-def check_listing_pages(client: Any) -> Any:
-    """``client`` with each 200 response to a listing checked to be one whole ``ListBucketResult``, and
-    made a 500 (which botocore retries) otherwise: an ``<Error>`` sent with a 200, a page cut short, or
-    any other document, which botocore's own check let through to be read as a page without objects.
-    That check parses every page as XML once more before the parser does (a sixth of a no-change
-    snapshot's listing); it stays in place for every other operation. Applying this twice is harmless."""
-    from botocore.handlers import _handle_200_error
-
-    def check(operation_model: Any, response_dict: dict, **kwargs: Any) -> None:
-        if operation_model.name != "ListObjectsV2":
-            _handle_200_error(operation_model=operation_model, response_dict=response_dict, **kwargs)
-        elif response_dict["status_code"] == 200 and not _WHOLE_LISTING_PAGE.match(response_dict["body"]):
-            response_dict["status_code"] = 500
-
-    client.meta.events.unregister("before-parse.s3.*", _handle_200_error)
-    client.meta.events.register_first("before-parse.s3.*", check, unique_id="bhv360-listing-page-check")
-    return client
-
-
 class S3StorageSource(StorageSource):
     """Buckets of an S3-compatible endpoint (Supabase's S3 endpoint, MinIO, AWS): listed by boto3,
     contents read by ``native`` where given and the key is :func:`native_addressable`, else by boto3.
-    The client is the source's own: its listing pages are checked by :func:`check_listing_pages`."""
+    The client is the source's own: its listing pages are checked by
+    :func:`~bhv360_backup.sources.s3_listing.check_listing_pages` (and read fast where it was made from a
+    session :func:`~bhv360_backup.sources.s3_listing.with_fast_listings` prepared)."""
 
     def __init__(self, client: Any, buckets: Sequence[str] | None = None, native: NativeS3Reader | None = None) -> None:
+        from bhv360_backup.sources.s3_listing import check_listing_pages
+
         self.client = check_listing_pages(client)
         self.buckets = list(buckets or [])
         self.native = native
