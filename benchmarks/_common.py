@@ -75,7 +75,7 @@ def loopback_s3_source(endpoint: str, buckets: Sequence[str], reads: str = "obst
 
     import boto3
 
-    from bhv360_backup.sources.s3_listing import with_fast_listings
+    from bhv360_backup.s3_listing import with_fast_listings
     from bhv360_backup.sources.storage import NativeS3Reader, S3StorageSource
 
     def credentials() -> dict:

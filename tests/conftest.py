@@ -28,7 +28,7 @@ from tests.fixtures.canary import (  # noqa: E402
     written_files,
 )
 from tests.fixtures.receivers import SmtpReceiver, WebhookReceiver  # noqa: E402
-from tests.fixtures.s3 import ACCESS_KEY, SECRET_KEY, S3Server  # noqa: E402
+from tests.fixtures.s3 import ACCESS_KEY, SECRET_KEY, S3Server, ScriptedS3  # noqa: E402
 from tests.fixtures.supabase_storage import SERVICE_KEY, StorageServer  # noqa: E402
 
 BUCKET = "bhv360-backups"
@@ -163,6 +163,14 @@ def s3(s3_server: S3Server):
     s3_server.reset()
     s3_server.create_bucket(BUCKET)
     return s3_server
+
+
+@pytest.fixture
+def scripted_s3():
+    """A server that sends the S3 answers a test scripts (:class:`tests.fixtures.s3.ScriptedS3`)."""
+    server = ScriptedS3()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -69,8 +69,10 @@ def locations_from_env(skip_s3: bool = False) -> list[Location]:
     if not skip_s3:
         import boto3
 
+        from bhv360_backup.s3_listing import with_fast_listings
+
         endpoint = os.environ.get("BHV360_S3_ENDPOINT_URL") or None
-        client = boto3.client("s3", endpoint_url=endpoint)
+        client = with_fast_listings(boto3.Session()).client("s3", endpoint_url=endpoint)
         found.append(S3Location(client, os.environ.get("BHV360_S3_BUCKET", "bhv360-backups")))
     return found
 

@@ -16,6 +16,7 @@ from bhv360_backup.locations import LocalLocation, Location, ObjectLock, S3Locat
 from bhv360_backup.postgres.client import PgTarget
 from bhv360_backup.repository.encryption import parse_identities
 from bhv360_backup.repository.layout import backup_id_for_run
+from bhv360_backup.s3_listing import with_fast_listings
 from bhv360_backup.settings import (
     AGE_IDENTITY_CONN_ID,
     DEFAULTS,
@@ -147,7 +148,17 @@ def s3_location(settings: Settings, aws_conn_id: str) -> S3Location:
         if mode not in ("GOVERNANCE", "COMPLIANCE"):
             raise ConfigurationError(f"connection '{aws_conn_id}': object_lock_mode must be GOVERNANCE or COMPLIANCE")
         lock = ObjectLock(mode, int(extra.get("object_lock_days", settings.retention_days)))
-    return S3Location(S3Hook(aws_conn_id=aws_conn_id).get_conn(), settings.s3_bucket, put_args, lock)
+    _, client = s3_client(S3Hook(aws_conn_id=aws_conn_id))
+    return S3Location(client, settings.s3_bucket, put_args, lock)
+
+
+def s3_client(hook: Any) -> tuple[Any, Any]:
+    """A boto3 S3 client configured as the hook's connection says (endpoint, region, config, TLS trust),
+    from a session whose listings are read fast (:func:`~bhv360_backup.s3_listing.with_fast_listings`),
+    and that session (one session: a role is assumed once)."""
+    session = with_fast_listings(hook.get_session())
+    endpoint = hook.conn_config.get_service_endpoint_url(service_name="s3")
+    return session, session.client("s3", endpoint_url=endpoint, config=hook.config, verify=hook.verify)
 
 
 def supabase_project(conn_id: str) -> tuple[str, str]:
@@ -195,13 +206,9 @@ def storage_source(settings: Settings, spec: str | None = None) -> StorageSource
     if kind == "s3" and argument:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        from bhv360_backup.sources.s3_listing import with_fast_listings
-
         get_connection(argument)
         hook = S3Hook(aws_conn_id=argument)
-        session = with_fast_listings(hook.get_session())  # one session: a role is assumed once
-        endpoint = hook.conn_config.get_service_endpoint_url(service_name="s3")
-        client = session.client("s3", endpoint_url=endpoint, config=hook.config, verify=hook.verify)
+        session, client = s3_client(hook)
         native = native_s3_reader(hook, session, client) if settings.storage_s3_reads == "obstore" else None
         return S3StorageSource(client, settings.storage_buckets, native)
     if kind == "folder" and argument:

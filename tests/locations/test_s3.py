@@ -15,6 +15,7 @@ from bhv360_backup.repository.catalog import (
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.streams import copy_stream
 from tests.conftest import BUCKET
+from tests.fixtures.s3 import MAINTENANCE_PAGE, listing_page
 from tests.locations.conftest import make_manifest
 
 
@@ -139,3 +140,9 @@ def test_a_restore_plan_trusts_s3s_recorded_checksum_and_still_catches_a_replace
     s3.client().put_object(Bucket=BUCKET, Key="config/20260101T000000Z/config.json", Body=b'{"settings": [1]}')
     with pytest.raises(Exception, match="no intact copy"):
         choose_copy([cloud], BackupType.CONFIG, "20260101T000000Z", None)
+
+
+def test_a_listing_page_of_another_document_is_retried_not_read_as_no_objects(scripted_s3):
+    scripted_s3.bodies = [MAINTENANCE_PAGE, listing_page(BUCKET, "blobs/plain/ab/ab12")]
+    listed = list(S3Location(scripted_s3.client, BUCKET).iter_objects("blobs/"))
+    assert [item.key for item in listed] == ["blobs/plain/ab/ab12"] and len(scripted_s3.requests) == 2

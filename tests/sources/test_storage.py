@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.sources.s3_listing import listing_timestamp
+from bhv360_backup.s3_listing import listing_timestamp
 from bhv360_backup.sources.storage import (
     LocalFolderSource,
     NativeS3Reader,
@@ -18,6 +18,7 @@ from bhv360_backup.sources.storage import (
     SupabaseStorageSource,
     native_addressable,
 )
+from tests.fixtures.s3 import ERROR_WITH_200, MAINTENANCE_PAGE, listing_page
 from tests.fixtures.supabase_storage import SERVICE_KEY
 
 
@@ -202,56 +203,10 @@ def test_the_native_reader_makes_one_store_per_bucket_however_many_threads_ask(m
     assert sorted(made) == ["photos", "plans"] and len({id(store) for store in stores}) == 2
 
 
-LISTING_PAGE = ('<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-                "<Name>docs</Name><Prefix></Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys>"
-                "<IsTruncated>false</IsTruncated><Contents><Key>plan.pdf</Key>"
-                "<LastModified>2026-12-06T10:00:00.000Z</LastModified><ETag>&quot;0cc175b9c0f1b6a831c399e269772661&quot;</ETag>"
-                "<Size>1</Size><StorageClass>STANDARD</StorageClass></Contents></ListBucketResult>")
+LISTING_PAGE = listing_page("docs", "plan.pdf")
 BUCKETS_PAGE = ('<?xml version="1.0" encoding="UTF-8"?>\n<ListAllMyBucketsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
                 "<Owner><ID>o</ID></Owner><Buckets><Bucket><Name>docs</Name>"
                 "<CreationDate>2026-12-06T10:00:00.000Z</CreationDate></Bucket></Buckets></ListAllMyBucketsResult>")
-ERROR_WITH_200 = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
-                  "<Message>We encountered an internal error. Please try again.</Message></Error>")
-MAINTENANCE_PAGE = '<?xml version="1.0"?>\n<html><body>Planned maintenance</body></html>'
-
-
-@pytest.fixture
-def scripted_s3():
-    """An HTTP server on 127.0.0.1 that answers each request with the next of its ``bodies``, status 200
-    (what a real S3 server cannot be made to send); and a boto3 client for it that retries once."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    import boto3
-    from botocore.config import Config
-
-    from bhv360_backup.demo.servers import free_port
-
-    class Script:
-        bodies: list[str] = []
-        requests: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
-            Script.requests.append(self.path)
-            body = Script.bodies.pop(0).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/xml")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    Script.client = boto3.client(
-        "s3", endpoint_url=f"http://127.0.0.1:{server.server_port}", region_name="eu-west-1",
-        aws_access_key_id="a", aws_secret_access_key="b",
-        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 2}))
-    yield Script
-    server.shutdown()
 
 
 @pytest.mark.parametrize("bad_page", [ERROR_WITH_200, LISTING_PAGE[:-40], MAINTENANCE_PAGE],

@@ -23,6 +23,7 @@ from bhv360_backup.locations.base import (
     StoredObject,
 )
 from bhv360_backup.paths import check_relative_path
+from bhv360_backup.s3_listing import check_listing_pages
 
 log = logging.getLogger(__name__)
 
@@ -250,14 +251,15 @@ class S3BlobWriter(ArtifactWriter):
 
 
 class S3Location(Location):
-    """Objects in ``bucket`` under their keys; ``client`` is a boto3 S3 client."""
+    """Objects in ``bucket`` under their keys; ``client`` is a boto3 S3 client, the location's own: its
+    listing pages are checked by :func:`~bhv360_backup.s3_listing.check_listing_pages`."""
 
     name = "s3"
 
     def __init__(
         self, client: Any, bucket: str, put_args: dict[str, Any] | None = None, lock: ObjectLock | None = None
     ) -> None:
-        self.client = client
+        self.client = check_listing_pages(client)
         self.bucket = bucket
         self.put_args = dict(put_args or {})
         self.lock = lock

@@ -224,11 +224,11 @@ class S3StorageSource(StorageSource):
     """Buckets of an S3-compatible endpoint (Supabase's S3 endpoint, MinIO, AWS): listed by boto3,
     contents read by ``native`` where given and the key is :func:`native_addressable`, else by boto3.
     The client is the source's own: its listing pages are checked by
-    :func:`~bhv360_backup.sources.s3_listing.check_listing_pages` (and read fast where it was made from a
-    session :func:`~bhv360_backup.sources.s3_listing.with_fast_listings` prepared)."""
+    :func:`~bhv360_backup.s3_listing.check_listing_pages` (and read fast where it was made from a
+    session :func:`~bhv360_backup.s3_listing.with_fast_listings` prepared)."""
 
     def __init__(self, client: Any, buckets: Sequence[str] | None = None, native: NativeS3Reader | None = None) -> None:
-        from bhv360_backup.sources.s3_listing import check_listing_pages
+        from bhv360_backup.s3_listing import check_listing_pages
 
         self.client = check_listing_pages(client)
         self.buckets = list(buckets or [])

@@ -16,7 +16,7 @@ import botocore.session
 import pytest
 from botocore.parsers import RestXMLParser
 
-from bhv360_backup.sources.s3_listing import ListingPageParser, listing_timestamp
+from bhv360_backup.s3_listing import ListingPageParser, listing_timestamp
 
 pytestmark = pytest.mark.fast
 
