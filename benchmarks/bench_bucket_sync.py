@@ -15,10 +15,11 @@ peak RSS, and the CPU time the server and the client spent in each phase (a phas
 is close to its wall time, times the server's cores, is bound by the server, whatever the client). With ``--split-cores`` the server runs on the first CPU and every client on the
 second, as when the server is another machine: then the client's own CPU work shows in its time. With
 ``--encrypt`` the snapshots encrypt every blob to a fresh age key and rclone syncs through its
-``crypt`` remote: encryption on both sides.
+``crypt`` remote: encryption on both sides. Every phase writes into a new ext4 file system made for the
+run (``--work-fs here``: under ``benchmarks/.work``; see ``_common.work_folder`` for why).
 
-    .venv/bin/python benchmarks/bench_bucket_sync.py --objects 5000 --parallelism 8 [--encrypt] [--split-cores]
-        [--s3 moto]
+    sudo .venv/bin/python benchmarks/bench_bucket_sync.py --objects 5000 --parallelism 8 [--encrypt] [--split-cores]
+        [--s3 moto] [--work-fs here]
 """
 
 from __future__ import annotations
@@ -29,18 +30,17 @@ import json
 import os
 import random
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from _common import (
-    WORK,
     add_reads_option,
     add_s3_option,
+    add_work_fs_option,
     loopback_s3_source,
     parse_or_run_child,
     peak_rss_mb,
@@ -48,6 +48,7 @@ from _common import (
     require_tool,
     start_s3,
     timed,
+    work_folder,
 )
 from pyrage import x25519
 
@@ -138,24 +139,23 @@ def run_snapshot_child(spec: dict) -> None:
                                                 "peak_rss_mb": peak_rss_mb()}))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--objects", type=int, default=5000)
-    parser.add_argument("--parallelism", type=int, default=8)
-    parser.add_argument("--encrypt", action="store_true", help="age-encrypted snapshots against rclone crypt")
-    parser.add_argument("--split-cores", action="store_true", help="the server on CPU 0, every client on CPU 1")
-    add_s3_option(parser)
-    add_reads_option(parser)
-    args = parse_or_run_child(parser, run_snapshot_child)
+@dataclass
+class Phases:
+    """Wall seconds of each phase, the snapshots' reports, each phase's CPU seconds (server, client)."""
+
+    rclone_seconds: float
+    first_seconds: float
+    second_seconds: float
+    minimal_seconds: float
+    first: dict
+    second: dict
+    cpu: dict[str, tuple[float, float]]
+    encrypted: bool
+
+
+def run_phases(args: argparse.Namespace, rclone: str, s3, work: Path) -> Phases:
+    """rclone's sync, the first and the second snapshot and the minimal pipeline, each writing into ``work``."""
     client_cpus = {1} if args.split_cores else None
-
-    rclone = require_tool("rclone", "rclone")
-    WORK.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-bucket-sync-", dir=WORK))
-    s3 = start_s3(args.s3, args.split_cores)
-    total = fill_source(s3, args.objects)
-    print(f"source: {args.objects} objects, {total / 1e6:.0f} MB in {len(BUCKETS)} buckets on {s3.endpoint}")
-
     env = rclone_s3_env(s3)
     destination = str(work / "rclone") + "/"
     recipient = None
@@ -193,10 +193,34 @@ def main() -> None:
         "endpoint": s3.endpoint, "root": str(work / "minimal"), "parallelism": args.parallelism,
         "reads": args.reads, "minimal": True})], cpus=client_cpus)
     cpu["minimal"] = since(s3, started)
-    s3.stop()
-    shutil.rmtree(work)
+    return Phases(rclone_seconds, first_seconds, second_seconds, minimal_seconds, first, second, cpu,
+                  recipient is not None)
 
-    print(f"\nparallelism {args.parallelism}, objects read by {args.reads}" + (", encrypted (age / rclone crypt)" if recipient else "")
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--objects", type=int, default=5000)
+    parser.add_argument("--parallelism", type=int, default=8)
+    parser.add_argument("--encrypt", action="store_true", help="age-encrypted snapshots against rclone crypt")
+    parser.add_argument("--split-cores", action="store_true", help="the server on CPU 0, every client on CPU 1")
+    add_s3_option(parser)
+    add_reads_option(parser)
+    add_work_fs_option(parser)
+    args = parse_or_run_child(parser, run_snapshot_child)
+
+    rclone = require_tool("rclone", "rclone")
+    s3 = start_s3(args.s3, args.split_cores)
+    try:
+        total = fill_source(s3, args.objects)
+        print(f"source: {args.objects} objects, {total / 1e6:.0f} MB in {len(BUCKETS)} buckets on {s3.endpoint}")
+        # rclone's copy, the snapshot's blobs and the minimal pipeline's files, with room to spare
+        with work_folder("bench-bucket-sync-", args.work_fs, 4 * total + (1 << 30)) as work:
+            phases = run_phases(args, rclone, s3, work)
+    finally:
+        s3.stop()
+    rclone_seconds, first_seconds, second_seconds = phases.rclone_seconds, phases.first_seconds, phases.second_seconds
+    minimal_seconds, first, second, cpu = phases.minimal_seconds, phases.first, phases.second, phases.cpu
+    print(f"\nparallelism {args.parallelism}, objects read by {args.reads}" + (", encrypted (age / rclone crypt)" if phases.encrypted else "")
           + (", server on CPU 0, clients on CPU 1" if args.split_cores else ""))
     print(f"rclone sync (3 buckets)             {rclone_seconds:7.2f} s  {total / 1e6 / rclone_seconds:6.1f} MB/s")
     print(f"first snapshot                      {first_seconds:7.2f} s  {total / 1e6 / first_seconds:6.1f} MB/s"

@@ -9,7 +9,10 @@ baseline, measured in the same run, is ``rclone sync`` of the same folders to a 
 server holding the same objects and the snapshots go into both locations (a local folder and a bucket
 of the same server), as in production; rclone then syncs from the S3 source.
 
-    .venv/bin/python benchmarks/bench_snapshot_memory.py --objects 10000 50000 200000 [--parallelism 8] [--s3] [--no-restore]
+Every run writes into a new ext4 file system made for it (``--work-fs here``: under ``benchmarks/.work``).
+
+    sudo .venv/bin/python benchmarks/bench_snapshot_memory.py --objects 10000 50000 200000 [--parallelism 8] [--s3]
+        [--no-restore] [--work-fs here]
 """
 
 from __future__ import annotations
@@ -17,14 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from _common import (
-    WORK,
+    add_work_fs_option,
     loopback_s3_client,
     loopback_s3_source,
     parse_or_run_child,
@@ -33,6 +34,7 @@ from _common import (
     require_tool,
     start_s3,
     timed,
+    work_folder,
 )
 
 from bhv360_backup.repository.catalog import read_manifest
@@ -101,8 +103,7 @@ def fill_s3(s3, source: Path, rclone: str) -> None:
               env=rclone_s3_env(s3))
 
 
-def measure(count: int, parallelism: int, rclone: str, s3_source: bool, with_restore: bool) -> None:
-    work = Path(tempfile.mkdtemp(prefix="bench-snapshot-memory-", dir=WORK))
+def measure(count: int, parallelism: int, rclone: str, s3_source: bool, with_restore: bool, work: Path) -> None:
     s3 = start_s3("seaweedfs") if s3_source else None
     try:
         source = work / "source"
@@ -144,7 +145,6 @@ def measure(count: int, parallelism: int, rclone: str, s3_source: bool, with_res
     finally:
         if s3:
             s3.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
@@ -153,14 +153,17 @@ def main() -> None:
     parser.add_argument("--parallelism", type=int, default=8)
     parser.add_argument("--s3", action="store_true", help="an S3 source (SeaweedFS) into both locations")
     parser.add_argument("--no-restore", action="store_true", help="the two snapshots only, no restore")
+    add_work_fs_option(parser)
     args = parse_or_run_child(parser, run_child)
     rclone = require_tool("rclone", "rclone")
-    WORK.mkdir(exist_ok=True)
     what = "S3 source (SeaweedFS) to a local location and S3" if args.s3 else "folder source to a local location"
     print(f"{what}, parallelism {args.parallelism}, {os.cpu_count()} cores; "
           "targets: peak RSS < 200 MB at 1,000,000 objects, unchanged <= 0.05 of the first")
     for count in args.objects:
-        measure(count, args.parallelism, rclone, args.s3, not args.no_restore)
+        # the source, rclone's copy, the snapshot's blobs and the restored files: a block and an inode each
+        with work_folder("bench-snapshot-memory-", args.work_fs, count * 4 * 4096 + (1 << 30),
+                         inodes=count * 4 + 100_000) as work:
+            measure(count, args.parallelism, rclone, args.s3, not args.no_restore, work)
 
 
 if __name__ == "__main__":
