@@ -28,6 +28,25 @@ def peak_rss_mb() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def _cpu_jiffies() -> tuple[int, int]:
+    """All CPUs' time so far and the part the hypervisor gave to others (``steal``), from ``/proc/stat``."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields[:8]), fields[7]
+
+
+class MachineLoad:
+    """What else the machine did while a benchmark ran: runs on a shared VM compare only where this does."""
+
+    def __init__(self) -> None:
+        self._started = _cpu_jiffies()
+
+    def describe(self) -> str:
+        total, steal = (now - then for now, then in zip(_cpu_jiffies(), self._started, strict=True))
+        load = Path("/proc/loadavg").read_text().split()[0]
+        return (f"machine: {os.cpu_count()} cores, load average {load} at the end, "
+                f"CPU time taken by the hypervisor (steal) {steal / max(total, 1):.1%} over the run")
+
+
 def parse_or_run_child(parser: argparse.ArgumentParser, run_child: Callable[[dict], None]) -> argparse.Namespace:
     """The benchmark's arguments; with ``--child SPEC`` (how the benchmark runs a measured child process)
     run the child and exit."""

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _common import (
+    MachineLoad,
     add_reads_option,
     add_s3_option,
     add_work_fs_option,
@@ -209,6 +210,7 @@ def main() -> None:
     args = parse_or_run_child(parser, run_snapshot_child)
 
     rclone = require_tool("rclone", "rclone")
+    machine = MachineLoad()
     s3 = start_s3(args.s3, args.split_cores)
     try:
         total = fill_source(s3, args.objects)
@@ -239,6 +241,7 @@ def main() -> None:
                         ("minimal", minimal_seconds)):
         server, client = cpu[phase]
         print(f"    {phase:7} wall {wall:6.2f}  server {server:6.2f} ({server / wall:4.0%})  client {client:6.2f}")
+    print(machine.describe())
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import WORK, add_s3_option, loopback_s3_client, peak_rss_mb, start_s3, timed
+from _common import WORK, MachineLoad, add_s3_option, loopback_s3_client, peak_rss_mb, start_s3, timed
 from pyrage import x25519
 
 from bhv360_backup.demo.data import create_demo_database, organisations_for_mb
@@ -103,6 +103,7 @@ def main() -> None:
     age_pipe = f"| age -r {recipient} " if recipient else ""
 
     target = ensure_database(args.size_mb)
+    machine = MachineLoad()
     WORK.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-pg-dump-", dir=WORK))
     s3 = start_s3(args.s3)
@@ -196,6 +197,7 @@ def main() -> None:
           f"ratio {median_in_process('both') / median('tee'):.3f}; to local {median_in_process('local'):.2f} s, "
           f"ratio {median_in_process('local') / median('raw'):.3f}")
     print(f"S3 test server ingest (one 64 MB PUT): {ingest:.1f} MB/s")
+    print(machine.describe())
 
 
 if __name__ == "__main__":

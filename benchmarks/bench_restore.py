@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import WORK, add_s3_option, rclone_s3_env, require_tool, start_s3
+from _common import WORK, MachineLoad, add_s3_option, rclone_s3_env, require_tool, start_s3
 from bench_pg_dump import SERVER, ensure_database
 
 from bhv360_backup.locations import LocalLocation, S3Location
@@ -61,6 +61,7 @@ def main() -> None:
     args = parser.parse_args()
 
     source = ensure_database(args.size_mb)
+    machine = MachineLoad()
     WORK.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-restore-", dir=WORK))
     s3 = start_s3(args.s3)
@@ -126,6 +127,7 @@ def main() -> None:
     print(f"rclone copyto, then raw pg_restore   {medians['rclone+raw']:7.2f} s  ratio {medians['rclone+raw'] / medians['raw']:.3f}"
           f" (the download alone {medians['download']:.2f} s, {dump_mb / medians['download']:.0f} MB/s)")
     print(f"    S3 restore against the hand-written one: ratio {medians['s3'] / medians['rclone+raw']:.3f}")
+    print(machine.describe())
 
 
 if __name__ == "__main__":

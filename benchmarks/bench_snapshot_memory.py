@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from _common import (
+    MachineLoad,
     add_work_fs_option,
     loopback_s3_client,
     loopback_s3_source,
@@ -156,6 +157,7 @@ def main() -> None:
     add_work_fs_option(parser)
     args = parse_or_run_child(parser, run_child)
     rclone = require_tool("rclone", "rclone")
+    machine = MachineLoad()
     what = "S3 source (SeaweedFS) to a local location and S3" if args.s3 else "folder source to a local location"
     print(f"{what}, parallelism {args.parallelism}, {os.cpu_count()} cores; "
           "targets: peak RSS < 200 MB at 1,000,000 objects, unchanged <= 0.05 of the first")
@@ -164,6 +166,7 @@ def main() -> None:
         with work_folder("bench-snapshot-memory-", args.work_fs, count * 4 * 4096 + (1 << 30),
                          inodes=count * 4 + 100_000) as work:
             measure(count, args.parallelism, rclone, args.s3, not args.no_restore, work)
+    print(machine.describe())
 
 
 if __name__ == "__main__":
