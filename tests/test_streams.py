@@ -109,3 +109,22 @@ def test_a_source_failing_early_aborts_every_writer(good_chunks):
     with pytest.raises(ConnectionError):
         copy_stream(source(), writers)
     assert all(writer.aborted and not writer.committed for writer in writers.values())
+
+
+def test_a_json_line_is_the_row_with_sorted_keys_and_its_characters_as_they_are():
+    """The format every index, blob list and log line has had since 0.1 (written by a reused encoder)."""
+    import json
+    import random
+
+    from bhv360_backup.streams import json_line
+
+    rng = random.Random(7)
+    alphabet = "aZ09 /\"\\\n\t\u00e9\u00df\U0001f600\u2028\x00\x1f"
+    for _ in range(300):
+        row = {"".join(rng.choices(alphabet, k=rng.randint(1, 6))): rng.choice(
+            [None, True, rng.randint(-2**70, 2**70), rng.random() * 1e6, "".join(rng.choices(alphabet, k=12)),
+             [1, "é", None], {"z": 1, "a": [2]}]) for _ in range(rng.randint(0, 8))}
+        line = json_line(row)
+        assert line == json.dumps(row, ensure_ascii=False, sort_keys=True) and json.loads(line) == row
+        assert "\n" not in line
+    assert json_line({"b": 1, "a": "é"}) == '{"a": "é", "b": 1}'

@@ -202,9 +202,12 @@ def _finish(threads: Mapping[str, _WriterThread]) -> None:
         thread.join()
 
 
+_JSON_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)  # made once: json.dumps makes one a call
+
+
 def json_line(row: Any) -> str:
     """A row as a JSON line of an index or log: sorted keys, UTF-8."""
-    return json.dumps(row, ensure_ascii=False, sort_keys=True)
+    return _JSON_LINE_ENCODER.encode(row)
 
 
 def gzip_json_lines(rows: Iterable[Any], level: int = 6) -> Iterator[bytes]:
