@@ -132,12 +132,15 @@ def require_tool(tool: str, debian_package: str) -> str:
     return found
 
 
-def loopback_s3_client(endpoint: str, access_key: str = "bench", secret_key: str = "bench-secret", session=None):
-    """A boto3 client for the benchmark's S3 server on loopback (made from ``session`` where given)."""
+def loopback_s3_client(endpoint: str, access_key: str = "bench", secret_key: str = "bench-secret"):
+    """A boto3 client for the benchmark's S3 server on loopback, made as the runtime makes its clients
+    (from a session whose listings are read fast)."""
     import boto3
 
-    return (session or boto3).client("s3", endpoint_url=endpoint, region_name="eu-west-1",
-                                     aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+    from bhv360_backup.s3_listing import with_fast_listings
+
+    return with_fast_listings(boto3.Session()).client("s3", endpoint_url=endpoint, region_name="eu-west-1",
+                                                      aws_access_key_id=access_key, aws_secret_access_key=secret_key)
 
 
 def loopback_s3_source(endpoint: str, buckets: Sequence[str], reads: str = "obstore"):
@@ -146,9 +149,6 @@ def loopback_s3_source(endpoint: str, buckets: Sequence[str], reads: str = "obst
     the child's time is the snapshot's, not Airflow's import."""
     from datetime import datetime, timedelta, timezone
 
-    import boto3
-
-    from bhv360_backup.s3_listing import with_fast_listings
     from bhv360_backup.sources.storage import NativeS3Reader, S3StorageSource
 
     def credentials() -> dict:
@@ -156,8 +156,7 @@ def loopback_s3_source(endpoint: str, buckets: Sequence[str], reads: str = "obst
                 "expires_at": datetime.now(timezone.utc) + timedelta(minutes=30)}
 
     native = NativeS3Reader(endpoint=endpoint, region="eu-west-1", path_style=True, credentials=credentials)
-    client = loopback_s3_client(endpoint, session=with_fast_listings(boto3.Session()))
-    return S3StorageSource(client, list(buckets), native if reads == "obstore" else None)
+    return S3StorageSource(loopback_s3_client(endpoint), list(buckets), native if reads == "obstore" else None)
 
 
 def rclone_s3_env(s3) -> dict:

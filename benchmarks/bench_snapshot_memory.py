@@ -52,21 +52,17 @@ def fill_folder(root: Path, count: int) -> None:
 
 
 def run_snapshot_child(spec: dict) -> None:
-    import boto3
-
     from bhv360_backup.locations import LocalLocation, S3Location
     from bhv360_backup.producers.storage import take_snapshot
     from bhv360_backup.repository.layout import BackupType
     from bhv360_backup.repository.writer import BackupWriter
-    from bhv360_backup.s3_listing import with_fast_listings
     from bhv360_backup.sources.storage import LocalFolderSource
 
     locations = [LocalLocation(Path(spec["root"]))]
     source = LocalFolderSource(Path(spec["source"]))
     if spec.get("endpoint"):  # an S3 source, and the S3 location beside the local one
         source = loopback_s3_source(spec["endpoint"], BUCKETS)
-        session = with_fast_listings(boto3.Session())  # as the runtime makes the S3 location's client
-        locations.append(S3Location(loopback_s3_client(spec["endpoint"], session=session), "bhv360-backups"))
+        locations.append(S3Location(loopback_s3_client(spec["endpoint"]), "bhv360-backups"))
     writer = BackupWriter(locations, BackupType.STORAGE, spec["backup_id"])
     started = time.monotonic()
     _, stats = take_snapshot(source, writer, dag_id="bench", run_id=spec["backup_id"], parallelism=spec["parallelism"])
