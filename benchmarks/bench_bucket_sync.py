@@ -34,7 +34,6 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from _common import (
@@ -140,22 +139,9 @@ def run_snapshot_child(spec: dict) -> None:
                                                 "peak_rss_mb": peak_rss_mb()}))
 
 
-@dataclass
-class Phases:
-    """Wall seconds of each phase, the snapshots' reports, each phase's CPU seconds (server, client)."""
-
-    rclone_seconds: float
-    first_seconds: float
-    second_seconds: float
-    minimal_seconds: float
-    first: dict
-    second: dict
-    cpu: dict[str, tuple[float, float]]
-    encrypted: bool
-
-
-def run_phases(args: argparse.Namespace, rclone: str, s3, work: Path) -> Phases:
-    """rclone's sync, the first and the second snapshot and the minimal pipeline, each writing into ``work``."""
+def run_phases(args: argparse.Namespace, rclone: str, s3, work: Path, total: int) -> None:
+    """rclone's sync, the first and the second snapshot and the minimal pipeline, each writing into ``work``,
+    and their times, ratios and CPU seconds printed."""
     client_cpus = {1} if args.split_cores else None
     env = rclone_s3_env(s3)
     destination = str(work / "rclone") + "/"
@@ -194,8 +180,26 @@ def run_phases(args: argparse.Namespace, rclone: str, s3, work: Path) -> Phases:
         "endpoint": s3.endpoint, "root": str(work / "minimal"), "parallelism": args.parallelism,
         "reads": args.reads, "minimal": True})], cpus=client_cpus)
     cpu["minimal"] = since(s3, started)
-    return Phases(rclone_seconds, first_seconds, second_seconds, minimal_seconds, first, second, cpu,
-                  recipient is not None)
+
+    print(f"\nparallelism {args.parallelism}, objects read by {args.reads}" + (", encrypted (age / rclone crypt)" if recipient else "")
+          + (", server on CPU 0, clients on CPU 1" if args.split_cores else ""))
+    print(f"rclone sync (3 buckets)             {rclone_seconds:7.2f} s  {total / 1e6 / rclone_seconds:6.1f} MB/s")
+    print(f"first snapshot                      {first_seconds:7.2f} s  {total / 1e6 / first_seconds:6.1f} MB/s"
+          f"  downloaded {first['downloaded']}, peak RSS {first['peak_rss_mb']} MB")
+    print(f"    ratio to rclone (target <= 0.8) {first_seconds / rclone_seconds:7.3f}")
+    print(f"second snapshot, nothing changed    {second_seconds:7.2f} s  downloaded {second['downloaded']} objects,"
+          f" {second['bytes_transferred']} bytes, reused {second['reused']}, peak RSS {second['peak_rss_mb']} MB")
+    print(f"    share of the first run's time (target <= 0.05) {second_seconds / first_seconds:7.3f}; in the "
+          f"process, without its start-up: {second['seconds']:.2f} s of {first['seconds']:.2f} s, "
+          f"{second['seconds'] / first['seconds']:.3f}")
+    print(f"minimal pipeline (no bookkeeping)    {minimal_seconds:7.2f} s  {total / 1e6 / minimal_seconds:6.1f} MB/s"
+          f"  ratio to rclone {minimal_seconds / rclone_seconds:.3f}; the package's own share of the first"
+          f" snapshot {1 - minimal_seconds / first_seconds:.0%}")
+    print(f"CPU seconds ({args.s3}'s server; moto runs on one GIL: its CPU near the wall time bounds the phase)")
+    for phase, wall in (("rclone", rclone_seconds), ("first", first_seconds), ("second", second_seconds),
+                        ("minimal", minimal_seconds)):
+        server, client = cpu[phase]
+        print(f"    {phase:7} wall {wall:6.2f}  server {server:6.2f} ({server / wall:4.0%})  client {client:6.2f}")
 
 
 def main() -> None:
@@ -217,30 +221,9 @@ def main() -> None:
         print(f"source: {args.objects} objects, {total / 1e6:.0f} MB in {len(BUCKETS)} buckets on {s3.endpoint}")
         # rclone's copy, the snapshot's blobs and the minimal pipeline's files, with room to spare
         with work_folder("bench-bucket-sync-", args.work_fs, 4 * total + (1 << 30)) as work:
-            phases = run_phases(args, rclone, s3, work)
+            run_phases(args, rclone, s3, work, total)
     finally:
         s3.stop()
-    rclone_seconds, first_seconds, second_seconds = phases.rclone_seconds, phases.first_seconds, phases.second_seconds
-    minimal_seconds, first, second, cpu = phases.minimal_seconds, phases.first, phases.second, phases.cpu
-    print(f"\nparallelism {args.parallelism}, objects read by {args.reads}" + (", encrypted (age / rclone crypt)" if phases.encrypted else "")
-          + (", server on CPU 0, clients on CPU 1" if args.split_cores else ""))
-    print(f"rclone sync (3 buckets)             {rclone_seconds:7.2f} s  {total / 1e6 / rclone_seconds:6.1f} MB/s")
-    print(f"first snapshot                      {first_seconds:7.2f} s  {total / 1e6 / first_seconds:6.1f} MB/s"
-          f"  downloaded {first['downloaded']}, peak RSS {first['peak_rss_mb']} MB")
-    print(f"    ratio to rclone (target <= 0.8) {first_seconds / rclone_seconds:7.3f}")
-    print(f"second snapshot, nothing changed    {second_seconds:7.2f} s  downloaded {second['downloaded']} objects,"
-          f" {second['bytes_transferred']} bytes, reused {second['reused']}, peak RSS {second['peak_rss_mb']} MB")
-    print(f"    share of the first run's time (target <= 0.05) {second_seconds / first_seconds:7.3f}; in the "
-          f"process, without its start-up: {second['seconds']:.2f} s of {first['seconds']:.2f} s, "
-          f"{second['seconds'] / first['seconds']:.3f}")
-    print(f"minimal pipeline (no bookkeeping)    {minimal_seconds:7.2f} s  {total / 1e6 / minimal_seconds:6.1f} MB/s"
-          f"  ratio to rclone {minimal_seconds / rclone_seconds:.3f}; the package's own share of the first"
-          f" snapshot {1 - minimal_seconds / first_seconds:.0%}")
-    print(f"CPU seconds ({args.s3}'s server; moto runs on one GIL: its CPU near the wall time bounds the phase)")
-    for phase, wall in (("rclone", rclone_seconds), ("first", first_seconds), ("second", second_seconds),
-                        ("minimal", minimal_seconds)):
-        server, client = cpu[phase]
-        print(f"    {phase:7} wall {wall:6.2f}  server {server:6.2f} ({server / wall:4.0%})  client {client:6.2f}")
     print(machine.describe())
 
 
