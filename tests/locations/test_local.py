@@ -38,6 +38,24 @@ def test_a_file_linked_out_of_a_folder_already_checked_is_refused(tmp_path):
         location.open_writer("blobs/sha256/ab/second")
 
 
+def test_sizes_are_of_regular_files_only_as_the_listing_shows_them(tmp_path):
+    """A symlink is no stored object, even to a file inside the root; a folder linked out is refused."""
+    root = tmp_path / "root"
+    location = LocalLocation(root)
+    location.put_bytes("blobs/sha256/ab/stored", b"12345")
+    (root / "blobs" / "sha256" / "ab" / "linked").symlink_to(root / "blobs" / "sha256" / "ab" / "stored")
+    (root / "blobs" / "sha256" / "cd").symlink_to(tmp_path)
+    (tmp_path / "outside").write_bytes(b"x")
+    keys = ["blobs/sha256/ab/stored", "blobs/sha256/ab/linked", "blobs/sha256/ab/missing", "blobs/sha256/ef/missing"]
+    assert location.sizes_of(keys) == {"blobs/sha256/ab/stored": 5}
+    assert [location.size_of(key) for key in keys] == [5, None, None, None]
+    assert [item.key for item in location.iter_objects("blobs/")] == ["blobs/sha256/ab/stored"]
+    with pytest.raises(BackupError, match="outside the local backup root"):
+        location.sizes_of(["blobs/sha256/cd/outside"])
+    with pytest.raises(BackupError, match="unsafe relative path"):
+        location.sizes_of(["blobs/sha256/ab/../../../../outside"])
+
+
 def test_a_file_renamed_while_the_folder_is_listed_does_not_break_the_listing(tmp_path, monkeypatch):
     """A lock's staging file committed by another run right after it was first looked at (garbage
     collection lists while a snapshot writes): the listing goes on."""

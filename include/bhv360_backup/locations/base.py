@@ -4,7 +4,7 @@ bucket. A location knows nothing of backups: ``repository`` lays them out in it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +55,9 @@ class Location(ABC):
     """A place that stores bytes under keys: ``name`` is ``local`` or ``s3``."""
 
     name: str
+    # size_of answers without a request (a file system on this host): asking it about each of many keys
+    # costs less than listing every object under their folder
+    cheap_size_lookups = False
 
     @abstractmethod
     def describe(self) -> str:
@@ -82,6 +85,10 @@ class Location(ABC):
     @abstractmethod
     def size_of(self, key: str) -> int | None:
         """The stored size, or None if the object is not there."""
+
+    def sizes_of(self, keys: Iterable[str]) -> dict[str, int]:
+        """The stored sizes of those of ``keys`` that are there."""
+        return {key: size for key in keys if (size := self.size_of(key)) is not None}
 
     def confirms(self, key: str, size: int, receipt: str) -> bool:
         """Whether the backend still vouches for the object its writer's ``receipt`` describes (same

@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -141,6 +141,7 @@ class LocalLocation(Location):
     """Objects as files under ``root``, a key's folders as folders."""
 
     name = "local"
+    cheap_size_lookups = True
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -192,8 +193,23 @@ class LocalLocation(Location):
                 yield chunk
 
     def size_of(self, key: str) -> int | None:
-        path = self.path_of(key)
-        return path.stat().st_size if path.is_file() else None
+        return self.sizes_of([key]).get(key)
+
+    def sizes_of(self, keys: Iterable[str]) -> dict[str, int]:
+        """Regular files' sizes (not a symlink's target: as :meth:`iter_objects`, which lists neither),
+        one ``lstat`` a file once its folder is known to be inside the root."""
+        root = str(self.root)
+        found = {}
+        for key in keys:
+            if check_relative_path(key).rpartition("/")[0] not in self._inside:
+                self.path_of(key)
+            try:
+                info = os.lstat(f"{root}/{key}")
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if stat.S_ISREG(info.st_mode):
+                found[key] = info.st_size
+        return found
 
     def iter_objects(self, prefix: str) -> Iterator[StoredObject]:
         folder_key = prefix.rstrip("/")

@@ -57,17 +57,20 @@ class StoredBlob:
 class BlobStore:
     """The blob space of the live locations of one run (plain, or of the writer's recipients).
 
-    A snapshot lists each location's blobs once (``listed``); a run that stores a few objects (an
-    incremental segment) asks each location about each blob instead of listing them all."""
+    A snapshot lists each remote location's blobs once (``listed``); a run that stores a few objects (an
+    incremental segment) asks each location about each blob instead of listing them all, as every run
+    asks a location whose lookups are cheap (a folder: one ``lstat`` a blob, less than listing them)."""
 
     def __init__(self, writer: BackupWriter, scratch: ScratchIndex, *, listed: bool = True) -> None:
         self.writer = writer
         self.space = blob_space(writer.recipients)
         self.folder = f"{BLOBS_ROOT}{self.space or PLAIN_SPACE}/"
         self.scratch = scratch
-        self.listed = listed
+        self.listed = {location.name for location in writer.live if listed and not location.cheap_size_lookups}
         self.locked = [location for location in writer.live if location.lock_until() is not None]
-        for location in writer.live if listed else ():
+        for location in writer.live:
+            if location.name not in self.listed:
+                continue
             try:
                 scratch.load_present(location.name, ((item.key.rsplit("/", 1)[-1], item.size)
                                                      for item in location.iter_objects(self.folder)))
@@ -82,8 +85,11 @@ class BlobStore:
                 for row in rows]
 
     def _present_sizes(self, location: Location, names: list[str]) -> dict[str, int]:
+        if location.cheap_size_lookups:
+            sizes = location.sizes_of(blob_key(name, self.space) for name in names)
+            return {key.rsplit("/", 1)[-1]: size for key, size in sizes.items()}
         found = self.scratch.present_sizes(location.name, names)
-        if not self.listed:
+        if location.name not in self.listed:
             for name in names:
                 if name not in found and (size := location.size_of(blob_key(name, self.space))) is not None:
                     found[name] = size
@@ -109,7 +115,8 @@ class BlobStore:
 
         _, written = self.writer.stream_everywhere(open_writer, sealed, "a blob", digest=stored)
         for location in written:
-            self.scratch.mark_present(location.name, plain.sha256, stored.size)
+            if not location.cheap_size_lookups:
+                self.scratch.mark_present(location.name, plain.sha256, stored.size)
         return StoredBlob(plain.sha256, plain.size, stored.size, stored.sha256,
                           iso(locked_until) if locked_until else None)
 
