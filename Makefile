@@ -26,15 +26,15 @@ ui: $(STAMP)
 	@$(PY) scripts/check_prereqs.py demo
 	$(PY) -m bhv360_backup.demo.ui
 
-# The fast tier: the package's logic without servers or dag.test() (seconds; CI runs it first).
+# The fast tier: the package's logic without servers or dag.test() (seconds).
 test-fast: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest -m fast -q
 
-test: $(STAMP) debian-tools
+# The whole suite, each test once: the fast tier first (a broken rule shows in seconds), then the rest.
+test: test-fast debian-tools
 	@$(PY) scripts/check_prereqs.py test
-	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not fast"
 
 # The dashboard and UI tests drive Debian's Chromium (Playwright uses it; no browser download); the
 # encryption tests decrypt backups with the standard age command-line tool; the audit report's PDF is
