@@ -14,6 +14,7 @@ from bhv360_backup.repository.catalog import list_backups, read_manifest, scan_b
 from bhv360_backup.repository.layout import BackupType
 from bhv360_backup.repository.verify import verify_backup
 from tests.fixtures.airflow import run_dag
+from tests.fixtures.disks import mount_tmpfs
 
 DAG_ID = "bhv360_database_backup"
 
@@ -195,23 +196,6 @@ def test_task_process_killed_mid_run(backup_env, tmp_path):
         retention.apply(location, BackupType.DATABASE, retention.RetentionPolicy(30, 3), later, dry_run=False)
         assert [f.complete for f in scan_backups(location, BackupType.DATABASE)] == [True]
     assert backup_env.s3.client().list_multipart_uploads(Bucket="bhv360-backups").get("Uploads", []) == []
-
-
-def mount_tmpfs(folder, size: str) -> None:
-    """A small file system of its own for the local location (root can mount tmpfs; CI runs as root)."""
-    import os
-    import subprocess
-
-    import pytest
-
-    folder.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        message = f"cannot mount a small tmpfs for the disk-full test: {result.stderr.strip()}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def test_local_disk_full_mid_write(backup_env, monkeypatch, tmp_path):

@@ -32,6 +32,7 @@ from bhv360_backup.sources.storage import (
     SupabaseStorageSource,
 )
 from tests.conftest import BUCKET
+from tests.fixtures.disks import disk_losing_write_back
 from tests.fixtures.supabase_storage import SERVICE_KEY
 
 _ids = iter(f"20261101T{h:02d}{m:02d}00Z" for h in range(24) for m in range(60))
@@ -444,3 +445,42 @@ def test_objects_the_host_froze_stay_frozen_after_a_snapshot(tmp_path):
         assert gc.get_freeze_count() > frozen // 2  # not released (a frozen object freed meanwhile leaves it)
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize("written_back", ["at the flush", "by the kernel before it"])
+def test_blobs_the_disk_never_wrote_drop_the_local_copy_and_the_s3_copy_completes(tmp_path, s3, monkeypatch, written_back):
+    """Every write of the blobs succeeds into the page cache, but the disk fails them when they are
+    written back (and has room again right after, so the index would be written fine): the local
+    location drops out naming it and publishes nothing, the S3 copy completes, and the run fails.
+    Written back by the kernel on its own before the flush (here: a sync), with room again before the
+    flush, the loss is still reported (the kernel keeps a write-back error for the first who asks)."""
+    source = tmp_path / "source" / "incident-photos"
+    source.mkdir(parents=True)
+    for i in range(40):
+        (source / f"photo-{i}.jpg").write_bytes(os.urandom(1 << 20))
+    with disk_losing_write_back(tmp_path / "disk") as disk:
+        flush = LocalLocation.flush
+
+        def room_again_after_the_write_back(location):
+            if written_back == "by the kernel before it":
+                os.sync()
+                disk.make_room()
+                flush(location)
+                return
+            try:
+                flush(location)
+            finally:
+                disk.make_room()
+
+        monkeypatch.setattr(LocalLocation, "flush", room_again_after_the_write_back)
+        local, cloud = LocalLocation(disk.folder / "backups"), S3Location(s3.client(), BUCKET)
+        writer = BackupWriter([local, cloud], BackupType.STORAGE, next(_ids))
+        manifest, stats = take_snapshot(LocalFolderSource(tmp_path / "source"), writer, dag_id="test", run_id="test")
+        assert stats.downloaded == 40
+        assert "making the blobs durable" in writer.failures["local"]
+        assert "No space left on device" in writer.failures["local"] or "Input/output error" in writer.failures["local"]
+        assert list_backups(local, BackupType.STORAGE) == []
+        assert list_backups(cloud, BackupType.STORAGE) == [manifest.backup_id]
+        assert verify_snapshot_blobs(cloud, manifest) == []
+        with pytest.raises(BackupError, match="local"):
+            writer.raise_for_failures()

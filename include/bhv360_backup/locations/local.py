@@ -60,19 +60,21 @@ WRITE_BACK_EVERY = 64 << 20  # a durable file's bytes handed to the disk as they
 _SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writing the range back, without waiting for it
 
 
-def _write_back_starter() -> Callable[[int, int, int, int], int] | None:
-    """Linux's ``sync_file_range`` (not in ``os``), or None where the C library has none. It leaves the
-    pages cached: ``posix_fadvise(DONTNEED)`` also starts the write-back but drops what is already
-    written, and reading the dump back for its check then took twice as long."""
+def _libc_function(name: str, argument_types: list[type]) -> Callable[..., int] | None:
+    """A function of the C library that ``os`` does not offer, or None where the C library has none."""
     try:
-        function = ctypes.CDLL(None).sync_file_range
+        function = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.argtypes = argument_types
     return function
 
 
-_start_write_back = _write_back_starter()
+# Linux's sync_file_range: it leaves the pages cached (posix_fadvise(DONTNEED) also starts the write-back
+# but drops what is already written, and reading the dump back for its check then took twice as long)
+_start_write_back = _libc_function("sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint])
+# Linux's syncfs: one file system, and unlike sync(2) it reports a write-back error (since Linux 5.8)
+_sync_file_system = _libc_function("syncfs", [ctypes.c_int])
 
 
 class LocalWriter(ArtifactWriter):
@@ -180,7 +182,24 @@ class LocalLocation(Location):
         return LocalWriter(self.path_of(f"{folder.rstrip('/')}/blob"), durable=False, final=final)
 
     def flush(self) -> None:
-        os.sync()
+        """The file systems of the root and of its folders synced (``syncfs``): a write-back that failed
+        since the blobs were written raises, where ``sync`` reported nothing (the kernel keeps the error
+        for the first who asks, so one written back before the flush is reported too)."""
+        if _sync_file_system is None or not self.root.is_dir():
+            os.sync()
+            return
+        folders = {os.stat(self.root).st_dev: str(self.root)}
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.setdefault(entry.stat(follow_symlinks=False).st_dev, entry.path)
+        for folder in folders.values():
+            descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if _sync_file_system(descriptor) != 0:
+                    raise BackupError(f"writing {folder} to disk failed: {os.strerror(ctypes.get_errno())}")
+            finally:
+                os.close(descriptor)
 
     def read_chunks(self, key: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         path = self.path_of(key)

@@ -194,8 +194,7 @@ def _capture(source: ChangeSource, writer: BackupWriter, *, dag_id: str, run_id:
                 raise BackupError("storage.objects changed but no storage source is configured to copy the files")
             with ScratchIndex() as scratch:
                 events, blob_rows = _store_objects(stats, storage(), BlobStore(writer, scratch, listed=False))
-            for location in writer.live:
-                location.flush()
+            writer.flush()
             writer.add(OBJECTS_ARTIFACT, gzip_json_lines(events))
             writer.add(SEGMENT_BLOBS_ARTIFACT, gzip_json_lines(blob_rows), encrypt=False)
             storage_summary = {"objects": len(events), "stored": len(blob_rows),

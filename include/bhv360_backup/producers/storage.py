@@ -297,8 +297,7 @@ def _snapshot(
     stats.seconds = time.monotonic() - started
     if stats.failed:
         raise BackupError(f"{stats.failed} object(s) could not be copied: " + "; ".join(stats.failures[:10]))
-    for location in writer.live:
-        location.flush()  # every blob durable before the index that names them
+    writer.flush()  # every blob durable before the index that names them
     writer.add(INDEX_ARTIFACT, gzip_lines(scratch.index_lines(), INDEX_GZIP_LEVEL))
     writer.add(BLOBS_ARTIFACT, gzip_lines(scratch.blob_lines(), INDEX_GZIP_LEVEL), encrypt=False)
     writer.verify()
