@@ -10,6 +10,6 @@ def check_relative_path(path: str) -> str:
     if not path or path.startswith("/") or "\\" in path or "\x00" in path:
         raise BackupError(f"unsafe relative path {path!r}")
     parts = path.split("/")
-    if any(part in ("", ".", "..") for part in parts):
+    if "" in parts or "." in parts or ".." in parts:
         raise BackupError(f"unsafe relative path {path!r}")
     return path

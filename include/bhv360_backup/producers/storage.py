@@ -288,7 +288,7 @@ def _snapshot(
                     for obj, earlier in to_reuse:
                         pool.submit(store, obj, earlier.row)
                 else:
-                    scratch.add_unchanged([(IndexEntry.reuse(obj, earlier.row), earlier) for obj, earlier in to_reuse])
+                    scratch.add_unchanged(to_reuse)
                     with lock:
                         stats.reused += len(to_reuse)
                 for obj in to_download:

@@ -15,11 +15,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from bhv360_backup.errors import BackupError
-from bhv360_backup.repository.snapshots import IndexEntry
+from bhv360_backup.repository.snapshots import IndexEntry, reused_row
 from bhv360_backup.streams import json_line
+
+if TYPE_CHECKING:
+    from bhv360_backup.sources.storage import ObjectInfo
 
 _SCHEMA = """
 CREATE TABLE previous (source TEXT NOT NULL, row TEXT NOT NULL);
@@ -170,11 +173,14 @@ class ScratchIndex:
             lines.append((entry.bucket, entry.path, entry.size, json_line(row), json_line(blob_row)))
         self._add_lines(lines)
 
-    def add_unchanged(self, entries: list[tuple[IndexEntry, PreviousBlob]]) -> None:
+    def add_unchanged(self, objects: list[tuple[ObjectInfo, PreviousBlob]]) -> None:
         """Entries of objects unchanged since the previous snapshot, each with the blob row that snapshot
         has for it: the same fingerprint and blob, so the same row, kept as it was."""
-        self._add_lines([(entry.bucket, entry.path, entry.size, json_line(entry.row()), earlier.line)
-                         for entry, earlier in entries])
+        lines = []
+        for obj, earlier in objects:
+            row = reused_row(obj, earlier.row)
+            lines.append((obj.bucket, obj.path, row["size"], json_line(row), earlier.line))
+        self._add_lines(lines)
 
     def _add_lines(self, lines: list[tuple[str, str, int, str, str]]) -> None:
         with self._locked():

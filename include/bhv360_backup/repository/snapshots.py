@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import TYPE_CHECKING
 
 from pyrage.x25519 import Identity
@@ -101,6 +101,22 @@ class IndexEntry:
 
 
 _FIELDS = tuple(f.name for f in fields(IndexEntry))
+_BLOB_ROW_KEYS = frozenset(_FIELDS) - frozenset(_NAMES) | {"source"}
+_ROW_DEFAULTS = {f.name: f.default for f in fields(IndexEntry)
+                 if f.default is not MISSING and f.name not in _OMITTED_WHEN_EMPTY}
+
+
+def reused_row(obj: ObjectInfo, blob_row: dict) -> dict:
+    """``IndexEntry.reuse(obj, blob_row).row()`` without the entry: a no-change snapshot makes one per
+    object. A row of any other shape is left to the entry (which refuses it as before)."""
+    if not blob_row.keys() <= _BLOB_ROW_KEYS:
+        return IndexEntry.reuse(obj, blob_row).row()
+    row = {**_ROW_DEFAULTS, **blob_row, "bucket": obj.bucket, "path": obj.path, "etag": obj.etag,
+           "updated_at": obj.updated_at}
+    del row["source"]
+    if obj.id is not None:
+        row["object_id"] = obj.id
+    return row
 
 
 def read_index(location: Location, manifest: Manifest, identities: Sequence[Identity] = ()) -> Iterator[IndexEntry]:
