@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import time
 import tracemalloc
 from datetime import timedelta
 
@@ -414,6 +415,33 @@ def test_the_index_is_in_name_order_whatever_the_names(tmp_path):
     assert listed == sorted((bucket, name) for bucket in ("zeta", "alpha") for name in names)
     blob_rows = list(read_blob_rows(location, manifest))
     assert [row["sha256"] for row in blob_rows] == [entry.sha256 for entry in read_index(location, manifest)]
+
+
+class SlowSource(CountingSource):
+    """Each object takes a while to read, as a large one over a slow link would."""
+
+    def open_object(self, obj):
+        time.sleep(0.05)
+        return super().open_object(obj)
+
+
+class FlushRecordingLocation(LocalLocation):
+    def __init__(self, root):
+        super().__init__(root)
+        self.flushed_with_blobs = []  # how many blobs the location held at each flush
+
+    def flush(self):
+        self.flushed_with_blobs.append(sum(1 for _ in self.iter_objects("blobs/")))
+        super().flush()
+
+
+def test_blobs_are_written_back_while_the_snapshot_stores_them_not_all_at_its_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage_producer, "WRITE_BACK_EVERY", 0.1)
+    location = FlushRecordingLocation(tmp_path / "backups")
+    _, stats = snapshot(SlowSource(["a"], 40), [location], parallelism=2)
+    assert stats.downloaded == 40
+    during, at_the_end = location.flushed_with_blobs[:-1], location.flushed_with_blobs[-1]
+    assert at_the_end == 40 and len(during) >= 3 and any(0 < held < 40 for held in during)
 
 
 class FreezeRecordingSource(CountingSource):

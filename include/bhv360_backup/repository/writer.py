@@ -99,13 +99,12 @@ class BackupWriter:
 
     def flush(self) -> None:
         """What each live location holds made durable (blobs, before an index names them); a location
-        that cannot drops out."""
+        that cannot drops out. Safe from several threads."""
         for location in self.live:
             try:
                 location.flush()
             except Exception as error:  # noqa: BLE001 - recorded; the other locations go on
                 self.drop(location, f"making the blobs durable: {first_line(error)}")
-        self._require_live()
 
     @property
     def encrypted(self) -> bool:
