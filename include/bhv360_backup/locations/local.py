@@ -185,7 +185,9 @@ class LocalLocation(Location):
         """The file systems of the root and of its folders synced (``syncfs``): a write-back that failed
         since the blobs were written raises, where ``sync`` reported nothing (the kernel keeps the error
         for the first who asks, so one written back before the flush is reported too)."""
-        if _sync_file_system is None or not self.root.is_dir():
+        if not self.root.is_dir():
+            return  # nothing was written here
+        if _sync_file_system is None:
             os.sync()
             return
         folders = {os.stat(self.root).st_dev: str(self.root)}

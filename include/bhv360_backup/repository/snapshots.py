@@ -113,7 +113,7 @@ def reused_row(obj: ObjectInfo, blob_row: dict) -> dict:
         return IndexEntry.reuse(obj, blob_row).row()
     row = {**_ROW_DEFAULTS, **blob_row, "bucket": obj.bucket, "path": obj.path, "etag": obj.etag,
            "updated_at": obj.updated_at}
-    del row["source"]
+    row.pop("source", None)
     if obj.id is not None:
         row["object_id"] = obj.id
     return row
