@@ -13,12 +13,10 @@ slot to a file. It prints the pieces, the time of both, their ratio, and the cap
 from __future__ import annotations
 
 import argparse
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from _common import WORK, peak_rss_mb, recvlogical_seconds
+from _common import peak_rss_mb, recvlogical_seconds, work_folder
 
 from bhv360_backup.demo.servers import ThrowawayCluster
 from bhv360_backup.locations import LocalLocation
@@ -34,8 +32,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--changes", type=int, default=2_000_000)
     args = parser.parse_args()
-    WORK.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-backlog-", dir=WORK))
+    with work_folder("bench-backlog-", "here", 0) as work:
+        capture_against_recvlogical(args, work)
+
+
+def capture_against_recvlogical(args: argparse.Namespace, work: Path) -> None:
+    """The backlog written, captured in pieces, and pg_recvlogical's time for the same."""
     cluster = ThrowawayCluster(settings={"wal_level": "logical", "max_replication_slots": "10",
                                          "max_wal_size": "4GB"})
     try:
@@ -74,7 +76,6 @@ def main() -> None:
         print(f"    ratio (target <= 1.5)      {ours / baseline:.2f}")
     finally:
         cluster.stop()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
 
 
 if __name__ == "__main__":

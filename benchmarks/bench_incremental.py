@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import random
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from _common import WORK, recvlogical_seconds
+from _common import recvlogical_seconds, work_folder
 
 from bhv360_backup.demo.data import create_demo_database, organisations_for_mb
 from bhv360_backup.demo.servers import ThrowawayCluster
@@ -105,8 +104,13 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=50, help="the database before the writer starts")
     args = parser.parse_args()
 
-    WORK.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-incremental-", dir=WORK))
+    with work_folder("bench-incremental-", "here", 0) as work:
+        measure(args, work)
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
+    """Captures while a writer runs, the whole run captured once against pg_recvlogical, and the replay
+    against psql."""
     cluster = ThrowawayCluster(settings={"wal_level": "logical"})
     try:
         with cluster.target.connect(autocommit=True) as connection:
@@ -198,7 +202,6 @@ def main() -> None:
         print(f"  ratio {ours_replay / psql_replay:.2f}; both equal to the source: {equal}")
     finally:
         cluster.stop()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
 
 
 if __name__ == "__main__":

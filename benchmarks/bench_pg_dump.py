@@ -26,11 +26,10 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _common import WORK, MachineLoad, add_s3_option, loopback_s3_client, peak_rss_mb, start_s3, timed
+from _common import MachineLoad, add_s3_option, loopback_s3_client, peak_rss_mb, start_s3, timed, work_folder
 from pyrage import x25519
 
 from bhv360_backup.demo.data import create_demo_database, organisations_for_mb
@@ -97,16 +96,24 @@ def main() -> None:
         run_backup_child(PgTarget(**spec["target"]), Path(spec["root"]), spec.get("s3"), spec.get("recipient"),
                          compression)
         return
+    target = ensure_database(args.size_mb)
+    machine = MachineLoad()
+    s3 = start_s3(args.s3)
+    try:
+        with work_folder("bench-pg-dump-", "here", 0) as work:
+            measure(args, compression, target, s3, work)
+    finally:
+        s3.stop()
+    print(machine.describe())
+
+
+def measure(args: argparse.Namespace, compression: DumpCompression, target: PgTarget, s3, work: Path) -> None:
+    """The rounds of the raw dump, ours to local, the hand-written pipeline and ours to both, and the medians."""
     same_compression = (f"--compress={compression.level}" if compression.zstd_level is None
                         else f"--compress=0 | zstd -q -{compression.level} -T0")
     recipient = str(x25519.Identity.generate().to_public()) if args.encrypt else None
     age_pipe = f"| age -r {recipient} " if recipient else ""
 
-    target = ensure_database(args.size_mb)
-    machine = MachineLoad()
-    WORK.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-pg-dump-", dir=WORK))
-    s3 = start_s3(args.s3)
     s3.create_bucket(BUCKET)
     env = {**os.environ, "PGHOST": target.host, "PGPORT": str(target.port), "PGUSER": target.user,
            "PGDATABASE": target.dbname, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
@@ -167,8 +174,6 @@ def main() -> None:
     started = time.monotonic()
     s3.client().put_object(Bucket=BUCKET, Key="probe", Body=probe)
     ingest = len(probe) / 1e6 / (time.monotonic() - started)
-    s3.stop()
-    shutil.rmtree(work)
 
     def median(name: str) -> float:
         return statistics.median(t for t, _, _ in results[name])
@@ -197,7 +202,6 @@ def main() -> None:
           f"ratio {median_in_process('both') / median('tee'):.3f}; to local {median_in_process('local'):.2f} s, "
           f"ratio {median_in_process('local') / median('raw'):.3f}")
     print(f"S3 test server ingest (one 64 MB PUT): {ingest:.1f} MB/s")
-    print(machine.describe())
 
 
 if __name__ == "__main__":

@@ -23,14 +23,14 @@ import argparse
 import os
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from _common import WORK, MachineLoad, add_s3_option, rclone_s3_env, require_tool, start_s3
+from _common import MachineLoad, add_s3_option, rclone_s3_env, require_tool, start_s3, work_folder
 from bench_pg_dump import SERVER, ensure_database
 
 from bhv360_backup.locations import LocalLocation, S3Location
+from bhv360_backup.postgres.client import PgTarget
 from bhv360_backup.producers.database import dump_database
 from bhv360_backup.repository.database import DUMP_ARTIFACT  # the default compression keeps this name
 from bhv360_backup.repository.layout import BackupType, artifact_key
@@ -62,9 +62,20 @@ def main() -> None:
 
     source = ensure_database(args.size_mb)
     machine = MachineLoad()
-    WORK.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-restore-", dir=WORK))
     s3 = start_s3(args.s3)
+    try:
+        with work_folder("bench-restore-", "here", 0) as work:
+            measure(args, source, s3, work)
+    finally:
+        s3.stop()
+        with SERVER.connect(autocommit=True) as connection:
+            connection.execute("DROP DATABASE IF EXISTS bhv360_bench_restore WITH (FORCE)")
+    print(machine.describe())
+
+
+def measure(args: argparse.Namespace, source: PgTarget, s3, work: Path) -> None:
+    """A backup into both locations, then rounds of the raw restore, ours from each copy and the
+    hand-written one from the S3 copy, and the medians."""
     s3.create_bucket("bench")
     local, cloud = LocalLocation(work / "backups"), S3Location(s3.client(), "bench")
     print("making the backup ...", flush=True)
@@ -111,10 +122,6 @@ def main() -> None:
         results["rclone+raw"].append(hand_written)
         print(f"round {number}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in results.items()), flush=True)
     dump_mb = dump.stat().st_size / 1e6
-    s3.stop()
-    with SERVER.connect(autocommit=True) as connection:
-        connection.execute("DROP DATABASE IF EXISTS bhv360_bench_restore WITH (FORCE)")
-    subprocess.run(["rm", "-rf", str(work)], check=True)
 
     medians = {name: statistics.median(times) for name, times in results.items()}
     print(f"\ndatabase {args.size_mb} MB, dump {dump_mb:.0f} MB, "
@@ -127,7 +134,6 @@ def main() -> None:
     print(f"rclone copyto, then raw pg_restore   {medians['rclone+raw']:7.2f} s  ratio {medians['rclone+raw'] / medians['raw']:.3f}"
           f" (the download alone {medians['download']:.2f} s, {dump_mb / medians['download']:.0f} MB/s)")
     print(f"    S3 restore against the hand-written one: ratio {medians['s3'] / medians['rclone+raw']:.3f}")
-    print(machine.describe())
 
 
 if __name__ == "__main__":
