@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import threading
 import time
 import tracemalloc
 from datetime import timedelta
@@ -475,17 +476,35 @@ def test_objects_the_host_froze_stay_frozen_after_a_snapshot(tmp_path):
         gc.unfreeze()
 
 
-@pytest.mark.parametrize("written_back", ["at the flush", "by the kernel before it"])
+class WaitingFolderSource(LocalFolderSource):
+    """Opens its first ``before`` objects at once, then each waits until ``event`` is set."""
+
+    def __init__(self, root, before, event):
+        super().__init__(root)
+        self.before, self.event, self.opened = before, event, 0
+
+    def open_object(self, obj):
+        self.opened += 1
+        if self.opened > self.before:
+            self.event.wait(10)
+        return super().open_object(obj)
+
+
+@pytest.mark.parametrize("written_back", ["at the flush before the index", "by the kernel before it",
+                                          "at a flush while blobs are still stored"])
 def test_blobs_the_disk_never_wrote_drop_the_local_copy_and_the_s3_copy_completes(tmp_path, s3, monkeypatch, written_back):
     """Every write of the blobs succeeds into the page cache, but the disk fails them when they are
     written back (and has room again right after, so the index would be written fine): the local
     location drops out naming it and publishes nothing, the S3 copy completes, and the run fails.
     Written back by the kernel on its own before the flush (here: a sync), with room again before the
-    flush, the loss is still reported (the kernel keeps a write-back error for the first who asks)."""
+    flush, the loss is still reported (the kernel keeps a write-back error for the first who asks).
+    Found by a flush of the thread that writes blobs back as they come, the local copy drops out then,
+    and the blobs still to come go to S3 only."""
     source = tmp_path / "source" / "incident-photos"
     source.mkdir(parents=True)
     for i in range(40):
         (source / f"photo-{i}.jpg").write_bytes(os.urandom(1 << 20))
+    found_while_stored = threading.Event()
     with disk_losing_write_back(tmp_path / "disk") as disk:
         flush = LocalLocation.flush
 
@@ -494,21 +513,36 @@ def test_blobs_the_disk_never_wrote_drop_the_local_copy_and_the_s3_copy_complete
                 os.sync()
                 disk.make_room()
                 flush(location)
-                return
-            try:
-                flush(location)
-            finally:
-                disk.make_room()
+            elif written_back == "at a flush while blobs are still stored":
+                try:
+                    flush(location)
+                except BackupError:
+                    disk.make_room()
+                    found_while_stored.set()
+                    raise
+            else:
+                try:
+                    flush(location)
+                finally:
+                    disk.make_room()
 
         monkeypatch.setattr(LocalLocation, "flush", room_again_after_the_write_back)
+        during = written_back == "at a flush while blobs are still stored"
+        monkeypatch.setattr(storage_producer, "WRITE_BACK_EVERY", 0.05 if during else 3600)
         local, cloud = LocalLocation(disk.folder / "backups"), S3Location(s3.client(), BUCKET)
         writer = BackupWriter([local, cloud], BackupType.STORAGE, next(_ids))
-        manifest, stats = take_snapshot(LocalFolderSource(tmp_path / "source"), writer, dag_id="test", run_id="test")
+        # while blobs are still stored: the last 10 wait until a flush has found the loss (25 MB is past the disk)
+        source_folder = (WaitingFolderSource(tmp_path / "source", 30, found_while_stored) if during
+                         else LocalFolderSource(tmp_path / "source"))
+        manifest, stats = take_snapshot(source_folder, writer, dag_id="test", run_id="test", parallelism=2)
         assert stats.downloaded == 40
         assert "making the blobs durable" in writer.failures["local"]
         assert "No space left on device" in writer.failures["local"] or "Input/output error" in writer.failures["local"]
         assert list_backups(local, BackupType.STORAGE) == []
         assert list_backups(cloud, BackupType.STORAGE) == [manifest.backup_id]
         assert verify_snapshot_blobs(cloud, manifest) == []
+        if during:
+            assert found_while_stored.is_set()
+            assert sum(1 for _ in local.iter_objects("blobs/")) < 40  # the later blobs went to S3 only
         with pytest.raises(BackupError, match="local"):
             writer.raise_for_failures()
