@@ -1,11 +1,12 @@
-"""A thread pool that takes work only as fast as it gets through it, so a million objects are never a
-million queued tasks."""
+"""The package's own threads: a pool that takes work only as fast as it gets through it, so a million
+objects are never a million queued tasks, and an action repeated by a thread while a block runs."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 TASKS_AHEAD = 4  # tasks queued or running per worker thread: enough to keep every worker busy
 
@@ -28,3 +29,22 @@ class BoundedPool:
 
     def __exit__(self, *exc_info: object) -> None:
         self._pool.shutdown(wait=True)
+
+
+@contextmanager
+def repeated(action: Callable[[], None], every_seconds: float, name: str) -> Iterator[None]:
+    """``action`` run every ``every_seconds`` (the first after one interval) by a thread of its own while
+    the block runs; leaving the block waits for a run in progress. ``action`` handles its own failures."""
+    stopped = threading.Event()
+
+    def run() -> None:
+        while not stopped.wait(every_seconds):
+            action()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stopped.set()
+        thread.join()

@@ -11,12 +11,12 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.locations.base import Location
-from bhv360_backup.pools import BoundedPool
+from bhv360_backup.pools import BoundedPool, repeated
 from bhv360_backup.repository.blobs import BlobStore, StoredBlob, copy_snapshot_blobs
 from bhv360_backup.repository.catalog import list_backups, read_manifest
 from bhv360_backup.repository.layout import BackupType
@@ -131,24 +131,11 @@ def take_snapshot(
 WRITE_BACK_EVERY = 1.0  # seconds between the flushes made while blobs are stored
 
 
-@contextmanager
-def written_back_as_it_goes(writer: BackupWriter) -> Iterator[None]:
+def written_back_as_it_goes(writer: BackupWriter) -> AbstractContextManager[None]:
     """The blobs made durable every ``WRITE_BACK_EVERY`` seconds while they are stored, by a thread of its
     own: the disk writes while the run downloads, and the flush before the index waits for the last
     second only (it had waited for the whole snapshot's bytes: 6% of a first snapshot's time)."""
-    stopped = threading.Event()
-
-    def write_back() -> None:
-        while not stopped.wait(WRITE_BACK_EVERY):
-            writer.flush()
-
-    flusher = threading.Thread(target=write_back, name="write-back", daemon=True)
-    flusher.start()
-    try:
-        yield
-    finally:
-        stopped.set()
-        flusher.join()
+    return repeated(writer.flush, WRITE_BACK_EVERY, "write-back")
 
 
 @contextmanager

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +21,7 @@ from datetime import datetime, timedelta
 
 from bhv360_backup.errors import BackupError, first_line
 from bhv360_backup.locations.base import ArtifactMissing, Location
+from bhv360_backup.pools import repeated
 from bhv360_backup.repository.manifest import iso, parse_iso, utc_now
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,12 @@ def _release(location: Location, key: str) -> None:
         log.warning("could not release %s in %s: %s", key, location.name, first_line(error))
 
 
-def _refresh(locations: Sequence[Location], key: str, run_id: str, stop: threading.Event,
-             every: timedelta) -> None:
-    while not stop.wait(every.total_seconds()):
-        for location in locations:
-            try:
-                _write(location, key, run_id, False, SHARED_LOCK_TIME)
-            except Exception as error:  # noqa: BLE001 - tried again at the next refresh
-                log.warning("%s: could not refresh lock %s: %s", location.name, key, first_line(error))
+def _refresh(locations: Sequence[Location], key: str, run_id: str) -> None:
+    for location in locations:
+        try:
+            _write(location, key, run_id, False, SHARED_LOCK_TIME)
+        except Exception as error:  # noqa: BLE001 - tried again at the next refresh
+            log.warning("%s: could not refresh lock %s: %s", location.name, key, first_line(error))
 
 
 @contextmanager
@@ -105,23 +103,18 @@ def shared_lock(locations: Sequence[Location], run_id: str,
             unreachable(location, f"lock not writable: {first_line(error)}")
             continue
         held.append(location)
-    stop = threading.Event()
-    refresher = threading.Thread(target=_refresh, args=(held, key, run_id, stop, refresh_every),
-                                 name=f"lock-refresh-{key}", daemon=True)
-    refresher.start()
     try:
-        deadline = time.monotonic() + WAIT_FOR_EXCLUSIVE.total_seconds()
-        for location in held:
-            while exclusive := [lock for lock in live_locks(location, utc_now()) if lock.exclusive]:
-                if time.monotonic() > deadline:
-                    raise BackupError(f"{location.name}: {exclusive[0].describe()} has held the blobs for over "
-                                      f"{WAIT_FOR_EXCLUSIVE}; remove it if that run is gone")
-                log.info("%s: waiting for %s to finish", location.name, exclusive[0].describe())
-                time.sleep(POLL_SECONDS)
-        yield
+        with repeated(lambda: _refresh(held, key, run_id), refresh_every.total_seconds(), f"lock-refresh-{key}"):
+            deadline = time.monotonic() + WAIT_FOR_EXCLUSIVE.total_seconds()
+            for location in held:
+                while exclusive := [lock for lock in live_locks(location, utc_now()) if lock.exclusive]:
+                    if time.monotonic() > deadline:
+                        raise BackupError(f"{location.name}: {exclusive[0].describe()} has held the blobs for over "
+                                          f"{WAIT_FOR_EXCLUSIVE}; remove it if that run is gone")
+                    log.info("%s: waiting for %s to finish", location.name, exclusive[0].describe())
+                    time.sleep(POLL_SECONDS)
+            yield
     finally:
-        stop.set()
-        refresher.join()
         for location in held:
             _release(location, key)
 
