@@ -86,15 +86,18 @@ class BlobStore:
 
     def _present_sizes(self, location: Location, names: list[str]) -> dict[str, int]:
         if location.cheap_size_lookups:
-            sizes = location.sizes_of(blob_key(name, self.space) for name in names)
-            return {key.rsplit("/", 1)[-1]: size for key, size in sizes.items()}
+            return self._asked(location, names)
         found = self.scratch.present_sizes(location.name, names)
         if location.name not in self.listed:
-            for name in names:
-                if name not in found and (size := location.size_of(blob_key(name, self.space))) is not None:
-                    found[name] = size
-                    self.scratch.mark_present(location.name, name, size)
+            for name, size in self._asked(location, [name for name in names if name not in found]).items():
+                found[name] = size
+                self.scratch.mark_present(location.name, name, size)
         return found
+
+    def _asked(self, location: Location, names: list[str]) -> dict[str, int]:
+        """The stored sizes of those of ``names`` that ``location`` says it holds."""
+        keys = {blob_key(name, self.space): name for name in names}
+        return {keys[key]: size for key, size in location.sizes_of(keys).items()}
 
     def store(self, chunks: Iterator[bytes]) -> StoredBlob:
         """Stream an object into every live location's blob space, each copy written once, straight to
